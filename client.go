@@ -1,0 +1,311 @@
+package wsrpc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v5"
+	"github.com/gorilla/websocket"
+)
+
+// Client is a connection to a wsrpc (or fastapi_websocket_rpc) server that
+// outlives its links: when the link drops it reconnects with backoff and
+// runs OnConnect again. It exposes [DialOptions].Methods to the server.
+// A Client is safe for concurrent use.
+type Client struct {
+	url        string
+	opts       DialOptions
+	cfg        *config
+	maxMessage int64
+	dialer     *websocket.Dialer
+
+	ctx    context.Context // canceled by Close
+	cancel context.CancelFunc
+
+	mu     sync.Mutex
+	conn   *Conn
+	ready  chan struct{} // closed while conn != nil
+	closed bool
+	err    error         // why the client ended, once it has
+	ended  chan struct{} // closed when the client ended for good
+
+}
+
+// Dial connects to the server at rawURL (ws://, wss://, http:// or
+// https://), retrying with backoff per opts.Retry until ctx ends; 401 and
+// 403 are not retried. It returns once the connection is up and
+// OnConnect, if any, returned. ctx bounds only this first connect.
+//
+// A refusal returns an error wrapping *[HTTPError].
+func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Client, error) {
+	var o DialOptions
+	if opts != nil {
+		o = *opts
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("wsrpc: dial: %w", err)
+	}
+	switch u.Scheme {
+	case "ws", "wss":
+	case "http":
+		u.Scheme = "ws"
+	case "https":
+		u.Scheme = "wss"
+	default:
+		return nil, fmt.Errorf("wsrpc: dial: unsupported URL scheme %q", u.Scheme)
+	}
+	cfg, maxMessage, err := common{
+		onConnect: o.OnConnect, onDisconnect: o.OnDisconnect, onError: o.OnError,
+		logger: o.Logger, callTimeout: o.CallTimeout, keepAlive: o.KeepAlive,
+		binary: o.BinaryFrames, maxMessage: o.MaxMessageSize, sendQueue: o.SendQueue,
+		writeTimeout: o.WriteTimeout,
+	}.config(o.Methods)
+	if err != nil {
+		return nil, err
+	}
+	cfg.pingRPC = true
+	proxy := o.Proxy
+	if proxy == nil {
+		proxy = http.ProxyFromEnvironment
+	}
+	cl := &Client{
+		url:        u.String(),
+		opts:       o,
+		cfg:        cfg,
+		maxMessage: maxMessage,
+		ready:      make(chan struct{}),
+		ended:      make(chan struct{}),
+		dialer: &websocket.Dialer{
+			Proxy:            proxy,
+			TLSClientConfig:  o.TLSConfig,
+			HandshakeTimeout: orDefault(o.HandshakeTimeout, DefaultHandshakeTimeout),
+			Subprotocols:     []string{extProtocol},
+			WriteBufferPool:  &sync.Pool{},
+		},
+	}
+	cl.ctx, cl.cancel = context.WithCancel(context.Background())
+
+	ws, err := cl.connect(ctx)
+	if err != nil {
+		cl.cancel()
+		return nil, err
+	}
+	started := make(chan error, 1)
+	go cl.run(ws, started)
+	select {
+	case err = <-started:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	if err != nil {
+		cl.Close()
+		return nil, fmt.Errorf("wsrpc: dial: %w", err)
+	}
+	return cl, nil
+}
+
+// connect dials with retries until it succeeds, the retry limits are hit,
+// the server refuses with 401 or 403, or ctx (or the client) ends.
+func (cl *Client) connect(ctx context.Context) (*websocket.Conn, error) {
+	r := cl.opts.Retry
+	b := &backoff.ExponentialBackOff{
+		InitialInterval:     orDefault(r.InitialInterval, 100*time.Millisecond),
+		RandomizationFactor: 0.5,
+		Multiplier:          2,
+		MaxInterval:         orDefault(r.MaxInterval, 120*time.Second),
+	}
+	b.Reset()
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	defer context.AfterFunc(cl.ctx, stop)() // Close also stops a connect in progress
+	try := 0
+	op := func() (*websocket.Conn, error) {
+		try++
+		ws, err := cl.dialOnce(ctx)
+		if err != nil {
+			if he, ok := errors.AsType[*HTTPError](err); ok &&
+				(he.StatusCode == http.StatusUnauthorized || he.StatusCode == http.StatusForbidden) {
+				return nil, backoff.Permanent(err)
+			}
+			if ctx.Err() != nil {
+				return nil, backoff.Permanent(err)
+			}
+			cl.cfg.logger.Warn("connect failed", "url", cl.url, "try", try, "err", err)
+		}
+		return ws, err
+	}
+	opts := []backoff.RetryOption{backoff.WithBackOff(b), backoff.WithMaxElapsedTime(max(r.MaxElapsedTime, 0))}
+	if r.MaxTries > 0 {
+		opts = append(opts, backoff.WithMaxTries(uint(r.MaxTries)))
+	}
+	ws, err := backoff.Retry(ctx, op, opts...)
+	if err != nil {
+		if cl.ctx.Err() != nil {
+			return nil, ErrClosed
+		}
+		return nil, fmt.Errorf("wsrpc: connect %s: %w", cl.url, err)
+	}
+	return ws, nil
+}
+
+// dialOnce makes one connect attempt.
+func (cl *Client) dialOnce(ctx context.Context) (*websocket.Conn, error) {
+	ws, resp, err := cl.dialer.DialContext(ctx, cl.url, cl.opts.Header)
+	if err != nil {
+		if resp != nil && errors.Is(err, websocket.ErrBadHandshake) {
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+			resp.Body.Close()
+			return nil, &HTTPError{StatusCode: resp.StatusCode, Message: trimBody(body)}
+		}
+		return nil, err
+	}
+	if cl.maxMessage > 0 {
+		ws.SetReadLimit(cl.maxMessage)
+	}
+	return ws, nil
+}
+
+func trimBody(b []byte) string {
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r' || b[len(b)-1] == ' ') {
+		b = b[:len(b)-1]
+	}
+	return string(b)
+}
+
+// run serves each connection and reconnects when it drops, until the
+// client is closed or a reconnect fails for good.
+func (cl *Client) run(ws *websocket.Conn, started chan<- error) {
+	for {
+		c := newConn(ws, cl.cfg, nil)
+		c.log.Info("connected", "url", cl.url, "extensions", c.ext)
+		cl.mu.Lock()
+		if cl.closed {
+			cl.mu.Unlock()
+			ws.Close()
+			cl.end(ErrClosed)
+			return
+		}
+		cl.conn = c
+		close(cl.ready)
+		cl.mu.Unlock()
+
+		go c.serve(started)
+		started = nil
+		<-c.readerDone
+
+		cl.mu.Lock()
+		cl.conn = nil
+		cl.ready = make(chan struct{})
+		closed := cl.closed
+		cl.mu.Unlock()
+		if closed {
+			cl.end(ErrClosed)
+			return
+		}
+		if cl.opts.DisableReconnect {
+			cl.end(c.Err())
+			return
+		}
+		c.log.Info("reconnecting", "url", cl.url, "cause", c.Err())
+		var err error
+		if ws, err = cl.connect(cl.ctx); err != nil {
+			cl.end(err)
+			return
+		}
+	}
+}
+
+// end records why the client ended for good.
+func (cl *Client) end(err error) {
+	cl.mu.Lock()
+	if cl.err == nil {
+		cl.err = err
+	}
+	cl.mu.Unlock()
+	if !errors.Is(err, ErrClosed) {
+		cl.cfg.logger.Error("client gave up", "url", cl.url, "err", err)
+	}
+	close(cl.ended)
+}
+
+// Conn returns the current connection, or nil while the client is
+// (re)connecting or after it ended.
+func (cl *Client) Conn() *Conn {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	return cl.conn
+}
+
+// Call calls method on the server over the current connection; see
+// [Conn.Call]. While the client is reconnecting, Call fails at once with
+// [ErrNotConnected], or waits for the connection if WaitForReady is set.
+// Calls in flight when the link drops fail with [ErrConnectionLost]; they
+// are not retried, since the server may have run them.
+func (cl *Client) Call(ctx context.Context, method string, args, result any) error {
+	raw, err := encodeArgs(args)
+	if err != nil {
+		return &callError{method, err}
+	}
+	if _, ok := ctx.Deadline(); !ok && cl.cfg.callTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, cl.cfg.callTimeout)
+		defer cancel()
+	}
+	for {
+		cl.mu.Lock()
+		c, ready, closed := cl.conn, cl.ready, cl.closed
+		cl.mu.Unlock()
+		if closed {
+			return &callError{method, ErrClosed}
+		}
+		if c != nil {
+			return c.call(ctx, method, raw, result, "")
+		}
+		if !cl.opts.WaitForReady {
+			return &callError{method, ErrNotConnected}
+		}
+		select {
+		case <-ready:
+		case <-ctx.Done():
+			return &callError{method, fmt.Errorf("%w: %w", ErrNotConnected, ctx.Err())}
+		case <-cl.ended:
+			return &callError{method, cl.Err()}
+		}
+	}
+}
+
+// Done returns a channel closed when the client has ended for good: closed,
+// or given up reconnecting ([Client.Err] says why).
+func (cl *Client) Done() <-chan struct{} { return cl.ended }
+
+// Err returns why the client ended, or nil while it runs.
+func (cl *Client) Err() error {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	return cl.err
+}
+
+// Close closes the connection (status 1000) and stops reconnecting. Calls
+// in flight fail with [ErrClosed]. It is idempotent and safe to call from
+// handlers and hooks. It returns when the reconnect loop and the socket are
+// done; handlers still running have their contexts canceled and return on
+// their own ([Conn.Done]).
+func (cl *Client) Close() error {
+	cl.mu.Lock()
+	cl.closed = true
+	c := cl.conn
+	cl.mu.Unlock()
+	cl.cancel()
+	if c != nil {
+		c.Close()
+	}
+	<-cl.ended
+	return nil
+}

@@ -1,0 +1,945 @@
+package wsrpc
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/wsrpc/wsrpc/internal/wire"
+)
+
+// extProtocol is the WebSocket subprotocol that two wsrpc peers negotiate to
+// enable the extensions (deadline propagation and cancellation). A peer that
+// does not offer it, such as a Python one, never sees an extension frame.
+const extProtocol = "wsrpc.v1"
+
+// ErrKeepAliveTimeout is the cause of a connection that keep-alive found
+// dead: nothing was received from the peer within the interval and timeout.
+var ErrKeepAliveTimeout = errors.New("wsrpc: keep-alive timeout")
+
+// ErrBadFrame is reported to the OnError hook, wrapped with the reason, for
+// every frame from the peer that could not be used. The connection lives on.
+var ErrBadFrame = errors.New("wsrpc: bad frame from peer")
+
+// PanicError is reported to the OnError hook when a handler panics. The
+// caller gets a [CodeInternalError] response and the connection lives on.
+type PanicError struct {
+	Method string
+	Value  any    // what the handler panicked with
+	Stack  []byte // the handler goroutine's stack
+}
+
+func (e *PanicError) Error() string {
+	return fmt.Sprintf("wsrpc: handler for %q panicked: %v", e.Method, e.Value)
+}
+
+// config is what a Conn needs from its Server or Client.
+type config struct {
+	mux          *Mux
+	logger       *slog.Logger
+	onConnect    func(context.Context, *Conn) error
+	onDisconnect func(*Conn, error)
+	onError      func(*Conn, error)
+	callTimeout  time.Duration // <= 0: none
+	keepAlive    KeepAlive     // Interval <= 0: off
+	pingRPC      bool          // keep-alive also calls _ping_ (clients)
+	binary       bool
+	maxQueue     int
+	writeTimeout time.Duration
+	closeTimeout time.Duration
+}
+
+// Conn is one WebSocket connection, on either side. Both sides may call
+// methods of the other at any time: calls run concurrently both ways, and a
+// handler may call the peer back while the peer's call to it is open.
+//
+// A handler's context carries its Conn ([ConnFromContext]). A [Client]
+// hands out its current Conn with [Client.Conn]. All methods are safe for
+// concurrent use.
+type Conn struct {
+	ws    *websocket.Conn
+	id    string
+	cfg   *config
+	req   *http.Request
+	ext   bool
+	log   *slog.Logger
+	start time.Time
+
+	lastRead atomic.Int64 // time.Since(start) when a frame last arrived
+
+	ctx    context.Context // carries the Conn; canceled when it ends
+	cancel context.CancelCauseFunc
+
+	mu           sync.Mutex
+	pending      map[string]chan reply
+	running      map[string]context.CancelCauseFunc // extension: handlers by call id
+	closing      bool                               // ended or ending: no new calls
+	closeStarted bool
+	cause        error // why the connection ended
+	calls        int   // handlers running
+	draining     bool
+	drained      chan struct{}
+	ka           *time.Timer
+	stored       map[string]storedResponse // call_me_back answers
+	storedOrder  []string
+
+	wmu      sync.Mutex
+	wq       []*buffer
+	wspare   []*buffer
+	wrunning bool
+	wclosed  bool
+	werr     error         // owned by the running writer
+	slots    chan struct{} // bounds queued frames
+
+	inHook     atomic.Int32 // reader is running a hook
+	wg         sync.WaitGroup
+	readerDone chan struct{}
+	done       chan struct{}
+}
+
+type reply struct {
+	result []byte
+	typ    []byte
+	errObj []byte
+	err    error
+	buf    *buffer
+}
+
+type connKey struct{}
+
+// ConnFromContext returns the connection whose call a handler is serving,
+// or nil if ctx is not a handler's context.
+func ConnFromContext(ctx context.Context) *Conn {
+	c, _ := ctx.Value(connKey{}).(*Conn)
+	return c
+}
+
+func newConn(ws *websocket.Conn, cfg *config, req *http.Request) *Conn {
+	c := &Conn{
+		ws:         ws,
+		id:         wire.NewCallID(),
+		cfg:        cfg,
+		req:        req,
+		ext:        ws.Subprotocol() == extProtocol,
+		start:      time.Now(),
+		pending:    make(map[string]chan reply),
+		slots:      make(chan struct{}, cfg.maxQueue),
+		readerDone: make(chan struct{}),
+		done:       make(chan struct{}),
+	}
+	c.log = cfg.logger.With("conn", c.id, "remote", ws.RemoteAddr().String())
+	ctx, cancel := context.WithCancelCause(context.WithValue(context.Background(), connKey{}, c))
+	c.ctx, c.cancel = ctx, cancel
+	ws.SetPingHandler(func(data string) error {
+		c.touch()
+		err := ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
+		if errors.Is(err, websocket.ErrCloseSent) {
+			return nil
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return nil
+		}
+		return err
+	})
+	ws.SetPongHandler(func(string) error { c.touch(); return nil })
+	return c
+}
+
+// ID returns the connection's channel id: 32 hex digits this side made for
+// itself, which the peer learns by calling _get_channel_id_.
+func (c *Conn) ID() string { return c.id }
+
+// Request returns the HTTP request that opened the connection on a server:
+// its headers, URL and path values (Request().PathValue("client_id")). It
+// returns nil on a client's connection. The request must not be modified.
+func (c *Conn) Request() *http.Request { return c.req }
+
+// PathValue returns the named path wildcard of the request that opened a
+// server's connection (for /ws/{client_id}: PathValue("client_id")), or "".
+func (c *Conn) PathValue(name string) string {
+	if c.req == nil {
+		return ""
+	}
+	return c.req.PathValue(name)
+}
+
+// RemoteAddr returns the peer's network address.
+func (c *Conn) RemoteAddr() net.Addr { return c.ws.RemoteAddr() }
+
+// Done returns a channel that is closed when the connection has ended and
+// all its goroutines, handlers included, have returned.
+func (c *Conn) Done() <-chan struct{} { return c.done }
+
+// Err returns why the connection ended: [ErrClosed] if this side closed it,
+// else the error that ended it. It returns nil while the connection is open.
+func (c *Conn) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.closing {
+		return nil
+	}
+	return c.cause
+}
+
+func (c *Conn) touch() { c.lastRead.Store(int64(time.Since(c.start))) }
+
+// serve runs the connection until it ends: the read loop runs in the
+// calling goroutine. onConnect, if not nil, gets the hook's result.
+func (c *Conn) serve(onConnect chan<- error) {
+	c.touch()
+	if c.cfg.onConnect != nil {
+		c.wg.Go(func() {
+			err := c.cfg.onConnect(c.ctx, c)
+			if onConnect != nil {
+				onConnect <- err
+			}
+			if err != nil {
+				c.report(fmt.Errorf("wsrpc: on connect: %w", err))
+				c.close(websocket.CloseInternalServerErr, "on connect failed", fmt.Errorf("wsrpc: on connect: %w", err))
+			}
+		})
+	} else if onConnect != nil {
+		onConnect <- nil
+	}
+	if ka := c.cfg.keepAlive; ka.Interval > 0 {
+		c.mu.Lock()
+		c.ka = time.AfterFunc(ka.Interval, c.keepAliveTick)
+		c.mu.Unlock()
+	}
+	err := c.readLoop()
+	c.cleanup(err)
+}
+
+func (c *Conn) readLoop() error {
+	for {
+		mt, r, err := c.ws.NextReader()
+		if err != nil {
+			return err
+		}
+		buf := getBuf()
+		if err := buf.readFrom(r); err != nil {
+			putBuf(buf)
+			return err
+		}
+		c.touch()
+		c.handleFrame(mt, buf)
+	}
+}
+
+func (c *Conn) handleFrame(mt int, buf *buffer) {
+	var f wire.Frame
+	err := wire.Decode(buf.b, &f)
+	if err == nil && mt == websocket.TextMessage && !utf8.Valid(buf.b) {
+		err = errInvalidUTF8
+	}
+	if err != nil {
+		c.badFrame(&f, err)
+		putBuf(buf)
+		return
+	}
+	switch f.Kind {
+	case wire.KindRequest:
+		c.handleRequest(&f, buf)
+	case wire.KindResponse:
+		c.handleResponse(&f, buf)
+	case wire.KindCancel:
+		if c.ext {
+			c.mu.Lock()
+			cancel := c.running[f.ID()]
+			c.mu.Unlock()
+			if cancel != nil {
+				cancel(errCanceledByPeer)
+			}
+		}
+		putBuf(buf)
+	}
+}
+
+var (
+	errInvalidUTF8    = errors.New("text frame is not valid UTF-8")
+	errCanceledByPeer = errors.New("wsrpc: call canceled by the caller")
+)
+
+// badFrame answers a frame that could not be used, where it has a request to
+// answer, and reports it.
+func (c *Conn) badFrame(f *wire.Frame, err error) {
+	code := CodeInvalidRequest
+	var inv *wire.InvalidError
+	switch {
+	case errors.Is(err, wire.ErrParse), errors.Is(err, errInvalidUTF8):
+		code = CodeParseError
+	case errors.As(err, &inv) && inv.Params:
+		code = CodeInvalidParams
+	}
+	c.reportFromReader(fmt.Errorf("%w: %v", ErrBadFrame, err))
+	if f.Kind == wire.KindResponse {
+		// A broken answer to one of our calls fails that call, clearly.
+		if ch := c.takePending(f.CallID); ch != nil {
+			ch <- reply{err: fmt.Errorf("%w: %v", ErrBadFrame, err)}
+		}
+		return
+	}
+	out := getBuf()
+	out.b = wire.AppendError(out.b, f.CallID, code, err.Error(), nil)
+	c.send(out)
+}
+
+func (c *Conn) handleRequest(f *wire.Frame, in *buffer) {
+	switch string(f.Method) {
+	case "_ping_":
+		c.sendResult(f.CallID, `"pong"`, "str")
+		putBuf(in)
+		return
+	case "_get_channel_id_":
+		c.sendResult(f.CallID, `"`+c.id+`"`, "str")
+		putBuf(in)
+		return
+	}
+	var m *method
+	if f.Method[0] != '_' {
+		m = c.cfg.mux.lookup(f.Method)
+	}
+	if m == nil {
+		out := getBuf()
+		out.b = wire.AppendError(out.b, f.CallID, CodeMethodNotFound, "method not found: "+string(f.Method), nil)
+		putBuf(in)
+		c.send(out)
+		return
+	}
+	ctx := c.ctx
+	var cancel context.CancelCauseFunc
+	c.mu.Lock()
+	if c.draining || c.closing {
+		c.mu.Unlock()
+		out := getBuf()
+		out.b = wire.AppendError(out.b, f.CallID, CodeServerError, ErrShuttingDown.Error(), nil)
+		putBuf(in)
+		c.send(out)
+		return
+	}
+	c.calls++
+	c.wg.Add(1)
+	if c.ext && f.CallID != nil {
+		ctx, cancel = context.WithCancelCause(ctx)
+		if c.running == nil {
+			c.running = make(map[string]context.CancelCauseFunc)
+		}
+		c.running[f.ID()] = cancel
+	}
+	c.mu.Unlock()
+	if c.ext && f.TimeoutMS > 0 {
+		var stop context.CancelFunc
+		ctx, stop = context.WithTimeout(ctx, time.Duration(f.TimeoutMS)*time.Millisecond)
+		prev := cancel
+		cancel = func(err error) { stop(); prev(err) }
+	}
+	go c.runHandler(ctx, cancel, m, *f, in)
+}
+
+func (c *Conn) runHandler(ctx context.Context, cancel context.CancelCauseFunc, m *method, f wire.Frame, in *buffer) {
+	defer c.wg.Done()
+	out := getBuf()
+	out.b = wire.AppendResponseStart(out.b)
+	typ, err := c.invoke(ctx, m, &f, out)
+	if err == nil {
+		out.b = wire.AppendResponseEnd(out.b, typ, f.CallID)
+	} else {
+		we := toWireError(err)
+		if !isWireError(err) {
+			c.report(err)
+		}
+		out.b = wire.AppendError(out.b[:0], f.CallID, we.Code, we.Message, we.Data)
+	}
+	peerGaveUp := cancel != nil && errors.Is(context.Cause(ctx), errCanceledByPeer)
+	id := ""
+	if cancel != nil {
+		id = f.ID()
+	}
+	putBuf(in) // f aliases in: done with it
+	if peerGaveUp {
+		putBuf(out)
+	} else {
+		c.send(out)
+	}
+	c.mu.Lock()
+	c.calls--
+	if cancel != nil {
+		delete(c.running, id)
+	}
+	if c.calls == 0 && c.drained != nil {
+		close(c.drained)
+		c.drained = nil
+	}
+	c.mu.Unlock()
+	if cancel != nil {
+		cancel(context.Canceled)
+	}
+}
+
+// invoke runs the handler, turning a panic into an error.
+func (c *Conn) invoke(ctx context.Context, m *method, f *wire.Frame, out *buffer) (typ string, err error) {
+	name := string(f.Method)
+	defer func() {
+		if p := recover(); p != nil {
+			pe := &PanicError{Method: name, Value: p, Stack: debug.Stack()}
+			c.log.Error("handler panicked", "method", name, "panic", p, "stack", string(pe.Stack))
+			c.report(pe)
+			err = &Error{Code: CodeInternalError, Message: "internal error: method " + strconv.Quote(name) + " failed"}
+		}
+	}()
+	out.b, typ, err = m.serve(ctx, f.Args, out.b)
+	if errors.Is(err, errUnencodable) {
+		err = &Error{Code: CodeInternalError, Message: fmt.Sprintf("method %q: %v", name, err)}
+		c.report(err)
+	}
+	return typ, err
+}
+
+func isWireError(err error) bool {
+	_, ok := errors.AsType[*Error](err)
+	return ok
+}
+
+func (c *Conn) sendResult(callID []byte, result, typ string) {
+	out := getBuf()
+	out.b = wire.AppendResponseStart(out.b)
+	out.b = append(out.b, result...)
+	out.b = wire.AppendResponseEnd(out.b, typ, callID)
+	c.send(out)
+}
+
+func (c *Conn) handleResponse(f *wire.Frame, buf *buffer) {
+	ch := c.takePending(f.CallID)
+	if ch == nil {
+		c.log.Debug("response to no pending call", "call_id", f.ID())
+		putBuf(buf)
+		return
+	}
+	ch <- reply{result: f.Result, typ: f.ResultType, errObj: f.Error, buf: buf}
+}
+
+// takePending removes and returns the waiting call for a raw call id token.
+func (c *Conn) takePending(tok []byte) chan reply {
+	if len(tok) < 2 || tok[0] != '"' {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	key := tok[1 : len(tok)-1]
+	ch, ok := c.pending[string(key)]
+	if !ok {
+		s := wire.TokenString(tok) // escaped form of an id
+		if ch, ok = c.pending[s]; !ok {
+			return nil
+		}
+		delete(c.pending, s)
+		return ch
+	}
+	delete(c.pending, string(key))
+	return ch
+}
+
+// Call calls method on the peer with keyword arguments args and waits for
+// the answer, which it decodes into result with encoding/json.
+//
+// args is a struct, a map with string keys, a json.RawMessage holding a
+// JSON object, or nil for no arguments. result is a pointer, or nil to
+// discard the answer.
+//
+// ctx bounds the wait. If ctx has no deadline, the connection's default
+// call timeout applies. The error is nil, or wraps an *[Error] when the peer
+// answered with one, ctx's error on timeout or cancellation, [ErrClosed] or
+// [ErrConnectionLost]. A call that fails never affects other calls or the
+// connection.
+func (c *Conn) Call(ctx context.Context, method string, args, result any) error {
+	raw, err := encodeArgs(args)
+	if err != nil {
+		return &callError{method, err}
+	}
+	return c.call(ctx, method, raw, result, "")
+}
+
+func (c *Conn) call(ctx context.Context, method string, args []byte, result any, id string) error {
+	r, err := c.roundTrip(ctx, method, args, id)
+	if err != nil {
+		return err
+	}
+	return c.finish(method, r, result)
+}
+
+// roundTrip sends a request and waits for its reply, whose buffer the
+// caller must release with putBuf.
+func (c *Conn) roundTrip(ctx context.Context, method string, args []byte, id string) (reply, error) {
+	if method == "" {
+		return reply{}, &callError{method, errors.New("empty method name")}
+	}
+	if _, ok := ctx.Deadline(); !ok && c.cfg.callTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.cfg.callTimeout)
+		defer cancel()
+	}
+	if err := ctx.Err(); err != nil {
+		return reply{}, &callError{method, err}
+	}
+	var timeoutMS int64
+	if c.ext {
+		if dl, ok := ctx.Deadline(); ok {
+			timeoutMS = max(1, int64((time.Until(dl)+time.Millisecond-1)/time.Millisecond))
+		}
+	}
+	if id == "" {
+		id = wire.NewCallID()
+	}
+	ch := make(chan reply, 1)
+	c.mu.Lock()
+	if c.closing {
+		err := c.endErr()
+		c.mu.Unlock()
+		return reply{}, &callError{method, err}
+	}
+	c.pending[id] = ch
+	c.mu.Unlock()
+
+	out := getBuf()
+	out.b = wire.AppendRequest(out.b, method, args, id, timeoutMS)
+	if err := c.enqueue(ctx, out); err != nil {
+		c.forget(id)
+		return reply{}, &callError{method, err}
+	}
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			return reply{}, &callError{method, r.err}
+		}
+		return r, nil
+	case <-ctx.Done():
+		if c.forget(id) {
+			if c.ext {
+				cf := getBuf()
+				cf.b = wire.AppendCancel(cf.b, id)
+				c.trySend(cf)
+			}
+		} else if r := <-ch; r.buf != nil {
+			putBuf(r.buf) // the answer raced the deadline; the deadline wins
+		}
+		return reply{}, &callError{method, ctx.Err()}
+	}
+}
+
+// forget removes a pending call; it reports whether the call was still
+// pending (no answer or failure was delivered to it).
+func (c *Conn) forget(id string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.pending[id]; ok {
+		delete(c.pending, id)
+		return true
+	}
+	return false
+}
+
+func (c *Conn) finish(method string, r reply, result any) error {
+	defer putBuf(r.buf)
+	if e := r.remoteError(); e != nil {
+		return &callError{method, e}
+	}
+	if result == nil {
+		return nil
+	}
+	raw := r.result
+	if raw == nil {
+		raw = []byte("null")
+	}
+	if rm, ok := result.(*json.RawMessage); ok {
+		*rm = append((*rm)[:0], raw...)
+		return nil
+	}
+	if err := json.Unmarshal(raw, result); err != nil {
+		return &callError{method, fmt.Errorf("decode result: %w", err)}
+	}
+	return nil
+}
+
+// remoteError returns the *Error a reply carries, if any.
+func (r *reply) remoteError() *Error {
+	if r.errObj == nil && string(r.typ) != "error" {
+		return nil
+	}
+	e := &Error{Code: CodeInternalError, Message: "remote error"}
+	if r.errObj != nil {
+		if err := json.Unmarshal(r.errObj, e); err != nil {
+			return &Error{Code: CodeInternalError, Message: "remote error (unreadable error object)"}
+		}
+	}
+	return e
+}
+
+// encodeArgs turns a Call's args into a raw JSON object.
+func encodeArgs(args any) ([]byte, error) {
+	var b []byte
+	switch v := args.(type) {
+	case nil:
+		return nil, nil
+	case json.RawMessage:
+		b = v
+	case []byte:
+		b = v
+	default:
+		var err error
+		if b, err = json.Marshal(args); err != nil {
+			return nil, fmt.Errorf("encode arguments: %w", err)
+		}
+	}
+	if len(b) == 0 || string(b) == "null" {
+		return nil, nil
+	}
+	if !json.Valid(b) {
+		return nil, errors.New("arguments are not valid JSON")
+	}
+	for _, ch := range b {
+		if ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' {
+			continue
+		}
+		if ch != '{' {
+			return nil, errors.New("arguments must be a JSON object (keyword arguments)")
+		}
+		break
+	}
+	return b, nil
+}
+
+// endErr returns the error for calls on an ended connection; c.mu held.
+func (c *Conn) endErr() error {
+	if c.cause == nil || errors.Is(c.cause, ErrClosed) {
+		return ErrClosed
+	}
+	return fmt.Errorf("%w: %w", ErrConnectionLost, c.cause)
+}
+
+// send queues a frame without a caller's context (answers and errors).
+func (c *Conn) send(out *buffer) {
+	if err := c.enqueue(c.ctx, out); err != nil {
+		c.log.Debug("frame dropped", "err", err)
+	}
+}
+
+// trySend queues a frame only if there is room now.
+func (c *Conn) trySend(out *buffer) {
+	select {
+	case c.slots <- struct{}{}:
+		c.push(out, true)
+	default:
+		putBuf(out)
+	}
+}
+
+// enqueue waits for room in the send queue, then queues out. It takes
+// ownership of out.
+func (c *Conn) enqueue(ctx context.Context, out *buffer) error {
+	select {
+	case c.slots <- struct{}{}:
+	case <-ctx.Done():
+		putBuf(out)
+		return ctx.Err()
+	case <-c.ctx.Done():
+		putBuf(out)
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.endErr()
+	}
+	if !c.push(out, true) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.endErr()
+	}
+	return nil
+}
+
+// push appends out to the queue and starts the writer if it is idle.
+// slot says out holds a slot of c.slots.
+func (c *Conn) push(out *buffer, slot bool) bool {
+	out.slot = slot
+	c.wmu.Lock()
+	if c.wclosed {
+		c.wmu.Unlock()
+		c.release(out)
+		return false
+	}
+	c.wq = append(c.wq, out)
+	start := !c.wrunning
+	if start {
+		c.wrunning = true
+		c.wg.Add(1)
+	}
+	c.wmu.Unlock()
+	if start {
+		go c.writeLoop()
+	}
+	return true
+}
+
+func (c *Conn) release(out *buffer) {
+	if out.slot {
+		<-c.slots
+	}
+	putBuf(out)
+}
+
+// writeLoop writes queued frames until the queue is empty, then exits; the
+// next push starts it again. At most one runs at a time.
+func (c *Conn) writeLoop() {
+	defer c.wg.Done()
+	for {
+		c.wmu.Lock()
+		q := c.wq
+		if len(q) == 0 {
+			c.wrunning = false
+			c.wmu.Unlock()
+			return
+		}
+		c.wq = c.wspare
+		c.wspare = nil
+		c.wmu.Unlock()
+
+		if c.werr == nil && c.cfg.writeTimeout > 0 {
+			c.werr = c.ws.SetWriteDeadline(time.Now().Add(c.cfg.writeTimeout))
+		}
+		for i, out := range q {
+			if c.werr == nil {
+				c.werr = c.writeFrame(out)
+				if c.werr != nil {
+					c.fail(fmt.Errorf("write: %w", c.werr))
+				}
+			}
+			c.release(out)
+			q[i] = nil
+		}
+		c.wmu.Lock()
+		c.wspare = q[:0]
+		c.wmu.Unlock()
+	}
+}
+
+func (c *Conn) writeFrame(out *buffer) error {
+	if out.close {
+		return c.ws.WriteMessage(websocket.CloseMessage, out.b)
+	}
+	mt := websocket.TextMessage
+	if c.cfg.binary {
+		mt = websocket.BinaryMessage
+	}
+	return c.ws.WriteMessage(mt, out.b)
+}
+
+// fail ends a connection whose link is broken.
+func (c *Conn) fail(err error) {
+	c.mu.Lock()
+	if c.cause == nil {
+		c.cause = err
+	}
+	c.mu.Unlock()
+	c.ws.NetConn().Close() // the reader wakes up and cleans up
+}
+
+// Close closes the connection: it sends a close frame (status 1000) after
+// the frames already queued, waits briefly for the peer's close frame, and
+// closes the socket. Calls still waiting fail with [ErrClosed]; handlers'
+// contexts are canceled. Close is idempotent and safe to call from handlers
+// and hooks. It returns when the read loop has stopped; [Conn.Done] tells
+// when every handler has returned too.
+func (c *Conn) Close() error {
+	c.close(websocket.CloseNormalClosure, "", ErrClosed)
+	return nil
+}
+
+func (c *Conn) close(code int, reason string, cause error) {
+	c.mu.Lock()
+	if c.cause == nil {
+		c.cause = cause
+	}
+	first := !c.closeStarted
+	c.closeStarted = true
+	c.mu.Unlock()
+	if first {
+		out := getBuf()
+		out.b = append(out.b, websocket.FormatCloseMessage(code, reason)...)
+		out.close = true
+		c.push(out, false)
+		t := time.AfterFunc(c.cfg.closeTimeout, func() { c.ws.NetConn().Close() })
+		defer t.Stop()
+	}
+	if c.inHook.Load() > 0 {
+		return // called from a hook on the reader: it will see the close
+	}
+	<-c.readerDone
+}
+
+// cleanup runs when the read loop has ended, in its goroutine.
+func (c *Conn) cleanup(readErr error) {
+	c.mu.Lock()
+	c.closing = true
+	if c.cause == nil {
+		c.cause = readErr
+	}
+	pending := c.pending
+	c.pending = nil
+	if c.ka != nil {
+		c.ka.Stop()
+	}
+	if c.drained != nil {
+		close(c.drained)
+		c.drained = nil
+	}
+	cause := c.cause
+	lost := c.endErr()
+	c.mu.Unlock()
+
+	c.cancel(cause)
+	for _, ch := range pending {
+		ch <- reply{err: lost}
+	}
+	c.wmu.Lock()
+	c.wclosed = true
+	queued := c.wq
+	c.wq = nil
+	c.wmu.Unlock()
+	for _, out := range queued {
+		c.release(out)
+	}
+	c.ws.Close()
+	close(c.readerDone)
+	c.wg.Wait()
+	close(c.done)
+
+	level := slog.LevelInfo
+	if !errors.Is(cause, ErrClosed) && !isNormalClose(cause) {
+		level = slog.LevelWarn
+	}
+	c.log.Log(context.Background(), level, "disconnected", "err", cause)
+	if c.cfg.onDisconnect != nil {
+		c.cfg.onDisconnect(c, cause)
+	}
+}
+
+func isNormalClose(err error) bool {
+	return websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway)
+}
+
+// drain stops new inbound calls and waits until the running ones finished,
+// or ctx ends.
+func (c *Conn) drain(ctx context.Context) error {
+	c.mu.Lock()
+	c.draining = true
+	if c.calls == 0 || c.closing {
+		c.mu.Unlock()
+		return nil
+	}
+	if c.drained == nil {
+		c.drained = make(chan struct{})
+	}
+	ch := c.drained
+	c.mu.Unlock()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// report passes an error no caller waits for to the OnError hook.
+func (c *Conn) report(err error) {
+	if c.cfg.onError != nil {
+		c.cfg.onError(c, err)
+	}
+}
+
+// reportFromReader is report for errors found by the read loop.
+func (c *Conn) reportFromReader(err error) {
+	c.log.Warn("bad frame", "err", err)
+	c.inHook.Add(1)
+	defer c.inHook.Add(-1)
+	c.report(err)
+}
+
+func (c *Conn) keepAliveTick() {
+	ka := c.cfg.keepAlive
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return
+	}
+	c.wg.Add(1)
+	c.ka.Reset(ka.Interval)
+	c.mu.Unlock()
+	defer c.wg.Done()
+
+	idle := time.Since(c.start) - time.Duration(c.lastRead.Load())
+	if idle > ka.Interval+ka.Timeout {
+		c.log.Warn("keep-alive: peer silent", "idle", idle)
+		c.fail(ErrKeepAliveTimeout)
+		return
+	}
+	if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(ka.Timeout)); err != nil {
+		c.log.Debug("keep-alive ping", "err", err)
+	}
+	if c.cfg.pingRPC {
+		ctx, cancel := context.WithTimeout(c.ctx, ka.Timeout)
+		defer cancel()
+		if err := c.call(ctx, "_ping_", nil, nil, ""); err != nil {
+			c.log.Debug("keep-alive _ping_", "err", err)
+		}
+	}
+}
+
+// buffer is a pooled frame buffer.
+type buffer struct {
+	b     []byte
+	close bool // a close frame
+	slot  bool // holds a send-queue slot
+}
+
+var bufPool = sync.Pool{New: func() any { return &buffer{b: make([]byte, 0, 1024)} }}
+
+const maxPooledBuffer = 64 << 10
+
+func getBuf() *buffer { return bufPool.Get().(*buffer) }
+
+func putBuf(b *buffer) {
+	if b == nil || cap(b.b) > maxPooledBuffer {
+		return
+	}
+	b.b = b.b[:0]
+	b.close, b.slot = false, false
+	bufPool.Put(b)
+}
+
+func (b *buffer) readFrom(r io.Reader) error {
+	for {
+		if len(b.b) == cap(b.b) {
+			b.b = append(b.b, 0)[:len(b.b)]
+		}
+		n, err := r.Read(b.b[len(b.b):cap(b.b)])
+		b.b = b.b[:len(b.b)+n]
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}

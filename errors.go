@@ -1,0 +1,99 @@
+package wsrpc
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+)
+
+// JSON-RPC 2.0 error codes, used in error responses.
+const (
+	CodeParseError     = -32700 // the frame is not JSON
+	CodeInvalidRequest = -32600 // the frame is JSON but not a valid envelope
+	CodeMethodNotFound = -32601 // no such method, or a private one
+	CodeInvalidParams  = -32602 // missing, unknown or mistyped arguments
+	CodeInternalError  = -32603 // the handler failed or panicked
+	// CodeServerError is sent when the callee cannot take the call now, for
+	// example while its server shuts down. Codes from -32000 to -32099 are
+	// reserved for such conditions.
+	CodeServerError = -32000
+	// CodeCanceled is sent, over the negotiated extension only, when a
+	// handler gave up because its caller canceled.
+	CodeCanceled = -32800
+)
+
+// Error is a call that failed on the remote side. It marshals to exactly the
+// wire protocol's error object: {"code", "message", "data"}.
+//
+// A handler returns an *Error to choose the code its caller sees; any other
+// error is sent as [CodeInternalError] with the error's text. Callers get an
+// *Error (wrapped; use [errors.As]) when the peer answered with an error.
+type Error struct {
+	Code    int             `json:"code"`
+	Message string          `json:"message"`
+	Data    json.RawMessage `json:"data,omitempty"`
+}
+
+func (e *Error) Error() string {
+	return "wsrpc: remote error " + strconv.Itoa(e.Code) + ": " + e.Message
+}
+
+// Errorf returns an *Error with the given code and formatted message.
+func Errorf(code int, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// Sentinel errors. Test for them with [errors.Is].
+var (
+	// ErrClosed is returned by calls on a connection or client that was
+	// closed by this side (Close or Shutdown).
+	ErrClosed = errors.New("wsrpc: closed")
+	// ErrConnectionLost is returned by calls whose connection dropped while
+	// they waited for the answer. Whether the peer ran the call is unknown.
+	ErrConnectionLost = errors.New("wsrpc: connection lost")
+	// ErrNotConnected is returned at once by a [Client]'s calls made while it
+	// has no connection, unless [DialOptions].WaitForReady is set.
+	ErrNotConnected = errors.New("wsrpc: not connected")
+	// ErrShuttingDown is the remote error a server sends for calls that
+	// arrive while it shuts down.
+	ErrShuttingDown = errors.New("wsrpc: server shutting down")
+)
+
+// HTTPError is an HTTP status at the WebSocket upgrade. A server's
+// Authenticate hook returns one to refuse with that status, and [Dial]
+// returns one (wrapped) when the server refused the upgrade. 401 and 403 are
+// final: a client does not retry them.
+type HTTPError struct {
+	StatusCode int
+	Message    string // the response body, or the reason to send
+}
+
+func (e *HTTPError) Error() string {
+	s := "wsrpc: http status " + strconv.Itoa(e.StatusCode) + " " + http.StatusText(e.StatusCode)
+	if e.Message != "" {
+		s += ": " + e.Message
+	}
+	return s
+}
+
+// callError wraps an error from a call with the method's name.
+type callError struct {
+	method string
+	err    error
+}
+
+func (e *callError) Error() string {
+	return "wsrpc: call " + strconv.Quote(e.method) + ": " + strings.TrimPrefix(e.err.Error(), "wsrpc: ")
+}
+func (e *callError) Unwrap() error { return e.err }
+
+// toWireError maps a handler's error to what is sent to the peer.
+func toWireError(err error) *Error {
+	if e, ok := errors.AsType[*Error](err); ok {
+		return e
+	}
+	return &Error{Code: CodeInternalError, Message: err.Error()}
+}

@@ -1,0 +1,147 @@
+package wire
+
+import (
+	"encoding/hex"
+	"math/rand/v2"
+	"strconv"
+	"unicode/utf8"
+)
+
+// Frames are written compactly, with the absent half of the envelope as an
+// explicit null, the form the Python library sends.
+
+// AppendRequest appends a request frame. args must be a JSON object (nil
+// means {}); callID is a plain string; timeoutMS > 0 adds the negotiated
+// "timeout_ms" extension.
+func AppendRequest(b []byte, method string, args []byte, callID string, timeoutMS int64) []byte {
+	b = append(b, `{"request":{"method":`...)
+	b = AppendString(b, method)
+	b = append(b, `,"arguments":`...)
+	if len(args) == 0 {
+		b = append(b, "{}"...)
+	} else {
+		b = append(b, args...)
+	}
+	b = append(b, `,"call_id":`...)
+	b = AppendString(b, callID)
+	if timeoutMS > 0 {
+		b = append(b, `,"timeout_ms":`...)
+		b = strconv.AppendInt(b, timeoutMS, 10)
+	}
+	return append(b, `},"response":null}`...)
+}
+
+// AppendResponseStart appends the head of a response frame, up to where its
+// result value goes. Follow it with the result's JSON and AppendResponseEnd.
+func AppendResponseStart(b []byte) []byte {
+	return append(b, `{"request":null,"response":{"result":`...)
+}
+
+// AppendResponseEnd closes a response frame begun by AppendResponseStart.
+// callID is the raw call_id token of the request (nil writes null).
+func AppendResponseEnd(b []byte, resultType string, callID []byte) []byte {
+	b = append(b, `,"result_type":`...)
+	b = AppendString(b, resultType)
+	b = append(b, `,"call_id":`...)
+	b = appendToken(b, callID)
+	return append(b, "}}"...)
+}
+
+// AppendError appends an error response: result null, result_type "error",
+// and the error object {"code","message"[,"data"]}.
+func AppendError(b []byte, callID []byte, code int, message string, data []byte) []byte {
+	b = append(b, `{"request":null,"response":{"result":null,"result_type":"error","call_id":`...)
+	b = appendToken(b, callID)
+	b = append(b, `,"error":{"code":`...)
+	b = strconv.AppendInt(b, int64(code), 10)
+	b = append(b, `,"message":`...)
+	b = AppendString(b, message)
+	if len(data) > 0 {
+		b = append(b, `,"data":`...)
+		b = append(b, data...)
+	}
+	return append(b, "}}}"...)
+}
+
+// AppendCancel appends the extension frame that tells the peer the caller
+// of callID gave up.
+func AppendCancel(b []byte, callID string) []byte {
+	b = append(b, `{"request":null,"response":null,"cancel":{"call_id":`...)
+	b = AppendString(b, callID)
+	return append(b, "}}"...)
+}
+
+func appendToken(b, tok []byte) []byte {
+	if len(tok) == 0 {
+		return append(b, "null"...)
+	}
+	return append(b, tok...)
+}
+
+const hexDigits = "0123456789abcdef"
+
+// AppendString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD, as
+// encoding/json does.
+func AppendString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+// NewCallID returns a call id of the Python library's form: the 32 lowercase
+// hex digits of a random (version 4) UUID.
+func NewCallID() string {
+	var u [16]byte
+	x, y := rand.Uint64(), rand.Uint64()
+	for i := range 8 {
+		u[i] = byte(x >> (8 * i))
+		u[8+i] = byte(y >> (8 * i))
+	}
+	u[6] = u[6]&0x0f | 0x40 // version 4
+	u[8] = u[8]&0x3f | 0x80 // RFC 4122 variant
+	var h [32]byte
+	hex.Encode(h[:], u[:])
+	return string(h[:])
+}

@@ -1,0 +1,284 @@
+package wsrpc
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/wsrpc/wsrpc/internal/wire"
+)
+
+// Handler answers calls to one method. args is the call's keyword arguments
+// as a JSON object ({} when the caller sent none); the handler owns it. The
+// result is encoded with encoding/json; its result_type is derived from its
+// Go type (see [Mux]).
+//
+// ctx ends when the call's connection closes or, over the negotiated
+// extension, when the caller gives up. [ConnFromContext] returns the calling
+// connection, so that a handler can call its caller back.
+type Handler interface {
+	ServeRPC(ctx context.Context, args json.RawMessage) (any, error)
+}
+
+// HandlerFunc adapts a function to a [Handler].
+type HandlerFunc func(ctx context.Context, args json.RawMessage) (any, error)
+
+// ServeRPC calls f(ctx, args).
+func (f HandlerFunc) ServeRPC(ctx context.Context, args json.RawMessage) (any, error) {
+	return f(ctx, args)
+}
+
+// Mux is a set of named methods that one side of a connection exposes to the
+// other. The zero Mux is empty and ready to use; a nil *Mux exposes only the
+// built-ins. Methods may be added while connections use the Mux; a Mux is
+// safe for concurrent use.
+//
+// Every peer also answers the built-ins _ping_ (returns "pong") and
+// _get_channel_id_ (returns the connection's [Conn.ID]). Names that begin
+// with "_" are reserved: they cannot be registered and are never callable
+// from the wire.
+//
+// Results carry a result_type named as the Python library names them: "str"
+// for strings, "int" and "float" for numbers, "bool", "List" for slices and
+// arrays, "Dict" for maps, a struct's Go type name for structs, and
+// "unknown-type" for null.
+type Mux struct {
+	mu      sync.Mutex // serializes writers
+	methods atomic.Pointer[map[string]*method]
+}
+
+// NewMux returns an empty Mux.
+func NewMux() *Mux { return new(Mux) }
+
+// method is the internal form of a registered handler: it appends its
+// result's JSON to out and returns the result's type name.
+type method struct {
+	serve func(ctx context.Context, args []byte, out []byte) ([]byte, string, error)
+}
+
+func (m *Mux) lookup(name []byte) *method {
+	if m == nil {
+		return nil
+	}
+	p := m.methods.Load()
+	if p == nil {
+		return nil
+	}
+	return (*p)[string(name)]
+}
+
+func (m *Mux) add(name string, h *method) {
+	if name == "" {
+		panic("wsrpc: empty method name")
+	}
+	if strings.HasPrefix(name, "_") {
+		panic("wsrpc: method name " + strconv.Quote(name) + " is reserved: names beginning with _ are private")
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	old := m.methods.Load()
+	next := make(map[string]*method, 1)
+	if old != nil {
+		if _, dup := (*old)[name]; dup {
+			panic("wsrpc: method " + strconv.Quote(name) + " registered twice")
+		}
+		for k, v := range *old {
+			next[k] = v
+		}
+	}
+	next[name] = h
+	m.methods.Store(&next)
+}
+
+// Methods returns the names of the registered methods, sorted.
+func (m *Mux) Methods() []string {
+	if m == nil {
+		return nil
+	}
+	p := m.methods.Load()
+	if p == nil {
+		return nil
+	}
+	names := make([]string, 0, len(*p))
+	for k := range *p {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// Handle registers h under name. It panics if name is empty, begins with
+// "_", or is already registered.
+func (m *Mux) Handle(name string, h Handler) {
+	m.add(name, &method{serve: func(ctx context.Context, args []byte, out []byte) ([]byte, string, error) {
+		if args == nil {
+			args = []byte("{}")
+		} else {
+			args = bytes.Clone(args)
+		}
+		res, err := h.ServeRPC(ctx, args)
+		if err != nil {
+			return out, "", err
+		}
+		return appendResult(out, res, "")
+	}})
+}
+
+// HandleFunc registers f under name, like [Mux.Handle].
+func (m *Mux) HandleFunc(name string, f func(ctx context.Context, args json.RawMessage) (any, error)) {
+	m.Handle(name, HandlerFunc(f))
+}
+
+// Register exposes fn as the method name of m, with typed arguments and
+// result. A is a struct whose exported fields are the keyword arguments,
+// named by their json tags (struct{} for none), or a map type that accepts
+// any keyword arguments. A field is a required argument unless its json tag
+// has omitempty or omitzero, or it is a pointer. Calls with a required
+// argument missing, an argument A has no field for, or a value of the wrong
+// type fail with [CodeInvalidParams] before fn runs. R is encoded with
+// encoding/json.
+//
+// Register panics if name is invalid or taken, or if A is neither a struct
+// nor a map with string keys.
+func Register[A, R any](m *Mux, name string, fn func(ctx context.Context, args A) (R, error)) {
+	spec, err := newArgSpec(reflect.TypeFor[A]())
+	if err != nil {
+		panic("wsrpc: Register " + strconv.Quote(name) + ": " + err.Error())
+	}
+	static := staticTypeName(reflect.TypeFor[R]())
+	m.add(name, &method{serve: func(ctx context.Context, args []byte, out []byte) ([]byte, string, error) {
+		var a A
+		if err := spec.bind(args, &a); err != nil {
+			return out, "", err
+		}
+		r, err := fn(ctx, a)
+		if err != nil {
+			return out, "", err
+		}
+		return appendResult(out, r, static)
+	}})
+}
+
+// errUnencodable is the internal error for a result encoding/json refuses.
+var errUnencodable = errors.New("result cannot be encoded as JSON")
+
+// appendResult appends r's JSON to out and returns its result_type; static
+// is the type name known at registration ("" when it depends on the value).
+func appendResult[R any](out []byte, r R, static string) ([]byte, string, error) {
+	switch v := any(r).(type) {
+	case string:
+		return wire.AppendString(out, v), "str", nil
+	case bool:
+		return strconv.AppendBool(out, v), "bool", nil
+	case int:
+		return strconv.AppendInt(out, int64(v), 10), "int", nil
+	case int64:
+		return strconv.AppendInt(out, v, 10), "int", nil
+	case json.RawMessage:
+		if len(v) == 0 {
+			return append(out, "null"...), "unknown-type", nil
+		}
+		if !json.Valid(v) {
+			return out, "", fmt.Errorf("%w: invalid json.RawMessage", errUnencodable)
+		}
+		return append(out, v...), rawTypeName(v), nil
+	case nil:
+		return append(out, "null"...), "unknown-type", nil
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		return out, "", fmt.Errorf("%w: %v", errUnencodable, err)
+	}
+	typ := static
+	if len(b) == 4 && string(b) == "null" {
+		typ = "unknown-type"
+	} else if typ == "" {
+		typ = staticTypeName(reflect.TypeOf(r))
+		if typ == "" {
+			typ = rawTypeName(b)
+		}
+	}
+	return append(out, b...), typ, nil
+}
+
+var rawMessageType = reflect.TypeFor[json.RawMessage]()
+
+// staticTypeName names a Go type as the Python library would name the
+// result, or returns "" when only the value can tell (interfaces, raw JSON).
+func staticTypeName(t reflect.Type) string {
+	if t == nil {
+		return ""
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == rawMessageType {
+		return ""
+	}
+	if t.Implements(jsonMarshalerType) || reflect.PointerTo(t).Implements(jsonMarshalerType) {
+		if t.Kind() == reflect.Struct && t.Name() != "" {
+			return t.Name()
+		}
+		return ""
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "str"
+	case reflect.Bool:
+		return "bool"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		return "int"
+	case reflect.Float32, reflect.Float64:
+		return "float"
+	case reflect.Slice:
+		if t.Elem().Kind() == reflect.Uint8 {
+			return "str" // encoding/json writes []byte as a base64 string
+		}
+		return "List"
+	case reflect.Array:
+		return "List"
+	case reflect.Map:
+		return "Dict"
+	case reflect.Struct:
+		if t.Name() == "" {
+			return "Dict"
+		}
+		return t.Name()
+	}
+	return ""
+}
+
+var jsonMarshalerType = reflect.TypeFor[json.Marshaler]()
+
+// rawTypeName names the JSON kind of an encoded value.
+func rawTypeName(b []byte) string {
+	b = bytes.TrimLeft(b, " \t\r\n")
+	if len(b) == 0 {
+		return "unknown-type"
+	}
+	switch b[0] {
+	case '"':
+		return "str"
+	case 't', 'f':
+		return "bool"
+	case '[':
+		return "List"
+	case '{':
+		return "Dict"
+	case 'n':
+		return "unknown-type"
+	}
+	if bytes.ContainsAny(b, ".eE") {
+		return "float"
+	}
+	return "int"
+}

@@ -1,0 +1,228 @@
+package wsrpc
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"time"
+)
+
+// Defaults for the options below.
+const (
+	DefaultCallTimeout       = 30 * time.Second
+	DefaultKeepAliveInterval = 30 * time.Second
+	DefaultMaxMessageSize    = 1 << 20
+	DefaultSendQueue         = 256
+	DefaultWriteTimeout      = 10 * time.Second
+	DefaultHandshakeTimeout  = 10 * time.Second
+	defaultCloseTimeout      = 2 * time.Second
+)
+
+// KeepAlive configures liveness checks on a connection. Every Interval a
+// side sends a WebSocket ping (and a client also calls the peer's _ping_
+// method, as the Python client does); a connection from which nothing at
+// all has arrived for Interval+Timeout is dead and is closed, and a client
+// then reconnects.
+type KeepAlive struct {
+	// Interval between pings. Zero means DefaultKeepAliveInterval (30 s);
+	// negative disables keep-alive.
+	Interval time.Duration
+	// Timeout is how long past an Interval the peer may stay silent. Zero
+	// means the same as Interval.
+	Timeout time.Duration
+}
+
+// RetryOptions configures how a [Client] retries connecting, on [Dial] and
+// on every reconnect: jittered exponential backoff. A refusal with HTTP 401
+// or 403 is final and never retried.
+type RetryOptions struct {
+	// InitialInterval is the first wait. Zero means 100 ms.
+	InitialInterval time.Duration
+	// MaxInterval caps the wait between tries. Zero means 120 s.
+	MaxInterval time.Duration
+	// MaxTries caps the tries of one connect. Zero means no cap (Dial is
+	// still bounded by its context).
+	MaxTries int
+	// MaxElapsedTime caps the time one connect may take with all its
+	// tries. Zero means no cap.
+	MaxElapsedTime time.Duration
+}
+
+// ServerOptions configures a [Server]. A nil *ServerOptions, and every zero
+// field, means the documented default.
+type ServerOptions struct {
+	// Authenticate, if set, sees each upgrade request before the WebSocket
+	// is accepted. Returning nil accepts it. Returning an *[HTTPError]
+	// refuses it with that status (use 401 or 403); any other error refuses
+	// it with 403. The error's text is not sent to the client unless it is
+	// an HTTPError's Message.
+	Authenticate func(r *http.Request) error
+
+	// OriginPatterns lists host patterns (path.Match syntax, such as
+	// "*.example.com" or "localhost:8080") that a browser's Origin header
+	// may name besides the request's own host. By default only same-host
+	// browser connections are accepted; requests without an Origin header
+	// (non-browser clients) are always accepted.
+	OriginPatterns []string
+	// InsecureSkipOriginCheck accepts every Origin. Leave it false unless
+	// another layer checks origins.
+	InsecureSkipOriginCheck bool
+
+	// OnConnect runs in its own goroutine when a connection opens, while
+	// calls already flow; it may call the peer. An error closes the
+	// connection (status 1011).
+	OnConnect func(ctx context.Context, c *Conn) error
+	// OnDisconnect runs once per connection after it ended and its
+	// handlers returned, with the cause.
+	OnDisconnect func(c *Conn, err error)
+	// OnError receives errors no caller waits for: bad frames from the
+	// peer, handler panics (*PanicError), handler errors that are not
+	// *Error, and results that cannot be encoded. It must not block.
+	OnError func(c *Conn, err error)
+	// Logger receives the server's logs. Nil means slog.Default(); use
+	// slog.New(slog.DiscardHandler) to silence it.
+	Logger *slog.Logger
+
+	// CallTimeout bounds the server's calls to clients whose context has
+	// no deadline. Zero means DefaultCallTimeout (30 s); negative: none.
+	CallTimeout time.Duration
+	// KeepAlive configures pings to clients; see [KeepAlive].
+	KeepAlive KeepAlive
+	// BinaryFrames sends frames as binary messages holding the same JSON.
+	// Both kinds are always accepted.
+	BinaryFrames bool
+	// MaxMessageSize is the largest frame accepted, in bytes; a larger one
+	// closes the connection with status 1009. Zero means
+	// DefaultMaxMessageSize (1 MiB); negative: no limit.
+	MaxMessageSize int64
+	// SendQueue bounds the frames queued for writing per connection;
+	// callers wait (bounded by their context) while it is full. Zero means
+	// DefaultSendQueue (256).
+	SendQueue int
+	// WriteTimeout bounds each write to the socket; a peer that does not
+	// read for this long is disconnected. Zero means DefaultWriteTimeout
+	// (10 s); negative: none.
+	WriteTimeout time.Duration
+}
+
+// DialOptions configures a [Client]. A nil *DialOptions, and every zero
+// field, means the documented default.
+type DialOptions struct {
+	// Methods are the methods the client exposes to the server. Nil
+	// exposes only the built-ins.
+	Methods *Mux
+
+	// Header is sent with every upgrade request (for example a token).
+	Header http.Header
+	// TLSConfig is used for wss:// URLs. Nil means the default.
+	TLSConfig *tls.Config
+	// Proxy chooses an HTTP(S) proxy for each connect. Nil means
+	// http.ProxyFromEnvironment: HTTP_PROXY, HTTPS_PROXY and NO_PROXY (read
+	// once per process; requests to localhost and loopback addresses never
+	// use it). The proxy is asked for a tunnel with HTTP CONNECT.
+	Proxy func(*http.Request) (*url.URL, error)
+	// HandshakeTimeout bounds each try's TCP, TLS and WebSocket handshake.
+	// Zero means DefaultHandshakeTimeout (10 s).
+	HandshakeTimeout time.Duration
+
+	// Retry configures connect retries, on Dial and on reconnects.
+	Retry RetryOptions
+	// DisableReconnect makes the client end, instead of reconnecting,
+	// when its connection drops.
+	DisableReconnect bool
+	// WaitForReady makes calls made while the client is reconnecting wait
+	// for the new connection (bounded by their context). By default they
+	// fail at once with ErrNotConnected.
+	WaitForReady bool
+
+	// OnConnect runs on every new connection, the first and each
+	// reconnect, in its own goroutine while calls already flow; Dial
+	// returns after it returned. An error fails Dial, or on a reconnect
+	// closes that connection (the client then tries again).
+	OnConnect func(ctx context.Context, c *Conn) error
+	// OnDisconnect runs once per connection after it ended, with the cause.
+	OnDisconnect func(c *Conn, err error)
+	// OnError receives errors no caller waits for; see ServerOptions.OnError.
+	OnError func(c *Conn, err error)
+	// Logger receives the client's logs. Nil means slog.Default().
+	Logger *slog.Logger
+
+	// CallTimeout bounds calls whose context has no deadline, including
+	// any wait for a connection. Zero means DefaultCallTimeout (30 s);
+	// negative: none.
+	CallTimeout time.Duration
+	// KeepAlive configures pings to the server; see [KeepAlive].
+	KeepAlive KeepAlive
+	// BinaryFrames sends frames as binary messages.
+	BinaryFrames bool
+	// MaxMessageSize: see ServerOptions.MaxMessageSize.
+	MaxMessageSize int64
+	// SendQueue: see ServerOptions.SendQueue.
+	SendQueue int
+	// WriteTimeout: see ServerOptions.WriteTimeout.
+	WriteTimeout time.Duration
+}
+
+// common holds the options Server and Client share, to build a config.
+type common struct {
+	onConnect    func(context.Context, *Conn) error
+	onDisconnect func(*Conn, error)
+	onError      func(*Conn, error)
+	logger       *slog.Logger
+	callTimeout  time.Duration
+	keepAlive    KeepAlive
+	binary       bool
+	maxMessage   int64
+	sendQueue    int
+	writeTimeout time.Duration
+}
+
+// config validates the common options and fills in defaults.
+func (o common) config(mux *Mux) (*config, int64, error) {
+	var errs []error
+	if o.sendQueue < 0 {
+		errs = append(errs, errors.New("wsrpc: SendQueue must not be negative"))
+	}
+	if o.keepAlive.Timeout < 0 {
+		errs = append(errs, errors.New("wsrpc: KeepAlive.Timeout must not be negative"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, 0, err
+	}
+	cfg := &config{
+		mux:          mux,
+		logger:       o.logger,
+		onConnect:    o.onConnect,
+		onDisconnect: o.onDisconnect,
+		onError:      o.onError,
+		callTimeout:  orDefault(o.callTimeout, DefaultCallTimeout),
+		keepAlive:    o.keepAlive,
+		binary:       o.binary,
+		maxQueue:     int(orDefault(int64(o.sendQueue), DefaultSendQueue)),
+		writeTimeout: orDefault(o.writeTimeout, DefaultWriteTimeout),
+		closeTimeout: defaultCloseTimeout,
+	}
+	if cfg.logger == nil {
+		cfg.logger = slog.Default()
+	}
+	ka := &cfg.keepAlive
+	ka.Interval = orDefault(ka.Interval, DefaultKeepAliveInterval)
+	if ka.Timeout == 0 {
+		ka.Timeout = ka.Interval
+	}
+	return cfg, orDefault(o.maxMessage, DefaultMaxMessageSize), nil
+}
+
+// orDefault maps zero to def and negative values to zero ("disabled").
+func orDefault[T int64 | time.Duration](v, def T) T {
+	switch {
+	case v == 0:
+		return def
+	case v < 0:
+		return 0
+	}
+	return v
+}

@@ -1,0 +1,228 @@
+package wsrpc
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"path"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// Server is an http.Handler that accepts WebSocket connections and serves
+// RPC on them: it answers the clients' calls with the methods of its [Mux]
+// and lets its handlers and hooks call the clients back. Mount it on any
+// router, for example http.ServeMux with "/ws" or "/ws/{client_id}".
+//
+// net/http's Server.Shutdown does not know about WebSocket connections:
+// call the Server's own Shutdown alongside (http.Server.RegisterOnShutdown
+// helps). A Server is safe for concurrent use.
+type Server struct {
+	cfg        *config
+	opts       ServerOptions
+	maxMessage int64
+	up         websocket.Upgrader
+
+	mu       sync.Mutex
+	conns    map[*Conn]struct{}
+	active   int           // ServeHTTP calls serving a connection
+	idle     chan struct{} // closed when active drops to 0 during shutdown
+	shutdown bool
+}
+
+// NewServer returns a Server that exposes mux's methods (nil: only the
+// built-ins). It panics if opts are invalid, reporting every problem.
+func NewServer(mux *Mux, opts *ServerOptions) *Server {
+	var o ServerOptions
+	if opts != nil {
+		o = *opts
+		o.OriginPatterns = append([]string(nil), opts.OriginPatterns...)
+	}
+	cfg, maxMessage, err := common{
+		onConnect: o.OnConnect, onDisconnect: o.OnDisconnect, onError: o.OnError,
+		logger: o.Logger, callTimeout: o.CallTimeout, keepAlive: o.KeepAlive,
+		binary: o.BinaryFrames, maxMessage: o.MaxMessageSize, sendQueue: o.SendQueue,
+		writeTimeout: o.WriteTimeout,
+	}.config(mux)
+	if err != nil {
+		panic(err)
+	}
+	s := &Server{cfg: cfg, opts: o, maxMessage: maxMessage, conns: make(map[*Conn]struct{})}
+	s.up = websocket.Upgrader{
+		Subprotocols:    []string{extProtocol},
+		CheckOrigin:     s.checkOrigin,
+		WriteBufferPool: &sync.Pool{},
+		Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
+			s.cfg.logger.Debug("upgrade refused", "remote", r.RemoteAddr, "status", status, "err", reason)
+			http.Error(w, reason.Error(), status)
+		},
+	}
+	return s
+}
+
+// ServeHTTP upgrades the request to a WebSocket and serves it until the
+// connection ends. Requests are refused with 503 once Shutdown began, with
+// the Authenticate hook's status, and with 403 for a foreign Origin.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	if s.shutdown {
+		s.mu.Unlock()
+		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	s.active++
+	s.mu.Unlock()
+	defer s.leave()
+
+	if s.opts.Authenticate != nil {
+		if err := s.opts.Authenticate(r); err != nil {
+			status, msg := http.StatusForbidden, http.StatusText(http.StatusForbidden)
+			if he, ok := errors.AsType[*HTTPError](err); ok {
+				status = he.StatusCode
+				msg = he.Message
+				if msg == "" {
+					msg = http.StatusText(status)
+				}
+			}
+			s.cfg.logger.Info("connection refused", "remote", r.RemoteAddr, "path", r.URL.Path, "status", status, "err", err)
+			http.Error(w, msg, status)
+			return
+		}
+	}
+	ws, err := s.up.Upgrade(w, r, nil)
+	if err != nil {
+		return // Upgrade answered the request
+	}
+	if s.maxMessage > 0 {
+		ws.SetReadLimit(s.maxMessage)
+	}
+	c := newConn(ws, s.cfg, r)
+	s.mu.Lock()
+	if s.shutdown {
+		s.mu.Unlock()
+		ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, "server shutting down"), deadlineSoon())
+		ws.Close()
+		return
+	}
+	s.conns[c] = struct{}{}
+	s.mu.Unlock()
+	c.log.Info("connected", "path", r.URL.Path, "extensions", c.ext)
+	c.serve(nil)
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+func (s *Server) leave() {
+	s.mu.Lock()
+	s.active--
+	if s.active == 0 && s.idle != nil {
+		close(s.idle)
+		s.idle = nil
+	}
+	s.mu.Unlock()
+}
+
+// checkOrigin accepts requests without an Origin, same-host ones, and those
+// whose Origin host matches OriginPatterns.
+func (s *Server) checkOrigin(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" || s.opts.InsecureSkipOriginCheck {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil {
+		return false
+	}
+	host := strings.ToLower(u.Host)
+	if host == strings.ToLower(r.Host) {
+		return true
+	}
+	for _, p := range s.opts.OriginPatterns {
+		if ok, _ := path.Match(strings.ToLower(p), host); ok {
+			return true
+		}
+	}
+	s.cfg.logger.Info("connection refused: origin not allowed", "remote", r.RemoteAddr, "origin", origin)
+	return false
+}
+
+// Conns returns the connections open now.
+func (s *Server) Conns() []*Conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*Conn, 0, len(s.conns))
+	for c := range s.conns {
+		out = append(out, c)
+	}
+	return out
+}
+
+// Shutdown shuts the server down gracefully: it refuses new connections,
+// answers new calls from clients with a "server shutting down" error, lets
+// the calls in flight finish, then closes every connection with status 1001
+// (going away) and waits until they have ended. If ctx ends first, it closes
+// what remains at once and returns ctx's error.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.shutdown = true
+	conns := s.snapshot()
+	s.mu.Unlock()
+
+	var wg sync.WaitGroup
+	for _, c := range conns {
+		wg.Go(func() {
+			c.drain(ctx)
+			c.close(websocket.CloseGoingAway, "server shutting down", ErrClosed)
+		})
+	}
+	wg.Wait()
+
+	s.mu.Lock()
+	if s.active == 0 {
+		s.mu.Unlock()
+		return ctx.Err()
+	}
+	if s.idle == nil {
+		s.idle = make(chan struct{})
+	}
+	idle := s.idle
+	s.mu.Unlock()
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Close closes every connection at once (status 1001) and refuses new ones.
+// Calls in flight on either side fail; handlers' contexts are canceled.
+// Close returns when the connections' sockets are closed; each [Conn.Done]
+// tells when its handlers have returned.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.shutdown = true
+	conns := s.snapshot()
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, c := range conns {
+		wg.Go(func() { c.close(websocket.CloseGoingAway, "server closing", ErrClosed) })
+	}
+	wg.Wait()
+	return nil
+}
+
+func (s *Server) snapshot() []*Conn {
+	out := make([]*Conn, 0, len(s.conns))
+	for c := range s.conns {
+		out = append(out, c)
+	}
+	return out
+}
+
+func deadlineSoon() time.Time { return time.Now().Add(time.Second) }
