@@ -1,0 +1,166 @@
+package wire
+
+import (
+	"bufio"
+	"encoding/json"
+	"os"
+	"reflect"
+	"regexp"
+	"testing"
+	"unicode/utf8"
+)
+
+func TestDecodeForms(t *testing.T) {
+	tests := []struct {
+		frame  string
+		kind   Kind
+		method string
+		args   string
+		id     string // raw token
+	}{
+		{`{"request": {"method": "m", "arguments": {"a": 1}, "call_id": "x"}, "response": null}`, KindRequest, "m", `{"a": 1}`, `"x"`},
+		{`{"request": {"method": "m", "call_id": "x"}}`, KindRequest, "m", "", `"x"`},
+		{`{"response": null, "request": {"method": "m", "arguments": null}}`, KindRequest, "m", "", ""},
+		{`{"request":{"method":"m\u00e9\n","call_id":null}}`, KindRequest, "mé\n", "", "null"},
+		{`  {"request" : { "call_id" : 7 , "method" : "m" } }  `, KindRequest, "m", "", "7"},
+		{`{"request": null, "response": {"result": [1, {"a": "]}"}], "result_type": "List", "call_id": "x"}}`, KindResponse, "", "", `"x"`},
+		{`{"response": {"result": null, "call_id": "y"}}`, KindResponse, "", "", `"y"`},
+		{`{"request": null, "response": null, "cancel": {"call_id": "z"}}`, KindCancel, "", "", `"z"`},
+	}
+	for _, tt := range tests {
+		var f Frame
+		if err := Decode([]byte(tt.frame), &f); err != nil {
+			t.Errorf("%s: %v", tt.frame, err)
+			continue
+		}
+		if f.Kind != tt.kind || string(f.Method) != tt.method || string(f.Args) != tt.args || string(f.CallID) != tt.id {
+			t.Errorf("%s: got kind %v method %q args %q id %q", tt.frame, f.Kind, f.Method, f.Args, f.CallID)
+		}
+	}
+	var f Frame
+	Decode([]byte(`{"response": {"result": [1, {"a": "]}"}], "result_type": "List", "call_id": "x", "error": {"code": 1, "message": "m"}}}`), &f)
+	if string(f.Result) != `[1, {"a": "]}"}]` || string(f.ResultType) != "List" || string(f.Error) != `{"code": 1, "message": "m"}` {
+		t.Errorf("response fields: %q %q %q", f.Result, f.ResultType, f.Error)
+	}
+}
+
+func TestEncodeRoundTrip(t *testing.T) {
+	b := AppendRequest(nil, "mé\"thod", []byte(`{"a":[1,2]}`), "id\n1", 1500)
+	var f Frame
+	if err := Decode(b, &f); err != nil {
+		t.Fatalf("%s: %v", b, err)
+	}
+	if f.Kind != KindRequest || string(f.Method) != "mé\"thod" || string(f.Args) != `{"a":[1,2]}` || f.ID() != "id\n1" || f.TimeoutMS != 1500 {
+		t.Errorf("%s decoded to %+v", b, f)
+	}
+	b = AppendResponseEnd(append(AppendResponseStart(nil), `{"x":1}`...), "Point", []byte(`"c1"`))
+	var env map[string]any
+	if err := json.Unmarshal(b, &env); err != nil {
+		t.Fatalf("%s: %v", b, err)
+	}
+	want := map[string]any{"request": nil, "response": map[string]any{"result": map[string]any{"x": 1.0}, "result_type": "Point", "call_id": "c1"}}
+	if !reflect.DeepEqual(env, want) {
+		t.Errorf("response %s", b)
+	}
+	b = AppendError(nil, nil, -32601, "method not found: x", []byte(`[1]`))
+	json.Unmarshal(b, &env)
+	want = map[string]any{"request": nil, "response": map[string]any{"result": nil, "result_type": "error", "call_id": nil,
+		"error": map[string]any{"code": -32601.0, "message": "method not found: x", "data": []any{1.0}}}}
+	if !reflect.DeepEqual(env, want) {
+		t.Errorf("error %s", b)
+	}
+	b = AppendCancel(nil, "c9")
+	if err := Decode(b, &f); err != nil || f.Kind != KindCancel || f.ID() != "c9" {
+		t.Errorf("cancel %s: %+v %v", b, f, err)
+	}
+}
+
+func TestAppendStringMatchesEncodingJSON(t *testing.T) {
+	for _, s := range []string{"", "plain", "quote\"back\\slash", "ctl\x00\x01\x1f\t\r\n", "é ü 日本", "\u2028\u2029", "bad\xff\xfeutf8", "<&>"} {
+		var got string
+		enc := AppendString(nil, s)
+		if err := json.Unmarshal(enc, &got); err != nil {
+			t.Errorf("%q: %s is not JSON: %v", s, enc, err)
+			continue
+		}
+		var want string
+		std, _ := json.Marshal(s)
+		json.Unmarshal(std, &want)
+		if got != want {
+			t.Errorf("%q: round trip %q", s, got)
+		}
+	}
+}
+
+var hex32 = regexp.MustCompile(`^[0-9a-f]{12}4[0-9a-f]{3}[89ab][0-9a-f]{15}$`)
+
+func TestNewCallID(t *testing.T) {
+	seen := map[string]bool{}
+	for range 1000 {
+		id := NewCallID()
+		if !hex32.MatchString(id) {
+			t.Fatalf("%q is not the hex of a version 4 UUID", id)
+		}
+		if seen[id] {
+			t.Fatalf("%q repeated", id)
+		}
+		seen[id] = true
+	}
+}
+
+// FuzzDecode: any input either decodes or fails with one of the two
+// decoding errors; it never panics, and what decodes is consistent.
+func FuzzDecode(f *testing.F) {
+	file, err := os.Open("../../testdata/seed-vectors.jsonl")
+	if err != nil {
+		f.Fatal(err)
+	}
+	sc := bufio.NewScanner(file)
+	for sc.Scan() {
+		var v struct{ Frame *string }
+		if json.Unmarshal(sc.Bytes(), &v) == nil && v.Frame != nil {
+			f.Add([]byte(*v.Frame))
+		}
+	}
+	file.Close()
+	f.Add([]byte(`{"request":null,"response":null,"cancel":{"call_id":"x"}}`))
+	f.Add([]byte(`{"request":{"method":"m","arguments":[],"call_id":{}}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var fr Frame
+		err := Decode(data, &fr)
+		if err != nil {
+			if _, ok := err.(*InvalidError); !ok && err != ErrParse {
+				t.Fatalf("unexpected error type %T: %v", err, err)
+			}
+			if err == ErrParse && json.Valid(data) {
+				t.Fatalf("valid JSON reported as a parse error: %q", data)
+			}
+			return
+		}
+		switch fr.Kind {
+		case KindRequest:
+			if len(fr.Method) == 0 {
+				t.Fatal("request without method")
+			}
+			if fr.Args != nil && (fr.Args[0] != '{' || !json.Valid(fr.Args)) {
+				t.Fatalf("args %q", fr.Args)
+			}
+		case KindResponse:
+			if fr.Result != nil && !json.Valid(fr.Result) {
+				t.Fatalf("result %q", fr.Result)
+			}
+		case KindCancel:
+			if len(fr.CallID) == 0 {
+				t.Fatal("cancel without id")
+			}
+		default:
+			t.Fatalf("no kind for %q", data)
+		}
+		if fr.CallID != nil && !json.Valid(fr.CallID) {
+			t.Fatalf("call id %q", fr.CallID)
+		}
+		if !utf8.Valid(fr.Method) && utf8.Valid(data) {
+			t.Fatalf("method %q", fr.Method)
+		}
+	})
+}
