@@ -443,3 +443,46 @@ func pendingCalls(c *Conn) int {
 	defer c.mu.Unlock()
 	return len(c.pending)
 }
+
+// TestCallMeBack: the utility set's trigger pair. call_me_back returns a
+// call id at once, then calls the caller's method under that id; the
+// response is then kept for get_response, once.
+func TestCallMeBack(t *testing.T) {
+	_, url := testServer(t, echoMux(), nil)
+	got := make(chan string, 1)
+	cm := NewMux()
+	Register(cm, "note", func(_ context.Context, a textArgs) (string, error) {
+		got <- a.Text
+		return "noted " + a.Text, nil
+	})
+	cl := testDial(t, url, &DialOptions{Methods: cm})
+	ctx := ctxT(t)
+	id, err := Call[string](ctx, cl, "call_me_back", map[string]any{"method_name": "note", "args": map[string]any{"text": "hi"}})
+	if err != nil || !hex32.MatchString(id) {
+		t.Fatalf("call_me_back = %q, %v", id, err)
+	}
+	if text := <-got; text != "hi" {
+		t.Fatalf("note got %q", text)
+	}
+	type stored struct {
+		Result     string `json:"result"`
+		ResultType string `json:"result_type"`
+		CallID     string `json:"call_id"`
+	}
+	var r stored
+	waitFor(t, func() bool {
+		r, err = Call[stored](ctx, cl, "get_response", map[string]any{"call_id": id})
+		return err == nil
+	})
+	if r != (stored{"noted hi", "str", id}) {
+		t.Errorf("get_response = %+v", r)
+	}
+	_, err = Call[stored](ctx, cl, "get_response", map[string]any{"call_id": id})
+	if e, ok := errors.AsType[*Error](err); !ok || e.Code != CodeInvalidParams {
+		t.Errorf("second get_response: %v, want an invalid-params error", err)
+	}
+	pd, err := Call[ProcessDetails](ctx, cl, "get_process_details", nil)
+	if err != nil || pd.PID == 0 || len(pd.Cmd) == 0 || pd.WorkingDir == "" {
+		t.Errorf("get_process_details = %+v, %v", pd, err)
+	}
+}

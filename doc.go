@@ -1,0 +1,70 @@
+// Package wsrpc is bidirectional RPC over WebSockets, wire-compatible with
+// the Python library fastapi_websocket_rpc.
+//
+// Both ends of a connection expose methods that the other end can call and
+// wait for. Calls run concurrently both ways on one connection, nest (a
+// handler may call back its caller while the caller waits), carry keyword
+// arguments and structured results, time out, and fail with errors a caller
+// can inspect, never by killing the connection.
+//
+// # Servers
+//
+// A [Server] is an http.Handler; mount it on any router:
+//
+//	mux := wsrpc.NewMux()
+//	wsrpc.Register(mux, "concat", func(ctx context.Context, a struct{ A, B string }) (string, error) {
+//		return a.A + a.B, nil
+//	})
+//	http.Handle("/ws/{client_id}", wsrpc.NewServer(mux, nil))
+//
+// [ServerOptions] has the authentication hook that runs before the upgrade,
+// the Origin check (on by default), connection hooks, keep-alive and limits.
+// [Server.Shutdown] drains calls in flight and closes every connection with
+// a close frame.
+//
+// # Clients
+//
+// [Dial] connects, retrying with jittered exponential backoff (401 and 403
+// are final), and returns a [Client] that reconnects whenever the link
+// drops, runs OnConnect on each new connection, keeps the link alive with
+// pings, and exposes [DialOptions].Methods to the server. HTTP(S) proxies
+// come from the environment by default.
+//
+// # Calls and errors
+//
+// [Conn.Call], [Client.Call] and the generic [Call] take a context, a method
+// name, keyword arguments (a struct, a map or a JSON object) and a result to
+// decode into. A context without a deadline gets the default call timeout.
+// Errors are values: an *[Error] (JSON-RPC code, message, data) when the
+// peer answered with one, the context's error on timeout, [ErrClosed] and
+// [ErrConnectionLost] when the connection ended. Test them with [errors.Is]
+// and [errors.As].
+//
+// Handlers are registered on a [Mux]: [Register] gives typed keyword
+// arguments (a struct whose fields are the arguments) and a typed result;
+// [Mux.Handle] takes raw JSON. Missing, unknown or mistyped arguments are
+// answered with [CodeInvalidParams], unknown methods with
+// [CodeMethodNotFound], a handler's panic with [CodeInternalError] (and a
+// [*PanicError] to the OnError hook); the connection lives on.
+// [RegisterUtilities] adds the Python library's utility methods.
+//
+// # Concurrency
+//
+// Each connection has one reader, which never runs handlers itself: every
+// call runs in its own goroutine, so a slow handler blocks nothing and nested
+// calls cannot deadlock. One writer goroutine, started on demand, owns the
+// socket and drains a bounded queue. A handler's context carries its
+// connection ([ConnFromContext]) and ends when the connection ends. Close
+// methods are idempotent and safe to call from handlers and hooks.
+//
+// # Python interoperability
+//
+// wsrpc speaks fastapi_websocket_rpc's JSON envelope unchanged (see
+// PROTOCOL.md), answers its built-ins _ping_ and _get_channel_id_, names
+// result types as it does ("str", "int", "float", "bool", "List", a struct's
+// name), and uses its call id form. Error responses add an "error" key that
+// Python peers ignore. Two wsrpc peers also negotiate, through the WebSocket
+// subprotocol "wsrpc.v1", an extension that carries the caller's deadline
+// with each call and cancels the remote handler when the caller gives up;
+// a Python peer never sees it.
+package wsrpc

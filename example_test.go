@@ -1,0 +1,117 @@
+package wsrpc_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http/httptest"
+	"strings"
+
+	"github.com/wsrpc/wsrpc"
+)
+
+// ConcatArgs are the keyword arguments of concat: {"a": ..., "b": ...}.
+type ConcatArgs struct {
+	A string `json:"a"`
+	B string `json:"b"`
+}
+
+// A server exposing concat, and a client calling it.
+func Example() {
+	ctx := context.Background()
+
+	// Server: a Mux of methods, served as an http.Handler.
+	mux := wsrpc.NewMux()
+	wsrpc.Register(mux, "concat", func(ctx context.Context, a ConcatArgs) (string, error) {
+		return a.A + a.B, nil
+	})
+	srv := wsrpc.NewServer(mux, &wsrpc.ServerOptions{Logger: slog.New(slog.DiscardHandler)})
+	defer srv.Close()
+	hs := httptest.NewServer(srv) // or http.Handle("/ws", srv) on your server
+	defer hs.Close()
+	url := "ws" + strings.TrimPrefix(hs.URL, "http")
+
+	// Client: dial, call, decode the result.
+	cl, err := wsrpc.Dial(ctx, url, &wsrpc.DialOptions{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		panic(err)
+	}
+	defer cl.Close()
+	s, err := wsrpc.Call[string](ctx, cl, "concat", ConcatArgs{A: "hello", B: " world"})
+	fmt.Println(s, err)
+	// Output: hello world <nil>
+}
+
+// The server's handler calls back a method of the client while the
+// client's call to it is still open.
+func Example_bidirectional() {
+	ctx := context.Background()
+	quiet := slog.New(slog.DiscardHandler)
+
+	server := wsrpc.NewMux()
+	wsrpc.Register(server, "greet", func(ctx context.Context, a struct {
+		Name string `json:"name"`
+	}) (string, error) {
+		caller := wsrpc.ConnFromContext(ctx)
+		lang, err := wsrpc.Call[string](ctx, caller, "language", nil)
+		if err != nil {
+			return "", err
+		}
+		if lang == "fr" {
+			return "bonjour " + a.Name, nil
+		}
+		return "hello " + a.Name, nil
+	})
+	srv := wsrpc.NewServer(server, &wsrpc.ServerOptions{Logger: quiet})
+	defer srv.Close()
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+
+	client := wsrpc.NewMux()
+	wsrpc.Register(client, "language", func(context.Context, struct{}) (string, error) {
+		return "fr", nil
+	})
+	cl, err := wsrpc.Dial(ctx, "ws"+strings.TrimPrefix(hs.URL, "http"), &wsrpc.DialOptions{Methods: client, Logger: quiet})
+	if err != nil {
+		panic(err)
+	}
+	defer cl.Close()
+	fmt.Println(wsrpc.Call[string](ctx, cl, "greet", map[string]any{"name": "Ada"}))
+	// Output: bonjour Ada <nil>
+}
+
+// Errors are values: a remote error carries its JSON-RPC code.
+func ExampleError() {
+	ctx := context.Background()
+	quiet := slog.New(slog.DiscardHandler)
+	mux := wsrpc.NewMux()
+	wsrpc.Register(mux, "divide", func(ctx context.Context, a struct{ X, Y float64 }) (float64, error) {
+		if a.Y == 0 {
+			return 0, &wsrpc.Error{Code: 1001, Message: "division by zero"}
+		}
+		return a.X / a.Y, nil
+	})
+	srv := wsrpc.NewServer(mux, &wsrpc.ServerOptions{Logger: quiet})
+	defer srv.Close()
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	cl, err := wsrpc.Dial(ctx, "ws"+strings.TrimPrefix(hs.URL, "http"), &wsrpc.DialOptions{Logger: quiet})
+	if err != nil {
+		panic(err)
+	}
+	defer cl.Close()
+
+	_, err = wsrpc.Call[float64](ctx, cl, "divide", map[string]float64{"X": 1, "Y": 0})
+	var e *wsrpc.Error
+	if errors.As(err, &e) {
+		fmt.Println(e.Code, e.Message)
+	}
+	_, err = wsrpc.Call[float64](ctx, cl, "divide", map[string]float64{"X": 1})
+	if errors.As(err, &e) {
+		fmt.Println(e.Code == wsrpc.CodeInvalidParams, e.Message)
+	}
+	// Output:
+	// 1001 division by zero
+	// true missing required argument "Y"
+}
