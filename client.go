@@ -266,7 +266,20 @@ func (cl *Client) Call(ctx context.Context, method string, args, result any) err
 			return &callError{method, ErrClosed}
 		}
 		if c != nil {
-			return c.call(ctx, method, raw, result, "")
+			err := c.call(ctx, method, raw, result, "")
+			if _, ok := errors.AsType[*notSentError](err); !ok || cl.isClosed() {
+				return err
+			}
+			// The connection ended under us before the request went out.
+			if !cl.opts.WaitForReady {
+				return &callError{method, ErrNotConnected}
+			}
+			select {
+			case <-c.readerDone:
+			case <-ctx.Done():
+				return &callError{method, fmt.Errorf("%w: %w", ErrNotConnected, ctx.Err())}
+			}
+			continue
 		}
 		if !cl.opts.WaitForReady {
 			return &callError{method, ErrNotConnected}
@@ -279,6 +292,12 @@ func (cl *Client) Call(ctx context.Context, method string, args, result any) err
 			return &callError{method, cl.Err()}
 		}
 	}
+}
+
+func (cl *Client) isClosed() bool {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	return cl.closed
 }
 
 // Done returns a channel closed when the client has ended for good: closed,

@@ -344,8 +344,11 @@ func (c *Conn) handleRequest(f *wire.Frame, in *buffer) {
 	if c.ext && f.TimeoutMS > 0 {
 		var stop context.CancelFunc
 		ctx, stop = context.WithTimeout(ctx, time.Duration(f.TimeoutMS)*time.Millisecond)
-		prev := cancel
-		cancel = func(err error) { stop(); prev(err) }
+		if prev := cancel; prev != nil {
+			cancel = func(err error) { stop(); prev(err) }
+		} else {
+			cancel = func(error) { stop() }
+		}
 	}
 	go c.runHandler(ctx, cancel, m, *f, in)
 }
@@ -509,7 +512,7 @@ func (c *Conn) roundTrip(ctx context.Context, method string, args []byte, id str
 	if c.closing {
 		err := c.endErr()
 		c.mu.Unlock()
-		return reply{}, &callError{method, err}
+		return reply{}, &callError{method, &notSentError{err}}
 	}
 	c.pending[id] = ch
 	c.mu.Unlock()
@@ -539,6 +542,14 @@ func (c *Conn) roundTrip(ctx context.Context, method string, args []byte, id str
 		return reply{}, &callError{method, ctx.Err()}
 	}
 }
+
+// notSentError marks a call that failed before its request was queued,
+// because the connection had already ended: a Client may try it on the next
+// connection.
+type notSentError struct{ err error }
+
+func (e *notSentError) Error() string { return e.err.Error() }
+func (e *notSentError) Unwrap() error { return e.err }
 
 // forget removes a pending call; it reports whether the call was still
 // pending (no answer or failure was delivered to it).
