@@ -67,9 +67,9 @@ func TestBadInput(t *testing.T) {
 		name   string
 		frame  string
 		mt     int
-		code   int    // 0: no answer expected
-		callID any    // the call id the answer must carry (nil: null)
-		report error  // what OnError must have seen, if not nil
+		code   int   // 0: no answer expected
+		callID any   // the call id the answer must carry (nil: null)
+		report error // what OnError must have seen, if not nil
 	}{
 		{"not JSON", "not json", websocket.TextMessage, CodeParseError, nil, ErrBadFrame},
 		{"truncated JSON", `{"request": {"method": "echo"`, websocket.TextMessage, CodeParseError, nil, ErrBadFrame},

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -150,7 +151,10 @@ func (cl *Client) connect(ctx context.Context) (*websocket.Conn, error) {
 		if cl.ctx.Err() != nil {
 			return nil, ErrClosed
 		}
-		return nil, fmt.Errorf("wsrpc: connect %s: %w", cl.url, err)
+		if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+			err = fmt.Errorf("%w (last try: %v)", cerr, err)
+		}
+		return nil, fmt.Errorf("wsrpc: connect %s: %w", cl.url, trimPrefixErr{err})
 	}
 	return ws, nil
 }
@@ -171,6 +175,12 @@ func (cl *Client) dialOnce(ctx context.Context) (*websocket.Conn, error) {
 	}
 	return ws, nil
 }
+
+// trimPrefixErr drops a "wsrpc: " prefix from a wrapped error's text.
+type trimPrefixErr struct{ err error }
+
+func (e trimPrefixErr) Error() string { return strings.TrimPrefix(e.err.Error(), "wsrpc: ") }
+func (e trimPrefixErr) Unwrap() error { return e.err }
 
 func trimBody(b []byte) string {
 	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r' || b[len(b)-1] == ' ') {

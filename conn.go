@@ -180,6 +180,12 @@ func (c *Conn) PathValue(name string) string {
 // RemoteAddr returns the peer's network address.
 func (c *Conn) RemoteAddr() net.Addr { return c.ws.RemoteAddr() }
 
+// Context returns a context that carries the connection ([ConnFromContext]
+// works on it) and is canceled, with the cause, when the connection ends.
+// Use it for work that outlives one call, such as a delayed call back to
+// the peer; a handler's own context may end as soon as the handler returns.
+func (c *Conn) Context() context.Context { return c.ctx }
+
 // Done returns a channel that is closed when the connection has ended and
 // all its goroutines, handlers included, have returned.
 func (c *Conn) Done() <-chan struct{} { return c.done }
@@ -367,7 +373,10 @@ func (c *Conn) runHandler(ctx context.Context, cancel context.CancelCauseFunc, m
 		}
 		out.b = wire.AppendError(out.b[:0], f.CallID, we.Code, we.Message, we.Data)
 	}
-	peerGaveUp := cancel != nil && errors.Is(context.Cause(ctx), errCanceledByPeer)
+	// The caller gave up: it canceled, or the deadline it sent passed and
+	// the handler failed for it. It waits for no answer.
+	peerGaveUp := cancel != nil && (errors.Is(context.Cause(ctx), errCanceledByPeer) ||
+		err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded))
 	id := ""
 	if cancel != nil {
 		id = f.ID()

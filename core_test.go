@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"reflect"
 	"strings"
 	"sync"
@@ -484,5 +485,21 @@ func TestCallMeBack(t *testing.T) {
 	pd, err := Call[ProcessDetails](ctx, cl, "get_process_details", nil)
 	if err != nil || pd.PID == 0 || len(pd.Cmd) == 0 || pd.WorkingDir == "" {
 		t.Errorf("get_process_details = %+v, %v", pd, err)
+	}
+}
+
+// TestDialTimeout: a Dial that runs out of time says so with the
+// context's error.
+func TestDialTimeout(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0") // accepts, never answers
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	ctx, cancel := context.WithTimeout(ctxT(t), 100*time.Millisecond)
+	defer cancel()
+	_, err = Dial(ctx, "ws://"+ln.Addr().String()+"/ws", &DialOptions{Logger: quiet()})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Dial: %v, want context.DeadlineExceeded", err)
 	}
 }

@@ -73,7 +73,7 @@ type HTTPError struct {
 
 func (e *HTTPError) Error() string {
 	s := "wsrpc: http status " + strconv.Itoa(e.StatusCode) + " " + http.StatusText(e.StatusCode)
-	if e.Message != "" {
+	if e.Message != "" && e.Message != http.StatusText(e.StatusCode) {
 		s += ": " + e.Message
 	}
 	return s

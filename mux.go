@@ -21,9 +21,11 @@ import (
 // result is encoded with encoding/json; its result_type is derived from its
 // Go type (see [Mux]).
 //
-// ctx ends when the call's connection closes or, over the negotiated
-// extension, when the caller gives up. [ConnFromContext] returns the calling
-// connection, so that a handler can call its caller back.
+// ctx is canceled when the call's connection closes or, over the negotiated
+// extension, when the caller gives up or its deadline passes; it may also be
+// canceled once the handler returned, so work that outlives the call should
+// use [Conn.Context]. [ConnFromContext] returns the calling connection, so
+// that a handler can call its caller back.
 type Handler interface {
 	ServeRPC(ctx context.Context, args json.RawMessage) (any, error)
 }

@@ -1,0 +1,195 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/wsrpc/wsrpc"
+)
+
+const callHelp = `Usage: wsrpc call [flags] URL METHOD [key=value ...]
+
+Call METHOD on the server at URL (ws://, wss://, http:// or https://; no
+scheme means ws://) and print its result as JSON on stdout.
+
+Each key=value is one keyword argument. The value is JSON if it is valid
+JSON, else a string: a=1 is the number 1, a=true a boolean, a=hello the
+string "hello", a='"1"' the string "1". Pairs override the keys of --args.
+Flags may come before or after the arguments; -- ends the flags.
+
+While the call runs, the server may call back the utility methods echo,
+get_process_details, call_me_back and get_response.
+
+Flags:
+  --args JSON     keyword arguments as a JSON object; "-" reads it from stdin
+  --header K:V    add the header K to the upgrade request (repeatable)
+  --timeout D     bound connecting and the call together (default 10s; 0: none)
+  -v              log the connection to stderr
+
+Exit status: 0 on success; 1 when the method answered with an error, whose
+code and message go to stderr; 2 for any other failure: bad usage, no
+server, connection refused (401, 403), timeout.
+
+Examples:
+  wsrpc call ws://127.0.0.1:9000/ws add a=1 b=2
+  wsrpc call ws://127.0.0.1:9000/ws concat a=hello 'b= world'
+  wsrpc call ws://127.0.0.1:9000/ws echo text=hi --header 'X-Token: secret'
+  echo '{"a": 6}' | wsrpc call 127.0.0.1:9000/ws multiply --args - b=7
+`
+
+// dialTries caps the connect attempts, so that a dead server fails fast.
+const dialTries = 3
+
+// headerFlag is the repeatable --header flag.
+type headerFlag http.Header
+
+func (h headerFlag) String() string { return "" }
+
+func (h headerFlag) Set(s string) error {
+	k, v, ok := strings.Cut(s, ":")
+	k = strings.TrimSpace(k)
+	if !ok || k == "" {
+		return errors.New(`want "Key: value"`)
+	}
+	http.Header(h).Add(k, strings.TrimSpace(v))
+	return nil
+}
+
+// callFlags are the flags of wsrpc call.
+type callFlags struct {
+	args    string
+	header  http.Header
+	timeout time.Duration
+	verbose bool
+}
+
+func (f *callFlags) flagSet() *flag.FlagSet {
+	fs := newFlagSet("call")
+	fs.StringVar(&f.args, "args", "", "")
+	f.header = make(http.Header)
+	fs.Var(headerFlag(f.header), "header", "")
+	fs.DurationVar(&f.timeout, "timeout", 10*time.Second, "")
+	fs.BoolVar(&f.verbose, "v", false, "")
+	return fs
+}
+
+func runCall(ctx context.Context, args []string, std stdio) int {
+	var f callFlags
+	pos, code, ok := parseArgs(f.flagSet(), args, callHelp, std)
+	if !ok {
+		return code
+	}
+	if len(pos) < 2 {
+		return usageError(std, "call", "want URL and METHOD")
+	}
+	url, method := pos[0], pos[1]
+	if !strings.Contains(url, "://") {
+		url = "ws://" + url
+	}
+	if f.args == "-" {
+		b, err := io.ReadAll(std.in)
+		if err != nil {
+			return failure(std, fmt.Errorf("reading --args from stdin: %w", err))
+		}
+		f.args = string(b)
+	}
+	params, err := callArgs(f.args, pos[2:])
+	if err != nil {
+		return usageError(std, "call", err.Error())
+	}
+
+	if f.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, f.timeout)
+		defer cancel()
+	}
+	logger := slog.New(slog.DiscardHandler)
+	if f.verbose {
+		logger = slog.New(slog.NewTextHandler(std.err, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	methods := wsrpc.NewMux()
+	wsrpc.RegisterUtilities(methods)
+	client, err := wsrpc.Dial(ctx, url, &wsrpc.DialOptions{
+		Methods:          methods,
+		Header:           f.header,
+		Retry:            wsrpc.RetryOptions{MaxTries: dialTries},
+		DisableReconnect: true,
+		Logger:           logger,
+	})
+	if err != nil {
+		return callFailure(ctx, std, f.timeout, err)
+	}
+	defer client.Close()
+
+	var result json.RawMessage
+	if err := client.Call(ctx, method, params, &result); err != nil {
+		return callFailure(ctx, std, f.timeout, err)
+	}
+	var out bytes.Buffer
+	if err := json.Compact(&out, result); err != nil {
+		return failure(std, fmt.Errorf("the result is not JSON: %w", err))
+	}
+	out.WriteByte('\n')
+	std.out.Write(out.Bytes())
+	return exitOK
+}
+
+// callArgs merges the key=value pairs onto the JSON object argsJSON.
+func callArgs(argsJSON string, pairs []string) (json.RawMessage, error) {
+	args := make(map[string]json.RawMessage)
+	if strings.TrimSpace(argsJSON) != "" {
+		if err := json.Unmarshal([]byte(argsJSON), &args); err != nil || args == nil {
+			return nil, fmt.Errorf("--args: want a JSON object, got %q", argsJSON)
+		}
+	}
+	for _, p := range pairs {
+		k, v, ok := strings.Cut(p, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("argument %q: want key=value", p)
+		}
+		args[k] = argValue(v)
+	}
+	return json.Marshal(args)
+}
+
+// argValue is v as JSON if it is valid JSON, else as a JSON string.
+func argValue(v string) json.RawMessage {
+	if json.Valid([]byte(v)) {
+		return json.RawMessage(v)
+	}
+	b, _ := json.Marshal(v) // a string always encodes
+	return b
+}
+
+// callFailure reports why a call did not succeed and returns its exit
+// status.
+func callFailure(ctx context.Context, std stdio, timeout time.Duration, err error) int {
+	if e, ok := errors.AsType[*wsrpc.Error](err); ok {
+		fmt.Fprintln(std.err, e.Error())
+		if len(e.Data) > 0 {
+			fmt.Fprintf(std.err, "wsrpc: error data: %s\n", e.Data)
+		}
+		return exitRemote
+	}
+	if he, ok := errors.AsType[*wsrpc.HTTPError](err); ok {
+		status := http.StatusText(he.StatusCode)
+		msg := fmt.Sprintf("the server refused the connection: %d %s", he.StatusCode, status)
+		if he.Message != "" && he.Message != status {
+			msg += ": " + he.Message
+		}
+		return failure(std, errors.New(msg))
+	}
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return failure(std, fmt.Errorf("timed out after %v: %s", timeout, errText(err)))
+	}
+	return failure(std, err)
+}

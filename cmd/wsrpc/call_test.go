@@ -1,0 +1,209 @@
+package main
+
+import (
+	"encoding/json"
+	"net"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestCall(t *testing.T) {
+	t.Parallel()
+	url := startDemo(t, "")
+	tests := []struct {
+		name string
+		args []string
+		want string // stdout
+	}{
+		{"add", []string{url, "add", "a=1", "b=2"}, "3\n"},
+		{"float result", []string{url, "add", "a=0.5", "b=2"}, "2.5\n"},
+		{"multiply", []string{url, "multiply", "a=6", "b=7"}, "42\n"},
+		{"concat", []string{url, "concat", "a=hello", "b= world"}, "\"hello world\"\n"},
+		{"built-in", []string{url, "_ping_"}, "\"pong\"\n"},
+		{"object result", []string{url, "args", "o={ \"x\" : [1, 2] }"}, "{\"o\":{\"x\":[1,2]}}\n"},
+		{"flags between arguments", []string{"--timeout", "20s", url, "add", "-v=false", "a=1", "--header", "K: v", "b=2"}, "3\n"},
+		{"-- ends the flags", []string{url, "args", "--", "-v=1"}, "{\"-v\":1}\n"},
+		{"URL without scheme", []string{strings.TrimPrefix(url, "ws://"), "add", "a=1", "b=2"}, "3\n"},
+		{"http URL", []string{"http://" + strings.TrimPrefix(url, "ws://"), "add", "a=1", "b=2"}, "3\n"},
+		{"client_id path", []string{url + "/alice", "concat", "a=x", "b=y"}, "\"xy\"\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r := runCmd(t, "", append([]string{"call"}, tt.args...)...)
+			if r.code != exitOK || r.stdout != tt.want {
+				t.Errorf("exit %d, stdout %q (stderr %q); want 0, %q", r.code, r.stdout, r.stderr, tt.want)
+			}
+		})
+	}
+}
+
+// callJSON runs wsrpc call and decodes the JSON it prints.
+func callJSON(t *testing.T, stdin string, args ...string) any {
+	t.Helper()
+	r := runCmd(t, stdin, append([]string{"call"}, args...)...)
+	if r.code != exitOK {
+		t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
+	}
+	var v any
+	if err := json.Unmarshal([]byte(r.stdout), &v); err != nil {
+		t.Fatalf("stdout %q: %v", r.stdout, err)
+	}
+	return v
+}
+
+// jsonValue decodes s.
+func jsonValue(t *testing.T, s string) any {
+	t.Helper()
+	var v any
+	if err := json.Unmarshal([]byte(s), &v); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func TestCallArgumentValues(t *testing.T) {
+	t.Parallel()
+	url := startDemo(t, "")
+	got := callJSON(t, "", url, "args",
+		"n=1", "f=-2.5", "s=hello", `q="1"`, "b=true", "z=null",
+		`o={"x":[1]}`, "l=[1,\"a\"]", "e=", "eq=a=b", "sp=hello world", "t=tru")
+	want := jsonValue(t, `{
+		"n": 1, "f": -2.5, "s": "hello", "q": "1", "b": true, "z": null,
+		"o": {"x": [1]}, "l": [1, "a"], "e": "", "eq": "a=b", "sp": "hello world", "t": "tru"
+	}`)
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("the server got %v, want %v", got, want)
+	}
+}
+
+func TestCallArgsMerge(t *testing.T) {
+	t.Parallel()
+	url := startDemo(t, "")
+	want := jsonValue(t, `{"a": 1, "b": "two", "c": [3]}`)
+	t.Run("flag", func(t *testing.T) {
+		t.Parallel()
+		got := callJSON(t, "", url, "args", "--args", `{"a": 1, "b": 2, "c": [3]}`, "b=two")
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("the server got %v, want %v", got, want)
+		}
+	})
+	t.Run("stdin", func(t *testing.T) {
+		t.Parallel()
+		got := callJSON(t, `{"a": 1, "b": 2, "c": [3]}`+"\n", url, "args", "--args", "-", "b=two")
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("the server got %v, want %v", got, want)
+		}
+	})
+	t.Run("typed method", func(t *testing.T) {
+		t.Parallel()
+		r := runCmd(t, "", "call", url, "add", "--args", `{"a": 1, "b": 2}`, "b=40")
+		if r.code != exitOK || r.stdout != "41\n" {
+			t.Errorf("exit %d, stdout %q (stderr %q); want 0, 41", r.code, r.stdout, r.stderr)
+		}
+	})
+}
+
+func TestCallRemoteError(t *testing.T) {
+	t.Parallel()
+	url := startDemo(t, "")
+	tests := []struct {
+		name string
+		args []string
+		want string // the first line on stderr
+	}{
+		{"unknown method", []string{url, "nope"}, "wsrpc: remote error -32601: method not found: nope"},
+		{"wrong type", []string{url, "add", "a=x", "b=1"}, "wsrpc: remote error -32602: "},
+		{"missing argument", []string{url, "concat", "a=x"}, "wsrpc: remote error -32602: "},
+		{"refused by the handler", []string{url, "register_wake_up_call", "time_delta=-1", "name=x"}, "wsrpc: remote error -32602: time_delta must be between"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r := runCmd(t, "", append([]string{"call"}, tt.args...)...)
+			if r.code != exitRemote {
+				t.Errorf("exit %d, want %d", r.code, exitRemote)
+			}
+			if !strings.HasPrefix(r.stderr, tt.want) {
+				t.Errorf("stderr %q, want it to begin with %q", r.stderr, tt.want)
+			}
+			if r.stdout != "" {
+				t.Errorf("stdout %q, want nothing", r.stdout)
+			}
+		})
+	}
+}
+
+// TestCallServesCallbacks checks that the server can call the CLI's
+// utility methods while the CLI's call is open.
+func TestCallServesCallbacks(t *testing.T) {
+	t.Parallel()
+	url := startDemo(t, "")
+	r := runCmd(t, "", "call", url, "ask_echo", "text=called back")
+	if r.code != exitOK || r.stdout != "\"called back\"\n" {
+		t.Errorf("exit %d, stdout %q (stderr %q); want 0, \"called back\"", r.code, r.stdout, r.stderr)
+	}
+}
+
+func TestCallToken(t *testing.T) {
+	t.Parallel()
+	url := startDemo(t, "secret")
+	tests := []struct {
+		name     string
+		args     []string
+		code     int
+		stdout   string
+		inStderr string
+	}{
+		{"no token", []string{url, "add", "a=1", "b=2"}, exitFail, "", "wsrpc: the server refused the connection: 403 Forbidden\n"},
+		{"wrong token", []string{"--header", "X-Token: guess", url, "add", "a=1", "b=2"}, exitFail, "", "403 Forbidden"},
+		{"token", []string{"--header", "X-Token: secret", url, "add", "a=1", "b=2"}, exitOK, "3\n", ""},
+		{"header after arguments", []string{url, "add", "a=1", "b=2", "--header", "x-token:secret"}, exitOK, "3\n", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r := runCmd(t, "", append([]string{"call"}, tt.args...)...)
+			if r.code != tt.code || r.stdout != tt.stdout || !strings.Contains(r.stderr, tt.inStderr) {
+				t.Errorf("exit %d, stdout %q, stderr %q; want %d, %q, stderr holding %q",
+					r.code, r.stdout, r.stderr, tt.code, tt.stdout, tt.inStderr)
+			}
+		})
+	}
+}
+
+func TestCallNoServer(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "ws://" + ln.Addr().String() + "/ws"
+	ln.Close() // nothing listens there now
+	r := runCmd(t, "", "call", url, "add", "a=1", "b=2")
+	if r.code != exitFail || r.stdout != "" {
+		t.Errorf("exit %d, stdout %q; want %d and nothing", r.code, r.stdout, exitFail)
+	}
+	if want := "wsrpc: connect " + url + ": "; !strings.HasPrefix(r.stderr, want) {
+		t.Errorf("stderr %q, want it to begin with %q", r.stderr, want)
+	}
+}
+
+// TestCallTimeout calls a server that accepts TCP connections but never
+// answers the WebSocket upgrade.
+func TestCallTimeout(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	r := runCmd(t, "", "call", "--timeout", "100ms", "ws://"+ln.Addr().String()+"/ws", "add")
+	if r.code != exitFail || r.stdout != "" {
+		t.Errorf("exit %d, stdout %q; want %d and nothing", r.code, r.stdout, exitFail)
+	}
+	if want := "wsrpc: timed out after 100ms: "; !strings.HasPrefix(r.stderr, want) {
+		t.Errorf("stderr %q, want it to begin with %q", r.stderr, want)
+	}
+}

@@ -1,0 +1,172 @@
+// Wsrpc serves and calls RPC methods over WebSockets, with the wire protocol
+// of the Python library fastapi_websocket_rpc, so that it talks to Go and
+// Python peers alike.
+//
+// Usage:
+//
+//	wsrpc <command> [flags] [arguments]
+//
+// The commands are:
+//
+//	serve   run the demo server: add, multiply, concat, the utility
+//	        methods and the register_wake_up_call trigger, on /ws and
+//	        /ws/{client_id}
+//	call    call one method on a server and print its result as JSON
+//
+// Run "wsrpc <command> --help" for a command's flags and examples.
+//
+// The exit status is 0 on success, 1 when a called method answered with an
+// error, and 2 for anything else that went wrong: bad usage, a server that
+// cannot be reached or refuses the connection, a timeout.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+// Exit statuses.
+const (
+	exitOK     = 0 // success, or help was asked for
+	exitRemote = 1 // the called method answered with an error
+	exitFail   = 2 // bad usage, or the command could not do its job
+)
+
+// stdio is what a command reads from and writes to.
+type stdio struct {
+	in       io.Reader
+	out, err io.Writer
+}
+
+// A command is one subcommand of wsrpc. Adding a subcommand means adding an
+// entry to commands.
+type command struct {
+	name    string
+	summary string // one line, for the list of commands
+	run     func(ctx context.Context, args []string, std stdio) int
+}
+
+// commands lists the subcommands in the order the usage shows them.
+var commands = []command{
+	{"serve", "run the demo server", runServe},
+	{"call", "call one method and print its result as JSON", runCall},
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	context.AfterFunc(ctx, stop) // after the first signal, a second one kills at once
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run runs the command line args (without the program name) and returns
+// the exit status. ctx ends the command early, as SIGINT does.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	std := stdio{in: stdin, out: stdout, err: stderr}
+	if len(args) == 0 {
+		usage(stderr)
+		return exitFail
+	}
+	name, rest := args[0], args[1:]
+	switch name {
+	case "-h", "-help", "--help":
+		usage(stdout)
+		return exitOK
+	case "help": // wsrpc help [command]
+		if len(rest) == 0 {
+			usage(stdout)
+			return exitOK
+		}
+		name, rest = rest[0], []string{"--help"}
+	}
+	for _, c := range commands {
+		if c.name == name {
+			return c.run(ctx, rest, std)
+		}
+	}
+	fmt.Fprintf(stderr, "wsrpc: unknown command %q\n\n", name)
+	usage(stderr)
+	return exitFail
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `Usage: wsrpc <command> [flags] [arguments]
+
+wsrpc serves and calls RPC methods over WebSockets, with the wire protocol
+of the Python library fastapi_websocket_rpc.
+
+Commands:
+`)
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-8s%s\n", c.name, c.summary)
+	}
+	fmt.Fprint(w, `
+Run 'wsrpc <command> --help' for a command's flags and examples.
+
+Examples:
+  wsrpc serve --addr 127.0.0.1:9000
+  wsrpc call ws://127.0.0.1:9000/ws add a=1 b=2
+`)
+}
+
+// newFlagSet returns a flag set that reports nothing itself: parseArgs
+// prints help and errors.
+func newFlagSet(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	return fs
+}
+
+// parseArgs parses args with fs, letting flags and positional arguments
+// interleave ("--" ends the flags), and returns the positional arguments.
+// On --help it prints help to stdout; on a bad flag it prints the error to
+// stderr. In both cases ok is false and code is the exit status.
+func parseArgs(fs *flag.FlagSet, args []string, help string, std stdio) (pos []string, code int, ok bool) {
+	for {
+		err := fs.Parse(args)
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(std.out, help)
+			return nil, exitOK, false
+		}
+		if err != nil {
+			return nil, usageError(std, fs.Name(), err.Error()), false
+		}
+		rest := fs.Args()
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+			return append(pos, rest...), 0, true
+		}
+		if len(rest) == 0 {
+			return pos, 0, true
+		}
+		pos = append(pos, rest[0]) // every round consumes at least this
+		args = rest[1:]
+	}
+}
+
+// usageError reports a usage error of the command name and returns exitFail.
+func usageError(std stdio, name, msg string) int {
+	fmt.Fprintf(std.err, "wsrpc %s: %s\nRun 'wsrpc %s --help' for usage.\n", name, msg, name)
+	return exitFail
+}
+
+// failure prints err on stderr, with a single "wsrpc: " prefix, and returns
+// exitFail.
+func failure(std stdio, err error) int {
+	fmt.Fprintln(std.err, "wsrpc: "+errText(err))
+	return exitFail
+}
+
+// errText is err's text without the "wsrpc: " prefix of the library's
+// errors.
+func errText(err error) string {
+	return strings.TrimPrefix(err.Error(), "wsrpc: ")
+}

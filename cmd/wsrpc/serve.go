@@ -1,0 +1,230 @@
+package main
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/wsrpc/wsrpc"
+)
+
+const serveHelp = `Usage: wsrpc serve [flags]
+
+Run the demo server until SIGINT or SIGTERM. It serves RPC over WebSockets
+on /ws and /ws/{client_id}, logs connections to stderr, and exposes:
+
+  add(a, b), multiply(a, b)   numbers; the result is a float
+  concat(a, b)                strings
+  register_wake_up_call(time_delta, name)
+                              returns true at once, then time_delta seconds
+                              later (at most 3600) calls
+                              wake_up(message="Good morning!", name=name)
+                              on the caller
+  echo, get_process_details, call_me_back, get_response
+                              the utility methods of fastapi_websocket_rpc
+  _ping_, _get_channel_id_    the built-ins
+
+Flags:
+  --addr HOST:PORT   address to listen on (default 127.0.0.1:9000);
+                     port 0 picks a free port, printed on startup
+  --token T          accept only connections whose upgrade request has the
+                     header "X-Token: T"; refuse others with 403
+
+Examples:
+  wsrpc serve
+  wsrpc serve --addr 127.0.0.1:0 --token secret
+  wsrpc call ws://127.0.0.1:9000/ws multiply a=6 b=7
+`
+
+// shutdownTimeout bounds the graceful part of a shutdown: calls in flight
+// get this long to finish before their connections are closed.
+const shutdownTimeout = 5 * time.Second
+
+// maxWakeUpDelay caps register_wake_up_call's time_delta.
+const maxWakeUpDelay = time.Hour
+
+// serveFlags are the flags of wsrpc serve.
+type serveFlags struct {
+	addr  string
+	token string
+}
+
+func (f *serveFlags) flagSet() *flag.FlagSet {
+	fs := newFlagSet("serve")
+	fs.StringVar(&f.addr, "addr", "127.0.0.1:9000", "")
+	fs.StringVar(&f.token, "token", "", "")
+	return fs
+}
+
+func runServe(ctx context.Context, args []string, std stdio) int {
+	var f serveFlags
+	pos, code, ok := parseArgs(f.flagSet(), args, serveHelp, std)
+	if !ok {
+		return code
+	}
+	if len(pos) > 0 {
+		return usageError(std, "serve", fmt.Sprintf("unexpected argument %q", pos[0]))
+	}
+	logger := slog.New(slog.NewTextHandler(std.err, nil))
+	ln, err := net.Listen("tcp", f.addr)
+	if err != nil {
+		return failure(std, err)
+	}
+	if err := newDemo(f.token, logger).serve(ctx, ln, std.out); err != nil {
+		return failure(std, err)
+	}
+	return exitOK
+}
+
+// demo is the demo server: its methods, its WebSocket server, and the
+// wake-up calls it owes its clients.
+type demo struct {
+	mux *wsrpc.Mux
+	srv *wsrpc.Server
+	log *slog.Logger
+
+	mu      sync.Mutex
+	stopped bool           // no new wake-up calls
+	wakeUps sync.WaitGroup // pending wake-up calls
+	quit    chan struct{}  // closed on stop: wake-up calls give up
+}
+
+// newDemo returns the demo server. A non-empty token is required in the
+// X-Token header of every upgrade request.
+func newDemo(token string, logger *slog.Logger) *demo {
+	d := &demo{mux: wsrpc.NewMux(), log: logger, quit: make(chan struct{})}
+	wsrpc.RegisterUtilities(d.mux)
+	wsrpc.Register(d.mux, "add", func(_ context.Context, p pair[float64]) (float64, error) {
+		return p.A + p.B, nil
+	})
+	wsrpc.Register(d.mux, "multiply", func(_ context.Context, p pair[float64]) (float64, error) {
+		return p.A * p.B, nil
+	})
+	wsrpc.Register(d.mux, "concat", func(_ context.Context, p pair[string]) (string, error) {
+		return p.A + p.B, nil
+	})
+	wsrpc.Register(d.mux, "register_wake_up_call", d.registerWakeUpCall)
+
+	opts := &wsrpc.ServerOptions{Logger: logger}
+	if token != "" {
+		opts.Authenticate = func(r *http.Request) error {
+			if subtle.ConstantTimeCompare([]byte(r.Header.Get("X-Token")), []byte(token)) != 1 {
+				return &wsrpc.HTTPError{StatusCode: http.StatusForbidden}
+			}
+			return nil
+		}
+	}
+	d.srv = wsrpc.NewServer(d.mux, opts)
+	return d
+}
+
+// pair is the arguments of the two-operand methods.
+type pair[T any] struct {
+	A T `json:"a"`
+	B T `json:"b"`
+}
+
+type wakeUpArgs struct {
+	TimeDelta float64 `json:"time_delta"` // seconds
+	Name      string  `json:"name"`
+}
+
+// registerWakeUpCall is the method register_wake_up_call: it returns at
+// once and calls wake_up on the caller time_delta seconds later, unless the
+// connection or the server ends first.
+func (d *demo) registerWakeUpCall(ctx context.Context, a wakeUpArgs) (bool, error) {
+	if !(a.TimeDelta >= 0 && a.TimeDelta <= maxWakeUpDelay.Seconds()) {
+		return false, wsrpc.Errorf(wsrpc.CodeInvalidParams, "time_delta must be between 0 and %v seconds", maxWakeUpDelay.Seconds())
+	}
+	delay := time.Duration(a.TimeDelta * float64(time.Second))
+	// The handler's ctx may end when the handler returns, so the call is
+	// tied to the connection's context (and to the server) instead.
+	caller := wsrpc.ConnFromContext(ctx)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.stopped {
+		return false, wsrpc.Errorf(wsrpc.CodeServerError, "server shutting down")
+	}
+	d.wakeUps.Go(func() {
+		t := time.NewTimer(delay)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-caller.Context().Done():
+			return
+		case <-d.quit:
+			return
+		}
+		args := map[string]string{"message": "Good morning!", "name": a.Name}
+		// Bounded by the server's call timeout, and by the connection.
+		if err := caller.Call(caller.Context(), "wake_up", args, nil); err != nil {
+			d.log.Warn("wake_up failed", "conn", caller.ID(), "err", err)
+		}
+	})
+	return true, nil
+}
+
+// handler routes /ws and /ws/{client_id} to the WebSocket server.
+func (d *demo) handler() http.Handler {
+	hm := http.NewServeMux()
+	hm.Handle("GET /ws", d.srv)
+	hm.Handle("GET /ws/{client_id}", d.srv)
+	return hm
+}
+
+// serve serves on ln, after printing its URL to stdout, until ctx ends; it
+// then shuts down gracefully and returns nil, or the first error. It closes
+// ln.
+func (d *demo) serve(ctx context.Context, ln net.Listener, stdout io.Writer) error {
+	hs := &http.Server{
+		Handler:           d.handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelWarn),
+	}
+	fmt.Fprintf(stdout, "wsrpc: serving on ws://%s/ws\n", ln.Addr())
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(ln) }()
+
+	var err error
+	select {
+	case err = <-served: // the listener failed
+	case <-ctx.Done():
+		d.log.Info("shutting down")
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	// http.Server.Shutdown stops accepting but ignores WebSockets (hijacked
+	// connections); the wsrpc server's Shutdown drains and closes those.
+	herr := hs.Shutdown(sctx)
+	serr := d.srv.Shutdown(sctx)
+	if serr != nil {
+		d.srv.Close()
+	}
+	if err == nil {
+		err = <-served
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	d.stop()
+	return errors.Join(err, herr, serr)
+}
+
+// stop ends the pending wake-up calls and waits for them.
+func (d *demo) stop() {
+	d.mu.Lock()
+	if !d.stopped {
+		d.stopped = true
+		close(d.quit)
+	}
+	d.mu.Unlock()
+	d.wakeUps.Wait()
+}

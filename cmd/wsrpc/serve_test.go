@@ -1,0 +1,133 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wsrpc/wsrpc"
+)
+
+// dialQuiet connects a Go client that exposes methods (nil: none).
+func dialQuiet(t *testing.T, url string, methods *wsrpc.Mux) *wsrpc.Client {
+	t.Helper()
+	c, err := wsrpc.Dial(t.Context(), url, &wsrpc.DialOptions{
+		Methods:          methods,
+		DisableReconnect: true,
+		Logger:           slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+type wakeUp struct {
+	Message string `json:"message"`
+	Name    string `json:"name"`
+}
+
+// TestWakeUpCall registers a wake-up call from a Go client, which then
+// receives wake_up from the server.
+func TestWakeUpCall(t *testing.T) {
+	t.Parallel()
+	url := startDemo(t, "")
+	woke := make(chan wakeUp, 1)
+	methods := wsrpc.NewMux()
+	wsrpc.Register(methods, "wake_up", func(_ context.Context, w wakeUp) (any, error) {
+		select {
+		case woke <- w:
+		default: // a second call would be a bug; the test sees only the first
+		}
+		return nil, nil
+	})
+	client := dialQuiet(t, url+"/alice", methods)
+
+	ok, err := wsrpc.Call[bool](t.Context(), client, "register_wake_up_call",
+		map[string]any{"time_delta": 0.05, "name": "alice"})
+	if err != nil || !ok {
+		t.Fatalf("register_wake_up_call = %v, %v; want true", ok, err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	select {
+	case w := <-woke:
+		if want := (wakeUp{"Good morning!", "alice"}); w != want {
+			t.Errorf("wake_up got %+v, want %+v", w, want)
+		}
+	case <-ctx.Done():
+		t.Fatal("no wake_up call")
+	}
+}
+
+func TestWakeUpCallInvalid(t *testing.T) {
+	t.Parallel()
+	url := startDemo(t, "")
+	client := dialQuiet(t, url, nil)
+	for _, delta := range []float64{-1, 3601, 1e300} {
+		_, err := wsrpc.Call[bool](t.Context(), client, "register_wake_up_call",
+			map[string]any{"time_delta": delta, "name": "x"})
+		if e, ok := errors.AsType[*wsrpc.Error](err); !ok || e.Code != wsrpc.CodeInvalidParams {
+			t.Errorf("time_delta %v: err %v, want code %d", delta, err, wsrpc.CodeInvalidParams)
+		}
+	}
+	if _, err := wsrpc.Call[string](t.Context(), client, "_ping_", nil); err != nil {
+		t.Errorf("the connection failed after refused calls: %v", err)
+	}
+}
+
+// TestServeCommand runs wsrpc serve as the program does, calls it, and
+// stops it as SIGINT does, with a client connected and a wake-up call
+// pending.
+func TestServeCommand(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stdout := newFirstLine()
+	var stderr bytes.Buffer // written until run returns
+	code := make(chan int, 1)
+	go func() { code <- run(ctx, []string{"serve", "--addr", "127.0.0.1:0"}, nil, stdout, &stderr) }()
+
+	var url string
+	select {
+	case line := <-stdout.line:
+		var ok bool
+		url, ok = strings.CutPrefix(line, "wsrpc: serving on ")
+		if !ok || !strings.HasPrefix(url, "ws://127.0.0.1:") || strings.HasSuffix(url, ":0/ws") {
+			t.Fatalf("first line %q, want the address it serves on", line)
+		}
+	case c := <-code:
+		t.Fatalf("serve exited with %d: %s", c, stderr.String())
+	}
+
+	if r := runCmd(t, "", "call", url, "concat", "a=con", "b=cat"); r.stdout != "\"concat\"\n" {
+		t.Errorf("call: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	client := dialQuiet(t, url, nil)
+	if ok, err := wsrpc.Call[bool](t.Context(), client, "register_wake_up_call",
+		map[string]any{"time_delta": 3600, "name": "late"}); err != nil || !ok {
+		t.Fatalf("register_wake_up_call = %v, %v", ok, err)
+	}
+
+	cancel() // as SIGINT does
+	if c := <-code; c != exitOK {
+		t.Errorf("serve exited with %d, want 0; stderr:\n%s", c, stderr.String())
+	}
+	<-client.Done() // the server closed the connection
+	if !strings.Contains(stderr.String(), "msg=connected") {
+		t.Errorf("serve did not log the connection; stderr:\n%s", stderr.String())
+	}
+}
+
+func TestServeListenError(t *testing.T) {
+	t.Parallel()
+	r := runCmd(t, "", "serve", "--addr", "127.0.0.1:-1")
+	if r.code != exitFail || !strings.HasPrefix(r.stderr, "wsrpc: listen tcp") {
+		t.Errorf("exit %d, stderr %q; want %d and the listen error", r.code, r.stderr, exitFail)
+	}
+}
