@@ -239,7 +239,11 @@ func (cl *Client) end(err error) {
 		cl.err = err
 	}
 	cl.mu.Unlock()
-	if !errors.Is(err, ErrClosed) {
+	switch {
+	case errors.Is(err, ErrClosed):
+	case isNormalClose(err):
+		cl.cfg.logger.Info("client ended: the server closed the connection", "url", cl.url, "err", err)
+	default:
 		cl.cfg.logger.Error("client gave up", "url", cl.url, "err", err)
 	}
 	close(cl.ended)

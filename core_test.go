@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"reflect"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -368,6 +369,8 @@ func TestResultTypes(t *testing.T) {
 	Register(m, "i", func(context.Context, struct{}) (int64, error) { return 1, nil })
 	Register(m, "u", func(context.Context, struct{}) (uint8, error) { return 1, nil })
 	Register(m, "f", func(context.Context, struct{}) (float64, error) { return 1, nil })
+	Register(m, "f32", func(context.Context, struct{}) (float32, error) { return 2.5, nil })
+	Register(m, "fa", func(context.Context, struct{}) (any, error) { return 3.0, nil })
 	Register(m, "b", func(context.Context, struct{}) (bool, error) { return true, nil })
 	Register(m, "l", func(context.Context, struct{}) ([]Point, error) { return []Point{{}}, nil })
 	Register(m, "d", func(context.Context, struct{}) (map[string]int, error) { return map[string]int{"a": 1}, nil })
@@ -376,7 +379,7 @@ func TestResultTypes(t *testing.T) {
 	Register(m, "a", func(context.Context, struct{}) (any, error) { return Point{}, nil })
 	Register(m, "r", func(context.Context, struct{}) (json.RawMessage, error) { return json.RawMessage(`2.5`), nil })
 	m.HandleFunc("h", func(context.Context, json.RawMessage) (any, error) { return []int{1}, nil })
-	want := map[string]string{"s": "str", "i": "int", "u": "int", "f": "float", "b": "bool", "l": "List",
+	want := map[string]string{"s": "str", "i": "int", "u": "int", "f": "float", "f32": "float", "fa": "float", "b": "bool", "l": "List",
 		"d": "Dict", "p": "Point", "n": "unknown-type", "a": "Point", "r": "float", "h": "List"}
 	_, url := testServer(t, m, nil)
 	ws := rawDial(t, url)
@@ -384,6 +387,14 @@ func TestResultTypes(t *testing.T) {
 		got := roundTripRaw(t, ws, websocket.TextMessage, `{"request": {"method": "`+method+`", "arguments": {}, "call_id": "t"}}`)
 		if resp, _ := got["response"].(map[string]any); resp == nil || resp["result_type"] != typ {
 			t.Errorf("%s: %v, want result_type %q", method, got, typ)
+		}
+		if typ == "float" {
+			// A Python peer must decode a float, not an int: 1.0, never 1.
+			ws.WriteMessage(websocket.TextMessage, []byte(`{"request": {"method": "`+method+`", "arguments": {}, "call_id": "t"}}`))
+			_, raw, _ := ws.ReadMessage()
+			if !regexp.MustCompile(`"result":-?[0-9]+\.[0-9]`).Match(raw) {
+				t.Errorf("%s: float result written as %s", method, raw)
+			}
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"reflect"
 	"slices"
 	"strconv"
@@ -184,6 +185,10 @@ func appendResult[R any](out []byte, r R, static string) ([]byte, string, error)
 		return strconv.AppendInt(out, int64(v), 10), "int", nil
 	case int64:
 		return strconv.AppendInt(out, v, 10), "int", nil
+	case float64:
+		return appendFloat(out, v, 64)
+	case float32:
+		return appendFloat(out, float64(v), 32)
 	case json.RawMessage:
 		if len(v) == 0 {
 			return append(out, "null"...), "unknown-type", nil
@@ -208,7 +213,42 @@ func appendResult[R any](out []byte, r R, static string) ([]byte, string, error)
 			typ = rawTypeName(b)
 		}
 	}
-	return append(out, b...), typ, nil
+	out = append(out, b...)
+	if typ == "float" {
+		out = pointZero(out, len(out)-len(b))
+	}
+	return out, typ, nil
+}
+
+// appendFloat appends a float result as encoding/json writes it, keeping a
+// fractional part: a Python peer decodes 3.0 as a float, 3 as an int.
+func appendFloat(out []byte, f float64, bits int) ([]byte, string, error) {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return out, "", fmt.Errorf("%w: %v is not a JSON number", errUnencodable, f)
+	}
+	start := len(out)
+	format := byte('f')
+	if abs := math.Abs(f); abs != 0 && (bits == 64 && (abs < 1e-6 || abs >= 1e21) ||
+		bits == 32 && (float32(abs) < 1e-6 || float32(abs) >= 1e21)) {
+		format = 'e'
+	}
+	out = strconv.AppendFloat(out, f, format, -1, bits)
+	if format == 'e' { // e-09 to e-9, as encoding/json
+		if n := len(out); n-start >= 4 && out[n-4] == 'e' && out[n-3] == '-' && out[n-2] == '0' {
+			out[n-2] = out[n-1]
+			out = out[:n-1]
+		}
+	}
+	return pointZero(out, start), "float", nil
+}
+
+// pointZero adds ".0" to the number out[start:] if it has no fraction or
+// exponent.
+func pointZero(out []byte, start int) []byte {
+	if bytes.ContainsAny(out[start:], ".eE") {
+		return out
+	}
+	return append(out, ".0"...)
 }
 
 var rawMessageType = reflect.TypeFor[json.RawMessage]()

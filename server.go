@@ -29,7 +29,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	conns    map[*Conn]struct{}
-	active   int           // ServeHTTP calls serving a connection
+	active   int           // ServeHTTP calls and connection goroutines
 	idle     chan struct{} // closed when active drops to 0 during shutdown
 	shutdown bool
 }
@@ -100,7 +100,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.maxMessage > 0 {
 		ws.SetReadLimit(s.maxMessage)
 	}
-	c := newConn(ws, s.cfg, r)
+	c := newConn(ws, s.cfg, detach(r))
 	s.mu.Lock()
 	if s.shutdown {
 		s.mu.Unlock()
@@ -109,12 +109,66 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.conns[c] = struct{}{}
+	s.active++ // the connection's goroutine
 	s.mu.Unlock()
 	c.log.Info("connected", "path", r.URL.Path, "extensions", c.ext)
-	c.serve(nil)
-	s.mu.Lock()
-	delete(s.conns, c)
-	s.mu.Unlock()
+	// The connection gets a goroutine of its own, and ServeHTTP returns:
+	// net/http then frees what it held for the request (its goroutine's
+	// stack, the response and connection write buffers).
+	go func() {
+		defer s.leave()
+		c.serve(nil)
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+	}()
+}
+
+// detach copies what a connection keeps of its upgrade request: method,
+// URL, headers, TLS state and path values, but not the body, context or
+// connection, which would pin net/http's buffers for the connection's life.
+func detach(r *http.Request) *http.Request {
+	d := &http.Request{
+		Method:     r.Method,
+		URL:        r.URL,
+		Proto:      r.Proto,
+		ProtoMajor: r.ProtoMajor,
+		ProtoMinor: r.ProtoMinor,
+		Header:     r.Header,
+		Host:       r.Host,
+		RemoteAddr: r.RemoteAddr,
+		RequestURI: r.RequestURI,
+		TLS:        r.TLS,
+		Pattern:    r.Pattern,
+		Body:       http.NoBody,
+	}
+	for _, name := range wildcards(r.Pattern) {
+		if v := r.PathValue(name); v != "" {
+			d.SetPathValue(name, v)
+		}
+	}
+	return d
+}
+
+// wildcards returns the names of the {wildcards} in a ServeMux pattern.
+func wildcards(pattern string) []string {
+	var names []string
+	for {
+		i := strings.IndexByte(pattern, '{')
+		if i < 0 {
+			return names
+		}
+		pattern = pattern[i+1:]
+		j := strings.IndexByte(pattern, '}')
+		if j < 0 {
+			return names
+		}
+		name := strings.TrimSuffix(pattern[:j], "...")
+		if name != "$" && name != "" {
+			names = append(names, name)
+		}
+		pattern = pattern[j+1:]
+	}
 }
 
 func (s *Server) leave() {
