@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -161,8 +162,29 @@ func (cl *Client) connect(ctx context.Context) (*websocket.Conn, error) {
 
 // dialOnce makes one connect attempt.
 func (cl *Client) dialOnce(ctx context.Context) (*websocket.Conn, error) {
-	ws, resp, err := cl.dialer.DialContext(ctx, cl.url, cl.opts.Header)
+	// gorilla bounds the handshake by ctx's deadline but does not watch for
+	// its cancellation: unblock the socket when ctx ends.
+	var stop func() bool
+	d := *cl.dialer
+	d.NetDialContext = func(dctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := new(net.Dialer).DialContext(dctx, network, addr)
+		if err == nil {
+			stop = context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
+		}
+		return c, err
+	}
+	ws, resp, err := d.DialContext(ctx, cl.url, cl.opts.Header)
+	if stop != nil {
+		stop()
+	}
+	if err == nil && ctx.Err() != nil {
+		ws.Close()
+		return nil, ctx.Err()
+	}
 	if err != nil {
+		if cerr := ctx.Err(); cerr != nil {
+			return nil, fmt.Errorf("%w (%v)", cerr, err)
+		}
 		if resp != nil && errors.Is(err, websocket.ErrBadHandshake) {
 			body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 			resp.Body.Close()

@@ -235,6 +235,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		})
 	}
 	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return err // calls were cut short
+	}
 
 	s.mu.Lock()
 	if s.active == 0 {

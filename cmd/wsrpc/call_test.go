@@ -16,16 +16,16 @@ func TestCall(t *testing.T) {
 		args []string
 		want string // stdout
 	}{
-		{"add", []string{url, "add", "a=1", "b=2"}, "3\n"},
+		{"add", []string{url, "add", "a=1", "b=2"}, "3.0\n"},
 		{"float result", []string{url, "add", "a=0.5", "b=2"}, "2.5\n"},
-		{"multiply", []string{url, "multiply", "a=6", "b=7"}, "42\n"},
+		{"multiply", []string{url, "multiply", "a=6", "b=7"}, "42.0\n"},
 		{"concat", []string{url, "concat", "a=hello", "b= world"}, "\"hello world\"\n"},
 		{"built-in", []string{url, "_ping_"}, "\"pong\"\n"},
 		{"object result", []string{url, "args", "o={ \"x\" : [1, 2] }"}, "{\"o\":{\"x\":[1,2]}}\n"},
-		{"flags between arguments", []string{"--timeout", "20s", url, "add", "-v=false", "a=1", "--header", "K: v", "b=2"}, "3\n"},
+		{"flags between arguments", []string{"--timeout", "20s", url, "add", "-v=false", "a=1", "--header", "K: v", "b=2"}, "3.0\n"},
 		{"-- ends the flags", []string{url, "args", "--", "-v=1"}, "{\"-v\":1}\n"},
-		{"URL without scheme", []string{strings.TrimPrefix(url, "ws://"), "add", "a=1", "b=2"}, "3\n"},
-		{"http URL", []string{"http://" + strings.TrimPrefix(url, "ws://"), "add", "a=1", "b=2"}, "3\n"},
+		{"URL without scheme", []string{strings.TrimPrefix(url, "ws://"), "add", "a=1", "b=2"}, "3.0\n"},
+		{"http URL", []string{"http://" + strings.TrimPrefix(url, "ws://"), "add", "a=1", "b=2"}, "3.0\n"},
 		{"client_id path", []string{url + "/alice", "concat", "a=x", "b=y"}, "\"xy\"\n"},
 	}
 	for _, tt := range tests {
@@ -99,8 +99,8 @@ func TestCallArgsMerge(t *testing.T) {
 	t.Run("typed method", func(t *testing.T) {
 		t.Parallel()
 		r := runCmd(t, "", "call", url, "add", "--args", `{"a": 1, "b": 2}`, "b=40")
-		if r.code != exitOK || r.stdout != "41\n" {
-			t.Errorf("exit %d, stdout %q (stderr %q); want 0, 41", r.code, r.stdout, r.stderr)
+		if r.code != exitOK || r.stdout != "41.0\n" {
+			t.Errorf("exit %d, stdout %q (stderr %q); want 0, 41.0", r.code, r.stdout, r.stderr)
 		}
 	})
 }
@@ -158,8 +158,8 @@ func TestCallToken(t *testing.T) {
 	}{
 		{"no token", []string{url, "add", "a=1", "b=2"}, exitFail, "", "wsrpc: the server refused the connection: 403 Forbidden\n"},
 		{"wrong token", []string{"--header", "X-Token: guess", url, "add", "a=1", "b=2"}, exitFail, "", "403 Forbidden"},
-		{"token", []string{"--header", "X-Token: secret", url, "add", "a=1", "b=2"}, exitOK, "3\n", ""},
-		{"header after arguments", []string{url, "add", "a=1", "b=2", "--header", "x-token:secret"}, exitOK, "3\n", ""},
+		{"token", []string{"--header", "X-Token: secret", url, "add", "a=1", "b=2"}, exitOK, "3.0\n", ""},
+		{"header after arguments", []string{url, "add", "a=1", "b=2", "--header", "x-token:secret"}, exitOK, "3.0\n", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

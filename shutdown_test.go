@@ -1,0 +1,123 @@
+package wsrpc
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// TestShutdownDrains: Shutdown lets a call in flight finish, refuses new
+// calls and new connections meanwhile, then closes with 1001.
+func TestShutdownDrains(t *testing.T) {
+	ctx := ctxT(t)
+	started, release := make(chan struct{}, 1), make(chan struct{})
+	mux := utilMux()
+	mux.HandleFunc("slow", func(ctx context.Context, _ json.RawMessage) (any, error) {
+		started <- struct{}{}
+		select {
+		case <-release:
+			return "done", nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	})
+	srv, u := testServer(t, mux, nil)
+	disconnected := make(chan error, 1)
+	cl := testDial(t, u, &DialOptions{
+		DisableReconnect: true,
+		OnDisconnect:     func(_ *Conn, err error) { sendNoWait(disconnected, err) },
+	})
+
+	type result struct {
+		s   string
+		err error
+	}
+	slow := make(chan result, 1)
+	go func() {
+		s, err := Call[string](ctx, cl, "slow", nil)
+		slow <- result{s, err}
+	}()
+	recv(ctx, t, started, "the slow handler to start")
+
+	shutdown := make(chan error, 1)
+	go func() { shutdown <- srv.Shutdown(ctx) }()
+
+	// Shutdown stops new calls soon after it begins; until then they work.
+	var callErr error
+	pollUntil(t, "a call to be refused", func() bool {
+		got, err := Call[string](ctx, cl, "echo", map[string]string{"text": "x"})
+		if err == nil && got != "x" {
+			err = errors.New("wrong answer " + got)
+		}
+		callErr = err
+		return err != nil
+	})
+	if e, ok := errors.AsType[*Error](callErr); !ok || e.Code != CodeServerError {
+		t.Errorf("call during Shutdown: err = %v, want a remote *Error with code %d", callErr, CodeServerError)
+	}
+	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, err := tryDial(dctx, t, u, &DialOptions{Retry: RetryOptions{MaxTries: 1}})
+	if he, ok := errors.AsType[*HTTPError](err); !ok || he.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("Dial during Shutdown: err = %v, want an *HTTPError with status 503", err)
+	}
+
+	close(release)
+	if r := recv(ctx, t, slow, "the slow call"); r.err != nil || r.s != "done" {
+		t.Errorf("call in flight during Shutdown = %q, %v; want \"done\"", r.s, r.err)
+	}
+	if err := recv(ctx, t, shutdown, "Shutdown to return"); err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+	if err := recv(ctx, t, disconnected, "the client's OnDisconnect"); !websocket.IsCloseError(err, websocket.CloseGoingAway) {
+		t.Errorf("client OnDisconnect: err = %v, want close status 1001", err)
+	}
+	if n := len(srv.Conns()); n != 0 {
+		t.Errorf("server has %d connections after Shutdown, want 0", n)
+	}
+	_, err = tryDial(dctx, t, u, &DialOptions{Retry: RetryOptions{MaxTries: 1}})
+	if he, ok := errors.AsType[*HTTPError](err); !ok || he.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("Dial after Shutdown: err = %v, want an *HTTPError with status 503", err)
+	}
+}
+
+// TestShutdownExpiredContext: Shutdown with a context that already ended
+// returns its error and ends the connections, canceling the handlers.
+func TestShutdownExpiredContext(t *testing.T) {
+	ctx := ctxT(t)
+	started := make(chan struct{}, 1)
+	handlerEnded := make(chan error, 1)
+	mux := NewMux()
+	mux.HandleFunc("stuck", func(ctx context.Context, _ json.RawMessage) (any, error) {
+		started <- struct{}{}
+		<-ctx.Done() // never returns before
+		handlerEnded <- ctx.Err()
+		return nil, ctx.Err()
+	})
+	srv, u := testServer(t, mux, nil)
+	cl := testDial(t, u, &DialOptions{DisableReconnect: true})
+	sc := serverConn(t, srv)
+
+	callErr := make(chan error, 1)
+	go func() { callErr <- cl.Call(ctx, "stuck", nil, nil) }()
+	recv(ctx, t, started, "the handler to start")
+
+	expired, cancel := context.WithDeadline(ctx, time.Now().Add(-time.Second))
+	defer cancel()
+	if err := srv.Shutdown(expired); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Shutdown with an expired context: %v, want context.DeadlineExceeded", err)
+	}
+	if err := recv(ctx, t, handlerEnded, "the handler's context to end"); !errors.Is(err, context.Canceled) {
+		t.Errorf("handler context: %v, want context.Canceled", err)
+	}
+	recv(ctx, t, sc.Done(), "the server's connection to end")
+	if err := recv(ctx, t, callErr, "the client's call"); !errors.Is(err, ErrConnectionLost) {
+		t.Errorf("client call cut by Shutdown: err = %v, want ErrConnectionLost", err)
+	}
+	recv(ctx, t, cl.Done(), "the client to end")
+}
