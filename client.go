@@ -73,6 +73,7 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Client, error
 		return nil, err
 	}
 	cfg.pingRPC = true
+	cfg.workers = newWorkers()
 	proxy := o.Proxy
 	if proxy == nil {
 		proxy = http.ProxyFromEnvironment
@@ -168,10 +169,11 @@ func (cl *Client) dialOnce(ctx context.Context) (*websocket.Conn, error) {
 	d := *cl.dialer
 	d.NetDialContext = func(dctx context.Context, network, addr string) (net.Conn, error) {
 		c, err := new(net.Dialer).DialContext(dctx, network, addr)
-		if err == nil {
-			stop = context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
+		if err != nil {
+			return nil, err
 		}
-		return c, err
+		stop = context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
+		return &batchConn{Conn: c}, nil
 	}
 	ws, resp, err := d.DialContext(ctx, cl.url, cl.opts.Header)
 	if stop != nil {
@@ -268,6 +270,7 @@ func (cl *Client) end(err error) {
 	default:
 		cl.cfg.logger.Error("client gave up", "url", cl.url, "err", err)
 	}
+	cl.cfg.workers.stop()
 	close(cl.ended)
 }
 

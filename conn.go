@@ -60,6 +60,7 @@ type config struct {
 	maxQueue     int
 	writeTimeout time.Duration
 	closeTimeout time.Duration
+	workers      *workers
 }
 
 // Conn is one WebSocket connection, on either side. Both sides may call
@@ -71,6 +72,7 @@ type config struct {
 // concurrent use.
 type Conn struct {
 	ws    *websocket.Conn
+	bc    *batchConn // ws's socket
 	id    string
 	cfg   *config
 	req   *http.Request
@@ -130,6 +132,7 @@ func ConnFromContext(ctx context.Context) *Conn {
 func newConn(ws *websocket.Conn, cfg *config, req *http.Request) *Conn {
 	c := &Conn{
 		ws:         ws,
+		bc:         batchOf(ws.NetConn()),
 		id:         wire.NewCallID(),
 		cfg:        cfg,
 		req:        req,
@@ -356,14 +359,16 @@ func (c *Conn) handleRequest(f *wire.Frame, in *buffer) {
 			cancel = func(error) { stop() }
 		}
 	}
-	go c.runHandler(ctx, cancel, m, *f, in)
+	t := taskPool.Get().(*task)
+	t.c, t.ctx, t.cancel, t.m, t.f, t.in = c, ctx, cancel, m, *f, in
+	c.cfg.workers.run(t)
 }
 
-func (c *Conn) runHandler(ctx context.Context, cancel context.CancelCauseFunc, m *method, f wire.Frame, in *buffer) {
+func (c *Conn) runHandler(ctx context.Context, cancel context.CancelCauseFunc, m *method, f *wire.Frame, in *buffer) {
 	defer c.wg.Done()
 	out := getBuf()
 	out.b = wire.AppendResponseStart(out.b)
-	typ, err := c.invoke(ctx, m, &f, out)
+	typ, err := c.invoke(ctx, m, f, out)
 	if err == nil {
 		out.b = wire.AppendResponseEnd(out.b, typ, f.CallID)
 	} else {
@@ -738,15 +743,24 @@ func (c *Conn) writeLoop() {
 		if c.werr == nil && c.cfg.writeTimeout > 0 {
 			c.werr = c.ws.SetWriteDeadline(time.Now().Add(c.cfg.writeTimeout))
 		}
+		// The frames go to the socket together, in one write where they fit.
+		if c.bc != nil {
+			c.bc.hold()
+		}
 		for i, out := range q {
 			if c.werr == nil {
 				c.werr = c.writeFrame(out)
-				if c.werr != nil {
-					c.fail(fmt.Errorf("write: %w", c.werr))
-				}
 			}
 			c.release(out)
 			q[i] = nil
+		}
+		if c.bc != nil {
+			if err := c.bc.release(); c.werr == nil {
+				c.werr = err
+			}
+		}
+		if c.werr != nil {
+			c.fail(fmt.Errorf("write: %w", c.werr))
 		}
 		c.wmu.Lock()
 		c.wspare = q[:0]

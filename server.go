@@ -51,6 +51,7 @@ func NewServer(mux *Mux, opts *ServerOptions) *Server {
 	if err != nil {
 		panic(err)
 	}
+	cfg.workers = newWorkers()
 	s := &Server{cfg: cfg, opts: o, maxMessage: maxMessage, conns: make(map[*Conn]struct{})}
 	s.up = websocket.Upgrader{
 		Subprotocols:    []string{extProtocol},
@@ -93,7 +94,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	ws, err := s.up.Upgrade(w, r, nil)
+	h := &hijacker{ResponseWriter: w}
+	ws, err := s.up.Upgrade(h, r, nil)
 	if err != nil {
 		return // Upgrade answered the request
 	}
@@ -235,6 +237,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		})
 	}
 	wg.Wait()
+	defer s.cfg.workers.stop()
 	if err := ctx.Err(); err != nil {
 		return err // calls were cut short
 	}
@@ -271,6 +274,7 @@ func (s *Server) Close() error {
 		wg.Go(func() { c.close(websocket.CloseGoingAway, "server closing", ErrClosed) })
 	}
 	wg.Wait()
+	s.cfg.workers.stop()
 	return nil
 }
 

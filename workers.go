@@ -1,0 +1,81 @@
+package wsrpc
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/wsrpc/wsrpc/internal/wire"
+)
+
+// workerIdle is how long an idle worker waits for a call before it exits.
+const workerIdle = 5 * time.Second
+
+// task is one inbound call, from the reader to a worker.
+type task struct {
+	c      *Conn
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	m      *method
+	f      wire.Frame
+	in     *buffer
+}
+
+var taskPool = sync.Pool{New: func() any { return new(task) }}
+
+func (t *task) run() {
+	t.c.runHandler(t.ctx, t.cancel, t.m, &t.f, t.in)
+	*t = task{}
+	taskPool.Put(t)
+}
+
+// workers runs calls on goroutines that outlive one call: a call goes to an
+// idle worker if one is waiting, else to a new goroutine, so calls never
+// wait for each other. Reusing goroutines saves creating one, and growing
+// its stack, for every call. A Server or Client owns one; each call is
+// also counted by its connection, which waits for it.
+type workers struct {
+	tasks chan *task // unbuffered: a send succeeds only to an idle worker
+	quit  chan struct{}
+	once  sync.Once
+}
+
+func newWorkers() *workers {
+	return &workers{tasks: make(chan *task), quit: make(chan struct{})}
+}
+
+// run runs t on a worker. It never waits for other calls.
+func (w *workers) run(t *task) {
+	select {
+	case w.tasks <- t:
+	default:
+		go w.loop(t)
+	}
+}
+
+// loop runs t, then further tasks, until it was idle for a whole period
+// or the pool stopped.
+func (w *workers) loop(t *task) {
+	t.run()
+	timer := time.NewTimer(workerIdle)
+	defer timer.Stop()
+	busy := false
+	for {
+		select {
+		case t = <-w.tasks:
+			t.run()
+			busy = true
+		case <-w.quit:
+			return
+		case <-timer.C:
+			if !busy {
+				return
+			}
+			busy = false
+			timer.Reset(workerIdle)
+		}
+	}
+}
+
+// stop makes idle workers exit, and busy ones once their call returned.
+func (w *workers) stop() { w.once.Do(func() { close(w.quit) }) }
