@@ -167,8 +167,12 @@ func (cl *Client) dialOnce(ctx context.Context) (*websocket.Conn, error) {
 	// its cancellation: unblock the socket when ctx ends.
 	var stop func() bool
 	d := *cl.dialer
+	dial := cl.opts.NetDialContext
+	if dial == nil {
+		dial = new(net.Dialer).DialContext
+	}
 	d.NetDialContext = func(dctx context.Context, network, addr string) (net.Conn, error) {
-		c, err := new(net.Dialer).DialContext(dctx, network, addr)
+		c, err := dial(dctx, network, addr)
 		if err != nil {
 			return nil, err
 		}

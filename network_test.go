@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -417,4 +418,25 @@ func TestBinaryFramesOnTheWire(t *testing.T) {
 		cl.Close()
 		recv(ctx, t, handlerDone, "the plain server's handler to return")
 	})
+}
+
+// TestNetDialContext: a custom dialer opens the connection, here from a
+// chosen loopback source address.
+func TestNetDialContext(t *testing.T) {
+	srv, url := testServer(t, echoMux(), nil)
+	var dialed atomic.Int32
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
+	cl := testDial(t, url, &DialOptions{NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		dialed.Add(1)
+		return d.DialContext(ctx, network, addr)
+	}})
+	if got, err := Call[string](ctxT(t), cl, "echo", textArgs{"via"}); err != nil || got != "via" {
+		t.Fatalf("echo = %q, %v", got, err)
+	}
+	if dialed.Load() != 1 {
+		t.Errorf("custom dialer used %d times, want 1", dialed.Load())
+	}
+	if host, _, _ := net.SplitHostPort(serverConn(t, srv).RemoteAddr().String()); host != "127.0.0.2" {
+		t.Errorf("server sees the client at %s, want 127.0.0.2", host)
+	}
 }

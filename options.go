@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"time"
@@ -124,6 +125,10 @@ type DialOptions struct {
 	// once per process; requests to localhost and loopback addresses never
 	// use it). The proxy is asked for a tunnel with HTTP CONNECT.
 	Proxy func(*http.Request) (*url.URL, error)
+	// NetDialContext, if set, opens the TCP connection to the server (or
+	// to the proxy), for example to choose a local address. Nil means a
+	// plain net.Dialer.
+	NetDialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 	// HandshakeTimeout bounds each try's TCP, TLS and WebSocket handshake.
 	// Zero means DefaultHandshakeTimeout (10 s).
 	HandshakeTimeout time.Duration
