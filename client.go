@@ -222,7 +222,7 @@ func trimBody(b []byte) string {
 func (cl *Client) run(ws *websocket.Conn, started chan<- error) {
 	for {
 		c := newConn(ws, cl.cfg, nil)
-		c.log.Info("connected", "url", cl.url, "extensions", c.ext)
+		c.logger().Info("connected", "url", cl.url, "extensions", c.ext)
 		cl.mu.Lock()
 		if cl.closed {
 			cl.mu.Unlock()
@@ -251,7 +251,7 @@ func (cl *Client) run(ws *websocket.Conn, started chan<- error) {
 			cl.end(c.Err())
 			return
 		}
-		c.log.Info("reconnecting", "url", cl.url, "cause", c.Err())
+		c.logger().Info("reconnecting", "url", cl.url, "cause", c.Err())
 		var err error
 		if ws, err = cl.connect(cl.ctx); err != nil {
 			cl.end(err)

@@ -77,7 +77,6 @@ type Conn struct {
 	cfg   *config
 	req   *http.Request
 	ext   bool
-	log   *slog.Logger
 	start time.Time
 
 	lastRead atomic.Int64 // time.Since(start) when a frame last arrived
@@ -138,12 +137,10 @@ func newConn(ws *websocket.Conn, cfg *config, req *http.Request) *Conn {
 		req:        req,
 		ext:        ws.Subprotocol() == extProtocol,
 		start:      time.Now(),
-		pending:    make(map[string]chan reply),
 		slots:      make(chan struct{}, cfg.maxQueue),
 		readerDone: make(chan struct{}),
 		done:       make(chan struct{}),
 	}
-	c.log = cfg.logger.With("conn", c.id, "remote", ws.RemoteAddr().String())
 	ctx, cancel := context.WithCancelCause(context.WithValue(context.Background(), connKey{}, c))
 	c.ctx, c.cancel = ctx, cancel
 	ws.SetPingHandler(func(data string) error {
@@ -202,6 +199,12 @@ func (c *Conn) Err() error {
 		return nil
 	}
 	return c.cause
+}
+
+// logger returns the logger with the connection's attributes. It is made
+// when needed, rather than kept, to save memory on idle connections.
+func (c *Conn) logger() *slog.Logger {
+	return c.cfg.logger.With("conn", c.id, "remote", c.ws.RemoteAddr().String())
 }
 
 func (c *Conn) touch() { c.lastRead.Store(int64(time.Since(c.start))) }
@@ -413,7 +416,7 @@ func (c *Conn) invoke(ctx context.Context, m *method, f *wire.Frame, out *buffer
 	defer func() {
 		if p := recover(); p != nil {
 			pe := &PanicError{Method: name, Value: p, Stack: debug.Stack()}
-			c.log.Error("handler panicked", "method", name, "panic", p, "stack", string(pe.Stack))
+			c.logger().Error("handler panicked", "method", name, "panic", p, "stack", string(pe.Stack))
 			c.report(pe)
 			err = &Error{Code: CodeInternalError, Message: "internal error: method " + strconv.Quote(name) + " failed"}
 		}
@@ -442,7 +445,7 @@ func (c *Conn) sendResult(callID []byte, result, typ string) {
 func (c *Conn) handleResponse(f *wire.Frame, buf *buffer) {
 	ch := c.takePending(f.CallID)
 	if ch == nil {
-		c.log.Debug("response to no pending call", "call_id", f.ID())
+		c.logger().Debug("response to no pending call", "call_id", f.ID())
 		putBuf(buf)
 		return
 	}
@@ -527,6 +530,9 @@ func (c *Conn) roundTrip(ctx context.Context, method string, args []byte, id str
 		err := c.endErr()
 		c.mu.Unlock()
 		return reply{}, &callError{method, &notSentError{err}}
+	}
+	if c.pending == nil {
+		c.pending = make(map[string]chan reply)
 	}
 	c.pending[id] = ch
 	c.mu.Unlock()
@@ -658,7 +664,7 @@ func (c *Conn) endErr() error {
 // send queues a frame without a caller's context (answers and errors).
 func (c *Conn) send(out *buffer) {
 	if err := c.enqueue(c.ctx, out); err != nil {
-		c.log.Debug("frame dropped", "err", err)
+		c.logger().Debug("frame dropped", "err", err)
 	}
 }
 
@@ -863,7 +869,7 @@ func (c *Conn) cleanup(readErr error) {
 	if !errors.Is(cause, ErrClosed) && !isNormalClose(cause) {
 		level = slog.LevelWarn
 	}
-	c.log.Log(context.Background(), level, "disconnected", "err", cause)
+	c.logger().Log(context.Background(), level, "disconnected", "err", cause)
 	if c.cfg.onDisconnect != nil {
 		c.cfg.onDisconnect(c, cause)
 	}
@@ -904,7 +910,7 @@ func (c *Conn) report(err error) {
 
 // reportFromReader is report for errors found by the read loop.
 func (c *Conn) reportFromReader(err error) {
-	c.log.Warn("bad frame", "err", err)
+	c.logger().Warn("bad frame", "err", err)
 	c.inHook.Add(1)
 	defer c.inHook.Add(-1)
 	c.report(err)
@@ -924,18 +930,18 @@ func (c *Conn) keepAliveTick() {
 
 	idle := time.Since(c.start) - time.Duration(c.lastRead.Load())
 	if idle > ka.Interval+ka.Timeout {
-		c.log.Warn("keep-alive: peer silent", "idle", idle)
+		c.logger().Warn("keep-alive: peer silent", "idle", idle)
 		c.fail(ErrKeepAliveTimeout)
 		return
 	}
 	if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(ka.Timeout)); err != nil {
-		c.log.Debug("keep-alive ping", "err", err)
+		c.logger().Debug("keep-alive ping", "err", err)
 	}
 	if c.cfg.pingRPC {
 		ctx, cancel := context.WithTimeout(c.ctx, ka.Timeout)
 		defer cancel()
 		if err := c.call(ctx, "_ping_", nil, nil, ""); err != nil {
-			c.log.Debug("keep-alive _ping_", "err", err)
+			c.logger().Debug("keep-alive _ping_", "err", err)
 		}
 	}
 }

@@ -13,6 +13,9 @@ import (
 	"github.com/gorilla/websocket"
 )
 
+// serverReadBuffer is the size of each server connection's read buffer.
+const serverReadBuffer = 1024
+
 // Server is an http.Handler that accepts WebSocket connections and serves
 // RPC on them: it answers the clients' calls with the methods of its [Mux]
 // and lets its handlers and hooks call the clients back. Mount it on any
@@ -54,6 +57,10 @@ func NewServer(mux *Mux, opts *ServerOptions) *Server {
 	cfg.workers = newWorkers()
 	s := &Server{cfg: cfg, opts: o, maxMessage: maxMessage, conns: make(map[*Conn]struct{})}
 	s.up = websocket.Upgrader{
+		// A small read buffer: an idle connection keeps it for its whole
+		// life, and payloads larger than it are read past it, straight
+		// into the frame's buffer.
+		ReadBufferSize:  serverReadBuffer,
 		Subprotocols:    []string{extProtocol},
 		CheckOrigin:     s.checkOrigin,
 		WriteBufferPool: &sync.Pool{},
@@ -113,7 +120,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.conns[c] = struct{}{}
 	s.active++ // the connection's goroutine
 	s.mu.Unlock()
-	c.log.Info("connected", "path", r.URL.Path, "extensions", c.ext)
+	c.logger().Info("connected", "path", r.URL.Path, "extensions", c.ext)
 	// The connection gets a goroutine of its own, and ServeHTTP returns:
 	// net/http then frees what it held for the request (its goroutine's
 	// stack, the response and connection write buffers).
@@ -136,7 +143,7 @@ func detach(r *http.Request) *http.Request {
 		Proto:      r.Proto,
 		ProtoMajor: r.ProtoMajor,
 		ProtoMinor: r.ProtoMinor,
-		Header:     r.Header,
+		Header:     requestHeader(r.Header),
 		Host:       r.Host,
 		RemoteAddr: r.RemoteAddr,
 		RequestURI: r.RequestURI,
@@ -150,6 +157,20 @@ func detach(r *http.Request) *http.Request {
 		}
 	}
 	return d
+}
+
+// requestHeader copies the header without the WebSocket handshake's own
+// fields, which the connection has used up.
+func requestHeader(h http.Header) http.Header {
+	out := make(http.Header, len(h))
+	for k, v := range h {
+		switch k {
+		case "Connection", "Upgrade", "Sec-Websocket-Key", "Sec-Websocket-Version", "Sec-Websocket-Extensions":
+			continue
+		}
+		out[k] = v
+	}
+	return out
 }
 
 // wildcards returns the names of the {wildcards} in a ServeMux pattern.
