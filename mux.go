@@ -158,8 +158,8 @@ func Register[A, R any](m *Mux, name string, fn func(ctx context.Context, args A
 	}
 	static := staticTypeName(reflect.TypeFor[R]())
 	m.add(name, &method{serve: func(ctx context.Context, args []byte, out []byte) ([]byte, string, error) {
-		var a A
-		if err := spec.bind(args, &a); err != nil {
+		a, err := bindArgs[A](spec, args)
+		if err != nil {
 			return out, "", err
 		}
 		r, err := fn(ctx, a)

@@ -56,10 +56,8 @@ func RegisterUtilities(m *Mux) {
 		return c.callBack(a.MethodName, args), nil
 	})
 	m.add("get_response", &method{serve: func(ctx context.Context, args []byte, out []byte) ([]byte, string, error) {
-		var a struct {
-			CallID string `json:"call_id"`
-		}
-		if err := getResponseArgs.bind(args, &a); err != nil {
+		a, err := bindArgs[getResponseParams](getResponseArgs, args)
+		if err != nil {
 			return out, "", err
 		}
 		c := ConnFromContext(ctx)
@@ -75,7 +73,11 @@ func RegisterUtilities(m *Mux) {
 	}})
 }
 
-var getResponseArgs = &argSpec{names: []string{"call_id"}, req: []bool{true}, index: map[string]int{"call_id": 0}}
+type getResponseParams struct {
+	CallID string `json:"call_id"`
+}
+
+var getResponseArgs = mustArgSpec[getResponseParams]()
 
 // storedResponse is a response kept for get_response.
 type storedResponse struct {

@@ -8,9 +8,12 @@ package wire
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/bits"
+	"strconv"
 )
 
 // Kind says what a frame carries.
@@ -92,46 +95,65 @@ func unquote(tok []byte) []byte {
 	return []byte(s)
 }
 
+// The envelope's members, and the members of each of its parts that Decode
+// reads. The indexes of these lists index envelope.
+var (
+	topKeys  = []string{"request", "response", "cancel"}
+	partKeys = [3][]string{
+		{"method", "arguments", "call_id", "timeout_ms"},
+		{"result", "result_type", "call_id", "error"},
+		{"call_id"},
+	}
+)
+
+const (
+	partRequest = iota
+	partResponse
+	partCancel
+)
+
+// envelope holds the raw values Decode picks out of a frame.
+type envelope struct {
+	part  [3][]byte    // the values of topKeys; nil when absent
+	field [3][4][]byte // for each part that is an object, the values of partKeys
+}
+
 // Decode parses one envelope. On error the returned frame still holds what
 // could be read (notably CallID and Kind), and the error is ErrParse or an
 // *InvalidError.
 func Decode(data []byte, f *Frame) error {
 	*f = Frame{}
-	if !json.Valid(data) {
-		return ErrParse
-	}
+	var e envelope
 	s := scanner{b: data}
 	s.ws()
-	if s.peek() != '{' {
+	isObject := s.peek() == '{'
+	if isObject {
+		s.envelope(&e)
+	} else {
+		s.value(0)
+	}
+	s.ws()
+	if s.bad || s.i != len(data) {
+		return ErrParse
+	}
+	if !isObject {
 		return invalid("frame is not a JSON object")
 	}
-	var req, resp, cancel []byte
-	s.object(func(key []byte) {
-		v := s.value()
-		switch string(key) {
-		case "request":
-			req = v
-		case "response":
-			resp = v
-		case "cancel":
-			cancel = v
-		}
-	})
-	req, resp, cancel = nonNull(req), nonNull(resp), nonNull(cancel)
+	req, resp, cancel := nonNull(e.part[partRequest]), nonNull(e.part[partResponse]), nonNull(e.part[partCancel])
 	switch {
 	case req != nil && resp != nil:
-		decodeRequest(req, f) // for the call id
+		decodeRequest(req, &e.field[partRequest], f) // for the call id
 		f.Kind = KindInvalid
 		return invalid("frame has both a request and a response")
 	case req != nil:
 		f.Kind = KindRequest
-		return decodeRequest(req, f)
+		return decodeRequest(req, &e.field[partRequest], f)
 	case resp != nil:
 		f.Kind = KindResponse
-		return decodeResponse(resp, f)
+		return decodeResponse(resp, &e.field[partResponse], f)
 	case cancel != nil:
 		f.Kind = KindCancel
-		return decodeCancel(cancel, f)
+		return decodeCancel(cancel, &e.field[partCancel], f)
 	}
 	return invalid("frame has neither a request nor a response")
 }
@@ -143,26 +165,12 @@ func nonNull(v []byte) []byte {
 	return v
 }
 
-func decodeRequest(v []byte, f *Frame) error {
+func decodeRequest(v []byte, fields *[4][]byte, f *Frame) error {
 	if v[0] != '{' {
 		return invalid("request is not a JSON object")
 	}
-	s := scanner{b: v}
-	var method, args []byte
-	var timeout []byte
-	s.object(func(key []byte) {
-		val := s.value()
-		switch string(key) {
-		case "method":
-			method = val
-		case "arguments":
-			args = val
-		case "call_id":
-			f.CallID = val
-		case "timeout_ms":
-			timeout = val
-		}
-	})
+	method, args, timeout := fields[0], fields[1], fields[3]
+	f.CallID = fields[2]
 	if err := checkID(f.CallID); err != nil {
 		f.CallID = nil
 		return err
@@ -178,8 +186,14 @@ func decodeRequest(v []byte, f *Frame) error {
 		return invalid("request method is empty")
 	}
 	if timeout != nil && timeout[0] != 'n' {
-		var ms int64
-		if err := json.Unmarshal(timeout, &ms); err != nil || ms < 0 {
+		// As json.Unmarshal into an int64: only an integer literal in range.
+		ms, err := int64(0), error(nil)
+		if c := timeout[0]; c == '-' || c >= '0' && c <= '9' {
+			ms, err = strconv.ParseInt(string(timeout), 10, 64)
+		} else {
+			err = strconv.ErrSyntax
+		}
+		if err != nil || ms < 0 {
 			return invalid("request timeout_ms is not a non-negative integer")
 		}
 		f.TimeoutMS = ms
@@ -193,25 +207,12 @@ func decodeRequest(v []byte, f *Frame) error {
 	return nil
 }
 
-func decodeResponse(v []byte, f *Frame) error {
+func decodeResponse(v []byte, fields *[4][]byte, f *Frame) error {
 	if v[0] != '{' {
 		return invalid("response is not a JSON object")
 	}
-	s := scanner{b: v}
-	var typ, errObj []byte
-	s.object(func(key []byte) {
-		val := s.value()
-		switch string(key) {
-		case "result":
-			f.Result = val
-		case "result_type":
-			typ = val
-		case "call_id":
-			f.CallID = val
-		case "error":
-			errObj = val
-		}
-	})
+	f.Result, f.CallID = fields[0], fields[2]
+	typ, errObj := fields[1], fields[3]
 	if err := checkID(f.CallID); err != nil {
 		f.CallID = nil
 		return err
@@ -231,17 +232,11 @@ func decodeResponse(v []byte, f *Frame) error {
 	return nil
 }
 
-func decodeCancel(v []byte, f *Frame) error {
+func decodeCancel(v []byte, fields *[4][]byte, f *Frame) error {
 	if v[0] != '{' {
 		return invalid("cancel is not a JSON object")
 	}
-	s := scanner{b: v}
-	s.object(func(key []byte) {
-		val := s.value()
-		if string(key) == "call_id" {
-			f.CallID = val
-		}
-	})
+	f.CallID = fields[0]
 	if err := checkID(f.CallID); err != nil {
 		f.CallID = nil
 		return err
@@ -270,12 +265,44 @@ func checkID(tok []byte) error {
 	return nil
 }
 
-// scanner walks JSON that json.Valid has accepted, so it checks little.
-type scanner struct {
-	b []byte
-	i int
+// Keys calls fn with each key of obj, a JSON object that Decode accepted
+// (for example a request's Args), unescaped.
+func Keys(obj []byte, fn func(key []byte)) {
+	s := scanner{b: obj}
+	s.ws()
+	if s.peek() != '{' {
+		return
+	}
+	for more := s.open(1); more; more = s.next() {
+		tok, _ := s.key()
+		if s.bad {
+			return
+		}
+		fn(unquote(tok))
+		s.value(1)
+	}
 }
 
+// maxDepth is the deepest nesting of arrays and objects accepted, as in
+// encoding/json.
+const maxDepth = 10000
+
+// scanner is a strict, single-pass JSON scanner (RFC 8259). It validates as
+// it goes; on the first error it sets bad and moves to the end of the input,
+// where every further step fails at once, so callers need not check after
+// each step. Invalid UTF-8 in strings is accepted, as by json.Valid.
+type scanner struct {
+	b   []byte
+	i   int
+	bad bool
+}
+
+func (s *scanner) fail() {
+	s.bad = true
+	s.i = len(s.b)
+}
+
+// peek returns the byte at the cursor, or 0 at the end.
 func (s *scanner) peek() byte {
 	if s.i < len(s.b) {
 		return s.b[s.i]
@@ -283,101 +310,290 @@ func (s *scanner) peek() byte {
 	return 0
 }
 
+// ws skips whitespace.
 func (s *scanner) ws() {
-	for s.i < len(s.b) {
-		switch s.b[s.i] {
-		case ' ', '\t', '\n', '\r':
-			s.i++
-		default:
-			return
+	if s.i < len(s.b) && s.b[s.i] > ' ' {
+		return // the common case, inlined
+	}
+	i := s.i
+	for i < len(s.b) && (s.b[i] == ' ' || s.b[i] == '\t' || s.b[i] == '\n' || s.b[i] == '\r') {
+		i++
+	}
+	s.i = i
+}
+
+// envelope scans the top-level object into e, scanning the members of
+// object-valued parts as it goes.
+func (s *scanner) envelope(e *envelope) {
+	for more := s.open(1); more; more = s.next() {
+		tok, esc := s.key()
+		k := find(topKeys, tok, esc)
+		if k < 0 {
+			s.value(1)
+			continue
+		}
+		start := s.i
+		if s.peek() == '{' {
+			e.field[k] = [4][]byte{} // a repeated key: the last one counts
+			s.object(2, partKeys[k], e.field[k][:])
+		} else {
+			s.value(1)
+		}
+		e.part[k] = s.b[start:s.i]
+	}
+}
+
+// find returns the index in keys of the key token tok (escaped if esc), or
+// -1.
+func find(keys []string, tok []byte, esc bool) int {
+	if len(keys) == 0 || len(tok) < 2 {
+		return -1
+	}
+	key := tok[1 : len(tok)-1]
+	if esc {
+		key = unquote(tok)
+	}
+	for k, name := range keys {
+		if string(key) == name {
+			return k
+		}
+	}
+	return -1
+}
+
+// value scans one value at the cursor, inside depth open arrays and
+// objects, and returns its bytes.
+func (s *scanner) value(depth int) []byte {
+	start := s.i
+	switch c := s.peek(); {
+	case c == '"':
+		s.str()
+	case c == '{':
+		s.object(depth+1, nil, nil)
+	case c == '[':
+		s.array(depth + 1)
+	case c == 't':
+		s.literal("true")
+	case c == 'f':
+		s.literal("false")
+	case c == 'n':
+		s.literal("null")
+	case c == '-', c >= '0' && c <= '9':
+		s.number()
+	default:
+		s.fail()
+	}
+	return s.b[start:s.i]
+}
+
+// object scans the object at the cursor, at nesting depth depth, and stores
+// in vals[k] the value of its (last) member named keys[k].
+func (s *scanner) object(depth int, keys []string, vals [][]byte) {
+	for more := s.open(depth); more; more = s.next() {
+		tok, esc := s.key()
+		k := find(keys, tok, esc)
+		v := s.value(depth)
+		if k >= 0 {
+			vals[k] = v
 		}
 	}
 }
 
-// object calls fn for each key of the object at the cursor, with the cursor
-// on the key's value; fn must consume the value.
-func (s *scanner) object(fn func(key []byte)) {
+// open consumes the '{' of an object at nesting depth depth and reports
+// whether a member follows.
+func (s *scanner) open(depth int) bool {
+	if depth > maxDepth {
+		s.fail()
+		return false
+	}
+	s.i++
 	s.ws()
-	s.i++ // '{'
-	for {
+	if s.peek() == '}' {
+		s.i++
+		return false
+	}
+	return true
+}
+
+// key consumes a member's key and colon, and returns the key's token and
+// whether it has escapes.
+func (s *scanner) key() (tok []byte, esc bool) {
+	if s.peek() != '"' {
+		s.fail()
+		return nil, false
+	}
+	start := s.i
+	esc = s.str()
+	tok = s.b[start:s.i]
+	s.ws()
+	if s.peek() != ':' {
+		s.fail()
+		return nil, false
+	}
+	s.i++
+	s.ws()
+	return tok, esc
+}
+
+// next consumes what follows a member and reports whether another follows.
+func (s *scanner) next() bool {
+	s.ws()
+	switch s.peek() {
+	case ',':
+		s.i++
 		s.ws()
-		if s.peek() == '}' || s.i >= len(s.b) {
-			s.i++
-			return
-		}
-		if s.peek() == ',' {
+		return true
+	case '}':
+		s.i++
+		return false
+	}
+	s.fail()
+	return false
+}
+
+func (s *scanner) array(depth int) {
+	if depth > maxDepth {
+		s.fail()
+		return
+	}
+	s.i++
+	s.ws()
+	if s.peek() == ']' {
+		s.i++
+		return
+	}
+	for {
+		s.value(depth)
+		s.ws()
+		switch s.peek() {
+		case ',':
 			s.i++
 			s.ws()
+		case ']':
+			s.i++
+			return
+		default:
+			s.fail()
+			return
 		}
-		key := unquote(s.str())
-		s.ws()
-		s.i++ // ':'
-		s.ws()
-		fn(key)
 	}
 }
 
-// str consumes a string token and returns it with its quotes.
-func (s *scanner) str() []byte {
-	start := s.i
-	s.i++
-	for s.i < len(s.b) {
-		switch s.b[s.i] {
-		case '\\':
-			s.i += 2
-			continue
-		case '"':
-			s.i++
-			return s.b[start:s.i]
-		}
-		s.i++
+func (s *scanner) literal(word string) {
+	if len(s.b)-s.i < len(word) || string(s.b[s.i:s.i+len(word)]) != word {
+		s.fail()
+		return
 	}
-	return s.b[start:s.i]
+	s.i += len(word)
 }
 
-// value consumes one value and returns its raw bytes.
-func (s *scanner) value() []byte {
-	s.ws()
-	start := s.i
-	switch s.peek() {
-	case '"':
-		return s.str()
-	case '{', '[':
-		depth := 0
-		for s.i < len(s.b) {
-			switch s.b[s.i] {
-			case '"':
-				s.str()
-				continue
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					s.i++
-					return s.b[start:s.i]
-				}
-			}
-			s.i++
-		}
+// number scans a number: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+func (s *scanner) number() {
+	b, i := s.b, s.i
+	if b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case i < len(b) && b[i] >= '1' && b[i] <= '9':
+		i = digits(b, i+1)
 	default:
-		for s.i < len(s.b) {
-			switch s.b[s.i] {
-			case ',', '}', ']', ' ', '\t', '\n', '\r':
-				return s.b[start:s.i]
-			}
-			s.i++
-		}
+		s.fail()
+		return
 	}
-	return s.b[start:s.i]
+	if i < len(b) && b[i] == '.' {
+		j := digits(b, i+1)
+		if j == i+1 {
+			s.fail()
+			return
+		}
+		i = j
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		j := digits(b, i)
+		if j == i {
+			s.fail()
+			return
+		}
+		i = j
+	}
+	s.i = i
 }
 
-// Keys calls fn with each key of obj, a JSON object that Decode accepted
-// (for example a request's Args), unescaped.
-func Keys(obj []byte, fn func(key []byte)) {
-	s := scanner{b: obj}
-	s.object(func(key []byte) {
-		fn(key)
-		s.value()
-	})
+// digits returns the index of the first non-digit in b at or after i.
+func digits(b []byte, i int) int {
+	for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+		i++
+	}
+	return i
+}
+
+// str consumes a string token and reports whether it has escapes.
+func (s *scanner) str() (esc bool) {
+	b, i := s.b, s.i+1
+	for {
+		// Skip plain bytes eight at a time.
+		for ; i+8 <= len(b); i += 8 {
+			if m := special(binary.LittleEndian.Uint64(b[i:])); m != 0 {
+				i += bits.TrailingZeros64(m) / 8
+				break
+			}
+		}
+		if i >= len(b) {
+			s.fail()
+			return false
+		}
+		switch c := b[i]; {
+		case c == '"':
+			s.i = i + 1
+			return esc
+		case c == '\\':
+			esc = true
+			if i+1 >= len(b) {
+				s.fail()
+				return false
+			}
+			switch b[i+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				i += 2
+			case 'u':
+				if len(b)-i < 6 || !isHex(b[i+2]) || !isHex(b[i+3]) || !isHex(b[i+4]) || !isHex(b[i+5]) {
+					s.fail()
+					return false
+				}
+				i += 6
+			default:
+				s.fail()
+				return false
+			}
+		case c < 0x20:
+			s.fail()
+			return false
+		default:
+			i++
+		}
+	}
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+}
+
+const (
+	lsbs = 0x0101010101010101
+	msbs = 0x8080808080808080
+)
+
+// special returns a mask whose lowest set bit is the high bit of the first
+// byte of x (in memory order) that is '"', '\\' or a control character, or
+// 0 if there is none. (Bits above the lowest may be false positives.)
+func special(x uint64) uint64 {
+	q := x ^ (lsbs * '"')
+	bs := x ^ (lsbs * '\\')
+	return ((q-lsbs)&^q | (bs-lsbs)&^bs | (x-lsbs*0x20)&^x) & msbs
 }

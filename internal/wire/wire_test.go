@@ -6,6 +6,7 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"strings"
 	"testing"
 	"unicode/utf8"
 )
@@ -125,6 +126,9 @@ func FuzzDecode(f *testing.F) {
 	file.Close()
 	f.Add([]byte(`{"request":null,"response":null,"cancel":{"call_id":"x"}}`))
 	f.Add([]byte(`{"request":{"method":"m","arguments":[],"call_id":{}}}`))
+	for _, s := range strictCases {
+		f.Add([]byte(s))
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var fr Frame
 		err := Decode(data, &fr)
@@ -135,7 +139,13 @@ func FuzzDecode(f *testing.F) {
 			if err == ErrParse && json.Valid(data) {
 				t.Fatalf("valid JSON reported as a parse error: %q", data)
 			}
+			if err != ErrParse && !json.Valid(data) {
+				t.Fatalf("invalid JSON not reported as a parse error: %q: %v", data, err)
+			}
 			return
+		}
+		if !json.Valid(data) {
+			t.Fatalf("invalid JSON decoded: %q", data)
 		}
 		switch fr.Kind {
 		case KindRequest:
@@ -163,4 +173,85 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("method %q", fr.Method)
 		}
 	})
+}
+
+// strictCases are JSON texts, valid or not, at the edges of the grammar.
+var strictCases = []string{
+	``, ` `, `{`, `}`, `{}`, `{} `, `{}{}`, `{} x`, `[]`, `[1,]`, `[,1]`, `[1 2]`, `{"a":1,}`, `{,"a":1}`, `{"a" 1}`,
+	`{"a":}`, `{a:1}`, `{'a':1}`, `{"a":1 "b":2}`, `{"a":[}`, `{"a":{]}`, `"x"`, `"x`, `"\"`, `"\x"`, `"\u12"`,
+	`"\u12G4"`, `"\uABCDx"`, `"\/\b\f\n\r\t\"\\"`, "\"\x00\"", "\"\x1f\"", "\"\x7f\"", "\"\xff\xfe\"", "\"a\tb\"",
+	`0`, `-0`, `-`, `01`, `-01`, `1.`, `.5`, `1.5`, `1e`, `1e+`, `1e+5`, `1E-5`, `1.5e5`, `+1`, `0x1`, `1_000`,
+	`Infinity`, `NaN`, `true`, `tru`, `truex`, `false`, `null`, `nul`, `nulll`, `True`, "\ufeff{}", "{}\x00",
+	" \t\r\n{ \t\r\n\"a\" \t\r\n: \t\r\n1 \t\r\n} \t\r\n", "\v{}", "\f{}", "{\"a\":1}\u00a0",
+	`{"request":{"method":"m","arguments":{"a":[1,{"b":"]}\""}]}}}`,
+	`{"request":{"method":"m","arguments":{"a":[1,{"b":"]}\""}]}}}}`,
+	`{"request":{"method":"m\u0000\ud800"},"request":{"method":"n"}}`,
+	`{"request":{"method":"m","call_id":"a"},"request":{"method":"n"}}`,
+	`{"re\u0071uest":{"method":"m","call_\u0069d":"x"}}`,
+	`{"request":{"method":"m","timeout_ms":1.5}}`, `{"request":{"method":"m","timeout_ms":-0}}`,
+	`{"request":{"method":"m","timeout_ms":9223372036854775808}}`, `{"request":{"method":"m","timeout_ms":"5"}}`,
+	`{"request":{"method":"m","timeout_ms":1e3}}`,
+}
+
+func TestStrict(t *testing.T) {
+	for _, s := range strictCases {
+		var f Frame
+		err := Decode([]byte(s), &f)
+		if (err == ErrParse) != !json.Valid([]byte(s)) {
+			t.Errorf("%q: %v, json.Valid %v", s, err, json.Valid([]byte(s)))
+		}
+	}
+	// Long strings, with the special bytes at every offset of a word.
+	for n := range 20 {
+		for _, c := range []string{"a", "é", `\"`, `\\`, `\u00e9`, "\x00", "\x1f", `"`, `\`} {
+			s := `{"request":{"method":"` + strings.Repeat("m", n) + c + strings.Repeat("x", 20-n) + `"}}`
+			var f Frame
+			err := Decode([]byte(s), &f)
+			if (err == ErrParse) != !json.Valid([]byte(s)) {
+				t.Errorf("%q: %v, json.Valid %v", s, err, json.Valid([]byte(s)))
+			}
+			if err == nil {
+				var want struct{ Request struct{ Method string } }
+				json.Unmarshal([]byte(s), &want)
+				if string(f.Method) != want.Request.Method {
+					t.Errorf("%q: method %q", s, f.Method)
+				}
+			}
+		}
+	}
+}
+
+func TestDepth(t *testing.T) {
+	for _, n := range []int{maxDepth - 2, maxDepth - 1, maxDepth, maxDepth + 1} {
+		for _, open := range []string{"[", `{"a":`} {
+			close := "]"
+			if open != "[" {
+				close = "}"
+			}
+			inner := strings.Repeat(open, n) + strings.Repeat(close, n)
+			for _, s := range []string{inner, `{"request":{"method":"m","arguments":{"a":` + inner + `}}}`} {
+				var f Frame
+				err := Decode([]byte(s), &f)
+				if (err == ErrParse) != !json.Valid([]byte(s)) {
+					t.Errorf("depth %d %s: %v, json.Valid %v", n, open, err, json.Valid([]byte(s)))
+				}
+			}
+		}
+	}
+}
+
+func TestDecodeAllocs(t *testing.T) {
+	frame := benchFrame(16)
+	var f Frame
+	if n := testing.AllocsPerRun(100, func() { Decode(frame, &f) }); n != 0 {
+		t.Errorf("%v allocations", n)
+	}
+}
+
+func TestKeys(t *testing.T) {
+	var got []string
+	Keys([]byte(`{"a":1, "b\u0041" : [1,{"c":2}], "":null}`), func(k []byte) { got = append(got, string(k)) })
+	if !reflect.DeepEqual(got, []string{"a", "bA", ""}) {
+		t.Errorf("keys %q", got)
+	}
 }
