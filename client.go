@@ -90,7 +90,6 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Client, error
 			TLSClientConfig:  o.TLSConfig,
 			HandshakeTimeout: orDefault(o.HandshakeTimeout, DefaultHandshakeTimeout),
 			Subprotocols:     []string{extProtocol},
-			WriteBufferPool:  &sync.Pool{},
 		},
 	}
 	cl.ctx, cl.cancel = context.WithCancel(context.Background())

@@ -102,7 +102,8 @@ type Conn struct {
 	wspare   []*buffer
 	wrunning bool
 	wclosed  bool
-	werr     error         // owned by the running writer
+	werr      error     // owned by the running writer
+	wdeadline time.Time // when the writer last moved the write deadline
 	slots    chan struct{} // bounds queued frames
 
 	inHook     atomic.Int32 // reader is running a hook
@@ -412,9 +413,9 @@ func (c *Conn) runHandler(ctx context.Context, cancel context.CancelCauseFunc, m
 
 // invoke runs the handler, turning a panic into an error.
 func (c *Conn) invoke(ctx context.Context, m *method, f *wire.Frame, out *buffer) (typ string, err error) {
-	name := string(f.Method)
 	defer func() {
 		if p := recover(); p != nil {
+			name := string(f.Method)
 			pe := &PanicError{Method: name, Value: p, Stack: debug.Stack()}
 			c.logger().Error("handler panicked", "method", name, "panic", p, "stack", string(pe.Stack))
 			c.report(pe)
@@ -423,7 +424,7 @@ func (c *Conn) invoke(ctx context.Context, m *method, f *wire.Frame, out *buffer
 	}()
 	out.b, typ, err = m.serve(ctx, f.Args, out.b)
 	if errors.Is(err, errUnencodable) {
-		err = &Error{Code: CodeInternalError, Message: fmt.Sprintf("method %q: %v", name, err)}
+		err = &Error{Code: CodeInternalError, Message: fmt.Sprintf("method %q: %v", f.Method, err)}
 		c.report(err)
 	}
 	return typ, err
@@ -718,7 +719,9 @@ func (c *Conn) push(out *buffer, slot bool) bool {
 	}
 	c.wmu.Unlock()
 	if start {
-		go c.writeLoop()
+		t := taskPool.Get().(*task)
+		t.c, t.write = c, true
+		c.cfg.workers.run(t)
 	}
 	return true
 }
@@ -746,8 +749,11 @@ func (c *Conn) writeLoop() {
 		c.wspare = nil
 		c.wmu.Unlock()
 
-		if c.werr == nil && c.cfg.writeTimeout > 0 {
-			c.werr = c.ws.SetWriteDeadline(time.Now().Add(c.cfg.writeTimeout))
+		// The deadline moves at most once a second: it need not be exact,
+		// and each move costs a timer update.
+		if now := time.Now(); c.werr == nil && c.cfg.writeTimeout > 0 && now.Sub(c.wdeadline) > time.Second {
+			c.wdeadline = now
+			c.werr = c.ws.SetWriteDeadline(now.Add(c.cfg.writeTimeout))
 		}
 		// The frames go to the socket together, in one write where they fit.
 		if c.bc != nil {

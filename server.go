@@ -16,6 +16,9 @@ import (
 // serverReadBuffer is the size of each server connection's read buffer.
 const serverReadBuffer = 1024
 
+// serverWriteBuffer is the size of each server connection's write buffer.
+const serverWriteBuffer = 256
+
 // Server is an http.Handler that accepts WebSocket connections and serves
 // RPC on them: it answers the clients' calls with the methods of its [Mux]
 // and lets its handlers and hooks call the clients back. Mount it on any
@@ -60,10 +63,13 @@ func NewServer(mux *Mux, opts *ServerOptions) *Server {
 		// A small read buffer: an idle connection keeps it for its whole
 		// life, and payloads larger than it are read past it, straight
 		// into the frame's buffer.
-		ReadBufferSize:  serverReadBuffer,
+		ReadBufferSize: serverReadBuffer,
+		// A small write buffer of its own per connection: most answers
+		// fit, larger ones are written past it. (gorilla's buffer pool
+		// would cost an allocation per message.)
+		WriteBufferSize: serverWriteBuffer,
 		Subprotocols:    []string{extProtocol},
 		CheckOrigin:     s.checkOrigin,
-		WriteBufferPool: &sync.Pool{},
 		Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
 			s.cfg.logger.Debug("upgrade refused", "remote", r.RemoteAddr, "status", status, "err", reason)
 			http.Error(w, reason.Error(), status)

@@ -11,9 +11,11 @@ import (
 // workerIdle is how long an idle worker waits for a call before it exits.
 const workerIdle = 5 * time.Second
 
-// task is one inbound call, from the reader to a worker.
+// task is one inbound call, from the reader to a worker, or a turn of a
+// connection's writer.
 type task struct {
 	c      *Conn
+	write  bool // run c's writer
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 	m      *method
@@ -24,7 +26,11 @@ type task struct {
 var taskPool = sync.Pool{New: func() any { return new(task) }}
 
 func (t *task) run() {
-	t.c.runHandler(t.ctx, t.cancel, t.m, &t.f, t.in)
+	if t.write {
+		t.c.writeLoop()
+	} else {
+		t.c.runHandler(t.ctx, t.cancel, t.m, &t.f, t.in)
+	}
 	*t = task{}
 	taskPool.Put(t)
 }

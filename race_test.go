@@ -1,0 +1,5 @@
+//go:build race
+
+package wsrpc
+
+const raceEnabled = true
