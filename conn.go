@@ -97,14 +97,14 @@ type Conn struct {
 	stored       map[string]storedResponse // call_me_back answers
 	storedOrder  []string
 
-	wmu      sync.Mutex
-	wq       []*buffer
-	wspare   []*buffer
-	wrunning bool
-	wclosed  bool
-	werr      error     // owned by the running writer
-	wdeadline time.Time // when the writer last moved the write deadline
-	slots    chan struct{} // bounds queued frames
+	wmu       sync.Mutex
+	wq        []*buffer
+	wspare    []*buffer
+	wrunning  bool
+	wclosed   bool
+	werr      error         // owned by the running writer
+	wdeadline time.Time     // when the writer last moved the write deadline
+	slots     chan struct{} // bounds queued frames
 
 	inHook     atomic.Int32 // reader is running a hook
 	wg         sync.WaitGroup
