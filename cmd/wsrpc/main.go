@@ -57,6 +57,8 @@ type command struct {
 var commands = []command{
 	{"serve", "run the demo server", runServe},
 	{"call", "call one method and print its result as JSON", runCall},
+	{"bench", "measure a server's throughput and latency with echo calls", runBench},
+	{"idle", "hold many idle connections open, for memory tests", runIdle},
 }
 
 func main() {

@@ -130,6 +130,8 @@ func TestHelpListsEveryFlag(t *testing.T) {
 	flagSets := map[string]*flag.FlagSet{
 		"serve": new(serveFlags).flagSet(),
 		"call":  new(callFlags).flagSet(),
+		"bench": new(benchFlags).flagSet(),
+		"idle":  new(idleFlags).flagSet(),
 	}
 	for _, c := range commands {
 		fs, ok := flagSets[c.name]
@@ -153,7 +155,7 @@ func TestUsageErrors(t *testing.T) {
 		want string // on stderr
 	}{
 		{"no command", nil, "Usage: wsrpc <command> [flags] [arguments]"},
-		{"unknown command", []string{"bench"}, `unknown command "bench"`},
+		{"unknown command", []string{"frobnicate"}, `unknown command "frobnicate"`},
 		{"unknown flag", []string{"call", "--nope", "ws://127.0.0.1:1/ws", "add"}, "flag provided but not defined: -nope"},
 		{"no method", []string{"call", "ws://127.0.0.1:1/ws"}, "want URL and METHOD"},
 		{"pair without =", []string{"call", "ws://127.0.0.1:1/ws", "add", "a"}, `argument "a": want key=value`},
