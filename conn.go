@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"sync"
@@ -639,17 +640,11 @@ func encodeArgs(args any) ([]byte, error) {
 	if len(b) == 0 || string(b) == "null" {
 		return nil, nil
 	}
-	if !json.Valid(b) {
-		return nil, errors.New("arguments are not valid JSON")
-	}
-	for _, ch := range b {
-		if ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' {
-			continue
+	if !wire.IsObject(b) {
+		if !json.Valid(b) {
+			return nil, errors.New("arguments are not valid JSON")
 		}
-		if ch != '{' {
-			return nil, errors.New("arguments must be a JSON object (keyword arguments)")
-		}
-		break
+		return nil, errors.New("arguments must be a JSON object (keyword arguments)")
 	}
 	return b, nil
 }
@@ -738,6 +733,9 @@ func (c *Conn) release(out *buffer) {
 func (c *Conn) writeLoop() {
 	defer c.wg.Done()
 	for {
+		// Let the goroutines that are ready to queue frames (handlers
+		// finishing, callers) do so first, so that one write carries many.
+		runtime.Gosched()
 		c.wmu.Lock()
 		q := c.wq
 		if len(q) == 0 {

@@ -597,3 +597,16 @@ func special(x uint64) uint64 {
 	bs := x ^ (lsbs * '\\')
 	return ((q-lsbs)&^q | (bs-lsbs)&^bs | (x-lsbs*0x20)&^x) & msbs
 }
+
+// IsObject reports whether b is exactly one valid JSON object, with
+// whitespace around it allowed: the form of a call's arguments.
+func IsObject(b []byte) bool {
+	s := scanner{b: b}
+	s.ws()
+	if s.peek() != '{' {
+		return false
+	}
+	s.value(0)
+	s.ws()
+	return !s.bad && s.i == len(b)
+}

@@ -255,3 +255,14 @@ func TestKeys(t *testing.T) {
 		t.Errorf("keys %q", got)
 	}
 }
+
+func TestIsObject(t *testing.T) {
+	for in, want := range map[string]bool{
+		`{}`: true, ` {"a": [1, {"b": null}]} `: true, `{"a":1}{}`: false, `[1]`: false, `{"a":}`: false,
+		`{"a":1`: false, ``: false, `null`: false, `"{}"`: false, "{\"a\":\"\x01\"}": false,
+	} {
+		if got := IsObject([]byte(in)); got != want {
+			t.Errorf("IsObject(%q) = %v, want %v", in, got, want)
+		}
+	}
+}
