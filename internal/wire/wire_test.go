@@ -266,3 +266,32 @@ func TestIsObject(t *testing.T) {
 		}
 	}
 }
+
+// FuzzAppendString: AppendString writes what encoding/json writes, up to
+// the HTML escapes that encoding/json adds and wsrpc does not need.
+func FuzzAppendString(f *testing.F) {
+	for _, s := range []string{"", "plain ascii text, long enough for words", "quote\"back\\slash", "ctl\x00\x1f", "é ü 日本", "\u2028\u2029x", "bad\xff\xfeutf8", "12345678\"12345678\x7f"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		var got, want string
+		enc := AppendString(nil, s)
+		if err := json.Unmarshal(enc, &got); err != nil {
+			t.Fatalf("%q: %s is not JSON: %v", s, enc, err)
+		}
+		std, _ := json.Marshal(s)
+		json.Unmarshal(std, &want)
+		if got != want {
+			t.Fatalf("%q: AppendString round trip %q, encoding/json %q", s, got, want)
+		}
+	})
+}
+
+func BenchmarkAppendString16K(b *testing.B) {
+	s := strings.Repeat("abcdefghijklmnop", 1024)
+	buf := make([]byte, 0, 20<<10)
+	b.SetBytes(int64(len(s)))
+	for b.Loop() {
+		buf = AppendString(buf[:0], s)
+	}
+}
