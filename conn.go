@@ -1,6 +1,7 @@
 package wsrpc
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -87,8 +88,8 @@ type Conn struct {
 
 	mu           sync.Mutex
 	pending      map[string]chan reply
-	running      map[string]context.CancelCauseFunc // extension: handlers by call id
-	closing      bool                               // ended or ending: no new calls
+	running      []*callCtx // extension: the handlers a cancel frame may reach
+	closing      bool       // ended or ending: no new calls
 	closeStarted bool
 	cause        error // why the connection ended
 	calls        int   // handlers running
@@ -272,12 +273,7 @@ func (c *Conn) handleFrame(mt int, buf *buffer) {
 		c.handleResponse(&f, buf)
 	case wire.KindCancel:
 		if c.ext {
-			c.mu.Lock()
-			cancel := c.running[f.ID()]
-			c.mu.Unlock()
-			if cancel != nil {
-				cancel(errCanceledByPeer)
-			}
+			c.cancelRunning(f.CallID)
 		}
 		putBuf(buf)
 	}
@@ -335,7 +331,7 @@ func (c *Conn) handleRequest(f *wire.Frame, in *buffer) {
 		return
 	}
 	ctx := c.ctx
-	var cancel context.CancelCauseFunc
+	var cc *callCtx
 	c.mu.Lock()
 	if c.draining || c.closing {
 		c.mu.Unlock()
@@ -347,29 +343,43 @@ func (c *Conn) handleRequest(f *wire.Frame, in *buffer) {
 	}
 	c.calls++
 	c.wg.Add(1)
-	if c.ext && f.CallID != nil {
-		ctx, cancel = context.WithCancelCause(ctx)
-		if c.running == nil {
-			c.running = make(map[string]context.CancelCauseFunc)
+	if c.ext && (f.CallID != nil || f.TimeoutMS > 0) {
+		cc = &callCtx{conn: c.ctx, id: f.CallID, idx: -1}
+		if f.TimeoutMS > 0 {
+			cc.deadline = time.Now().Add(time.Duration(f.TimeoutMS) * time.Millisecond)
 		}
-		c.running[f.ID()] = cancel
+		if f.CallID != nil {
+			cc.idx = len(c.running)
+			c.running = append(c.running, cc)
+		}
+		ctx = cc
 	}
 	c.mu.Unlock()
-	if c.ext && f.TimeoutMS > 0 {
-		var stop context.CancelFunc
-		ctx, stop = context.WithTimeout(ctx, time.Duration(f.TimeoutMS)*time.Millisecond)
-		if prev := cancel; prev != nil {
-			cancel = func(err error) { stop(); prev(err) }
-		} else {
-			cancel = func(error) { stop() }
-		}
-	}
 	t := taskPool.Get().(*task)
-	t.c, t.ctx, t.cancel, t.m, t.f, t.in = c, ctx, cancel, m, *f, in
+	t.c, t.ctx, t.cc, t.m, t.f, t.in = c, ctx, cc, m, *f, in
 	c.cfg.workers.run(t)
 }
 
-func (c *Conn) runHandler(ctx context.Context, cancel context.CancelCauseFunc, m *method, f *wire.Frame, in *buffer) {
+// cancelRunning cancels the handler serving the call id token, if any.
+func (c *Conn) cancelRunning(tok []byte) {
+	id := wire.TokenString(tok)
+	c.mu.Lock()
+	var target *callCtx
+	for _, cc := range c.running {
+		if bytes.Equal(cc.id, tok) || wire.TokenString(cc.id) == id {
+			target = cc
+			break
+		}
+	}
+	c.mu.Unlock()
+	if target != nil {
+		target.cancel(context.Canceled, errCanceledByPeer)
+	}
+}
+
+// runHandler runs one call and queues its answer. cc is the call's context
+// over the extension, or nil.
+func (c *Conn) runHandler(ctx context.Context, cc *callCtx, m *method, f *wire.Frame, in *buffer) {
 	defer c.wg.Done()
 	out := getBuf()
 	out.b = wire.AppendResponseStart(out.b)
@@ -385,13 +395,8 @@ func (c *Conn) runHandler(ctx context.Context, cancel context.CancelCauseFunc, m
 	}
 	// The caller gave up: it canceled, or the deadline it sent passed and
 	// the handler failed for it. It waits for no answer.
-	peerGaveUp := cancel != nil && (errors.Is(context.Cause(ctx), errCanceledByPeer) ||
-		err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded))
-	id := ""
-	if cancel != nil {
-		id = f.ID()
-	}
-	putBuf(in) // f aliases in: done with it
+	peerGaveUp := cc != nil && (cc.endedBy(errCanceledByPeer) ||
+		err != nil && errors.Is(cc.Err(), context.DeadlineExceeded))
 	if peerGaveUp {
 		putBuf(out)
 	} else {
@@ -399,16 +404,21 @@ func (c *Conn) runHandler(ctx context.Context, cancel context.CancelCauseFunc, m
 	}
 	c.mu.Lock()
 	c.calls--
-	if cancel != nil {
-		delete(c.running, id)
+	if cc != nil && cc.idx >= 0 {
+		last := len(c.running) - 1
+		c.running[cc.idx] = c.running[last]
+		c.running[cc.idx].idx = cc.idx
+		c.running[last] = nil
+		c.running = c.running[:last]
 	}
 	if c.calls == 0 && c.drained != nil {
 		close(c.drained)
 		c.drained = nil
 	}
 	c.mu.Unlock()
-	if cancel != nil {
-		cancel(context.Canceled)
+	putBuf(in) // f and cc.id alias in: done with them
+	if cc != nil {
+		cc.cancel(context.Canceled, nil) // the handler returned
 	}
 }
 

@@ -14,13 +14,13 @@ const workerIdle = 5 * time.Second
 // task is one inbound call, from the reader to a worker, or a turn of a
 // connection's writer.
 type task struct {
-	c      *Conn
-	write  bool // run c's writer
-	ctx    context.Context
-	cancel context.CancelCauseFunc
-	m      *method
-	f      wire.Frame
-	in     *buffer
+	c     *Conn
+	write bool // run c's writer
+	ctx   context.Context
+	cc    *callCtx
+	m     *method
+	f     wire.Frame
+	in    *buffer
 }
 
 var taskPool = sync.Pool{New: func() any { return new(task) }}
@@ -29,7 +29,7 @@ func (t *task) run() {
 	if t.write {
 		t.c.writeLoop()
 	} else {
-		t.c.runHandler(t.ctx, t.cancel, t.m, &t.f, t.in)
+		t.c.runHandler(t.ctx, t.cc, t.m, &t.f, t.in)
 	}
 	*t = task{}
 	taskPool.Put(t)
