@@ -536,11 +536,12 @@ func (c *Conn) roundTrip(ctx context.Context, method string, args []byte, id str
 	if id == "" {
 		id = wire.NewCallID()
 	}
-	ch := make(chan reply, 1)
+	ch := replyPool.Get().(chan reply)
 	c.mu.Lock()
 	if c.closing {
 		err := c.endErr()
 		c.mu.Unlock()
+		replyPool.Put(ch)
 		return reply{}, &callError{method, &notSentError{err}}
 	}
 	if c.pending == nil {
@@ -552,11 +553,15 @@ func (c *Conn) roundTrip(ctx context.Context, method string, args []byte, id str
 	out := getBuf()
 	out.b = wire.AppendRequest(out.b, method, args, id, timeoutMS)
 	if err := c.enqueue(ctx, out); err != nil {
-		c.forget(id)
+		if !c.forget(id) {
+			putBuf((<-ch).buf) // the connection ended meanwhile and failed the call
+		}
+		replyPool.Put(ch)
 		return reply{}, &callError{method, err}
 	}
 	select {
 	case r := <-ch:
+		replyPool.Put(ch)
 		if r.err != nil {
 			return reply{}, &callError{method, r.err}
 		}
@@ -568,12 +573,17 @@ func (c *Conn) roundTrip(ctx context.Context, method string, args []byte, id str
 				cf.b = wire.AppendCancel(cf.b, id)
 				c.trySend(cf)
 			}
-		} else if r := <-ch; r.buf != nil {
-			putBuf(r.buf) // the answer raced the deadline; the deadline wins
+		} else {
+			putBuf((<-ch).buf) // the answer raced the deadline; the deadline wins
 		}
+		replyPool.Put(ch) // empty: nobody else holds it now
 		return reply{}, &callError{method, ctx.Err()}
 	}
 }
+
+// replyPool recycles the one-slot channels that carry a call's reply. A
+// channel goes back only when it is empty and no longer in the pending map.
+var replyPool = sync.Pool{New: func() any { return make(chan reply, 1) }}
 
 // notSentError marks a call that failed before its request was queued,
 // because the connection had already ended: a Client may try it on the next
@@ -687,6 +697,16 @@ func (c *Conn) trySend(out *buffer) {
 // enqueue waits for room in the send queue, then queues out. It takes
 // ownership of out.
 func (c *Conn) enqueue(ctx context.Context, out *buffer) error {
+	select {
+	case c.slots <- struct{}{}: // room now: the common case, without selectgo
+		if !c.push(out, true) {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			return c.endErr()
+		}
+		return nil
+	default:
+	}
 	select {
 	case c.slots <- struct{}{}:
 	case <-ctx.Done():
