@@ -235,7 +235,7 @@ func (cl *Client) run(ws *websocket.Conn, started chan<- error) {
 
 		go c.serve(started)
 		started = nil
-		<-c.readerDone
+		<-c.readerDone.wait(&c.mu)
 
 		cl.mu.Lock()
 		cl.conn = nil
@@ -317,7 +317,7 @@ func (cl *Client) Call(ctx context.Context, method string, args, result any) err
 				return &callError{method, ErrNotConnected}
 			}
 			select {
-			case <-c.readerDone:
+			case <-c.readerDone.wait(&c.mu):
 			case <-ctx.Done():
 				return &callError{method, fmt.Errorf("%w: %w", ErrNotConnected, ctx.Err())}
 			}

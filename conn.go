@@ -110,8 +110,8 @@ type Conn struct {
 
 	inHook     atomic.Int32 // reader is running a hook
 	wg         sync.WaitGroup
-	readerDone chan struct{}
-	done       chan struct{}
+	readerDone lazyDone // closed when the read loop has ended
+	done       lazyDone // closed when everything has ended
 }
 
 type reply struct {
@@ -141,8 +141,6 @@ func newConn(ws *websocket.Conn, cfg *config, req *http.Request) *Conn {
 		ext:        ws.Subprotocol() == extProtocol,
 		start:      time.Now(),
 		slots:      make(chan struct{}, cfg.maxQueue),
-		readerDone: make(chan struct{}),
-		done:       make(chan struct{}),
 	}
 	ctx, cancel := context.WithCancelCause(context.WithValue(context.Background(), connKey{}, c))
 	c.ctx, c.cancel = ctx, cancel
@@ -191,7 +189,39 @@ func (c *Conn) Context() context.Context { return c.ctx }
 
 // Done returns a channel that is closed when the connection has ended and
 // all its goroutines, handlers included, have returned.
-func (c *Conn) Done() <-chan struct{} { return c.done }
+func (c *Conn) Done() <-chan struct{} { return c.done.wait(&c.mu) }
+
+// lazyDone is a channel closed once, made only when someone waits for it:
+// most connections never need it, and idle ones should not pay for it.
+type lazyDone struct {
+	ch     chan struct{}
+	closed bool
+}
+
+var closedChan = func() chan struct{} { ch := make(chan struct{}); close(ch); return ch }()
+
+// wait returns the channel; mu guards d.
+func (d *lazyDone) wait(mu *sync.Mutex) <-chan struct{} {
+	mu.Lock()
+	defer mu.Unlock()
+	if d.ch == nil {
+		if d.closed {
+			return closedChan
+		}
+		d.ch = make(chan struct{})
+	}
+	return d.ch
+}
+
+// close closes the channel; mu guards d.
+func (d *lazyDone) close(mu *sync.Mutex) {
+	mu.Lock()
+	defer mu.Unlock()
+	d.closed = true
+	if d.ch != nil {
+		close(d.ch)
+	}
+}
 
 // Err returns why the connection ended: [ErrClosed] if this side closed it,
 // else the error that ended it. It returns nil while the connection is open.
@@ -230,7 +260,9 @@ func (c *Conn) serve(onConnect chan<- error) {
 	} else if onConnect != nil {
 		onConnect <- nil
 	}
-	if ka := c.cfg.keepAlive; ka.Interval > 0 {
+	if ka := c.cfg.keepAlive; ka.Interval > 0 && c.cfg.pingRPC {
+		// A client's own timer; a server's connections are swept by its
+		// keeper (keepAliveCheck).
 		c.mu.Lock()
 		c.ka = time.AfterFunc(ka.Interval, c.keepAliveTick)
 		c.mu.Unlock()
@@ -812,6 +844,9 @@ func (c *Conn) writeFrame(out *buffer) error {
 	if out.close {
 		return c.ws.WriteMessage(websocket.CloseMessage, out.b)
 	}
+	if out.ping {
+		return c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.cfg.keepAlive.Timeout))
+	}
 	mt := websocket.TextMessage
 	if c.cfg.binary {
 		mt = websocket.BinaryMessage
@@ -859,7 +894,7 @@ func (c *Conn) close(code int, reason string, cause error) {
 	if c.inHook.Load() > 0 {
 		return // called from a hook on the reader: it will see the close
 	}
-	<-c.readerDone
+	<-c.readerDone.wait(&c.mu)
 }
 
 // cleanup runs when the read loop has ended, in its goroutine.
@@ -895,9 +930,9 @@ func (c *Conn) cleanup(readErr error) {
 		c.release(out)
 	}
 	c.ws.Close()
-	close(c.readerDone)
+	c.readerDone.close(&c.mu)
 	c.wg.Wait()
-	close(c.done)
+	c.done.close(&c.mu)
 
 	level := slog.LevelInfo
 	if !errors.Is(cause, ErrClosed) && !isNormalClose(cause) {
@@ -962,14 +997,8 @@ func (c *Conn) keepAliveTick() {
 	c.mu.Unlock()
 	defer c.wg.Done()
 
-	idle := time.Since(c.start) - time.Duration(c.lastRead.Load())
-	if idle > ka.Interval+ka.Timeout {
-		c.logger().Warn("keep-alive: peer silent", "idle", idle)
-		c.fail(ErrKeepAliveTimeout)
+	if !c.keepAliveCheck() {
 		return
-	}
-	if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(ka.Timeout)); err != nil {
-		c.logger().Debug("keep-alive ping", "err", err)
 	}
 	if c.cfg.pingRPC {
 		ctx, cancel := context.WithTimeout(c.ctx, ka.Timeout)
@@ -980,10 +1009,28 @@ func (c *Conn) keepAliveTick() {
 	}
 }
 
+// keepAliveCheck closes the connection if the peer has been silent for
+// longer than the keep-alive interval and timeout, and otherwise queues a
+// WebSocket ping. It never blocks. It reports whether the connection lives.
+func (c *Conn) keepAliveCheck() bool {
+	ka := c.cfg.keepAlive
+	idle := time.Since(c.start) - time.Duration(c.lastRead.Load())
+	if idle > ka.Interval+ka.Timeout {
+		c.logger().Warn("keep-alive: peer silent", "idle", idle)
+		c.fail(ErrKeepAliveTimeout)
+		return false
+	}
+	ping := getBuf()
+	ping.ping = true
+	c.trySend(ping)
+	return true
+}
+
 // buffer is a pooled frame buffer.
 type buffer struct {
 	b     []byte
 	close bool // a close frame
+	ping  bool // a ping control frame
 	slot  bool // holds a send-queue slot
 }
 
@@ -998,7 +1045,7 @@ func putBuf(b *buffer) {
 		return
 	}
 	b.b = b.b[:0]
-	b.close, b.slot = false, false
+	b.close, b.ping, b.slot = false, false, false
 	bufPool.Put(b)
 }
 

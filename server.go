@@ -14,10 +14,10 @@ import (
 )
 
 // serverReadBuffer is the size of each server connection's read buffer.
-const serverReadBuffer = 1024
+const serverReadBuffer = 512
 
 // serverWriteBuffer is the size of each server connection's write buffer.
-const serverWriteBuffer = 256
+const serverWriteBuffer = 128
 
 // Server is an http.Handler that accepts WebSocket connections and serves
 // RPC on them: it answers the clients' calls with the methods of its [Mux]
@@ -38,6 +38,8 @@ type Server struct {
 	active   int           // ServeHTTP calls and connection goroutines
 	idle     chan struct{} // closed when active drops to 0 during shutdown
 	shutdown bool
+	keeper   chan struct{} // closed to stop the keep-alive goroutine
+	kept     chan struct{} // closed when it has stopped
 }
 
 // NewServer returns a Server that exposes mux's methods (nil: only the
@@ -125,6 +127,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.conns[c] = struct{}{}
 	s.active++ // the connection's goroutine
+	if s.keeper == nil && s.cfg.keepAlive.Interval > 0 {
+		s.keeper, s.kept = make(chan struct{}), make(chan struct{})
+		go s.keepAlive(s.keeper, s.kept)
+	}
 	s.mu.Unlock()
 	c.logger().Info("connected", "path", r.URL.Path, "extensions", c.ext)
 	// The connection gets a goroutine of its own, and ServeHTTP returns:
@@ -210,6 +216,45 @@ func (s *Server) leave() {
 	s.mu.Unlock()
 }
 
+// keepAlive pings every connection each KeepAlive.Interval and closes the
+// silent ones: one goroutine for all of the server's connections, instead
+// of a timer each. It runs from the first connection until Close or
+// Shutdown.
+func (s *Server) keepAlive(stop, stopped chan struct{}) {
+	defer close(stopped)
+	t := time.NewTicker(s.cfg.keepAlive.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		s.mu.Lock()
+		for c := range s.conns {
+			c.keepAliveCheck() // never blocks
+		}
+		s.mu.Unlock()
+	}
+}
+
+// stopKeepAlive stops the keep-alive goroutine, if it runs, and waits.
+func (s *Server) stopKeepAlive() {
+	s.mu.Lock()
+	stop, stopped := s.keeper, s.kept
+	if stop != nil {
+		select {
+		case <-stop:
+		default:
+			close(stop)
+		}
+	}
+	s.mu.Unlock()
+	if stopped != nil {
+		<-stopped
+	}
+}
+
 // checkOrigin accepts requests without an Origin, same-host ones, and those
 // whose Origin host matches OriginPatterns.
 func (s *Server) checkOrigin(r *http.Request) bool {
@@ -264,6 +309,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		})
 	}
 	wg.Wait()
+	s.stopKeepAlive()
 	defer s.cfg.workers.stop()
 	if err := ctx.Err(); err != nil {
 		return err // calls were cut short
@@ -301,6 +347,7 @@ func (s *Server) Close() error {
 		wg.Go(func() { c.close(websocket.CloseGoingAway, "server closing", ErrClosed) })
 	}
 	wg.Wait()
+	s.stopKeepAlive()
 	s.cfg.workers.stop()
 	return nil
 }
