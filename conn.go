@@ -133,14 +133,14 @@ func ConnFromContext(ctx context.Context) *Conn {
 
 func newConn(ws *websocket.Conn, cfg *config, req *http.Request) *Conn {
 	c := &Conn{
-		ws:         ws,
-		bc:         batchOf(ws.NetConn()),
-		id:         wire.NewCallID(),
-		cfg:        cfg,
-		req:        req,
-		ext:        ws.Subprotocol() == extProtocol,
-		start:      time.Now(),
-		slots:      make(chan struct{}, cfg.maxQueue),
+		ws:    ws,
+		bc:    batchOf(ws.NetConn()),
+		id:    wire.NewCallID(),
+		cfg:   cfg,
+		req:   req,
+		ext:   ws.Subprotocol() == extProtocol,
+		start: time.Now(),
+		slots: make(chan struct{}, cfg.maxQueue),
 	}
 	ctx, cancel := context.WithCancelCause(context.WithValue(context.Background(), connKey{}, c))
 	c.ctx, c.cancel = ctx, cancel

@@ -487,3 +487,30 @@ func TestManyFields(t *testing.T) {
 		}
 	}
 }
+
+// TestLongStrings: strings long enough for the bulk scanning of
+// scanString, with escapes and non-ASCII at every offset around its switch,
+// as values and as keys, and cut short (invalid JSON, which must not panic).
+func TestLongStrings(t *testing.T) {
+	specials := []string{"a", "é", `\"`, `\\`, `\/`, `\u00e9`, `\ud800`, `\n`, "\xff", "\u2028", `\`}
+	for n := range 70 {
+		for _, c := range specials {
+			for _, c2 := range []string{"", `\"`, `\\`, "é", `\"\"`} {
+				body := strings.Repeat("m", n) + c + strings.Repeat("x", 45) + c2 + strings.Repeat("y", 40)
+				for _, data := range []string{
+					`{"s":"` + body + `","ms":"x"}`,
+					`{"ps":"` + body + `"}`,
+					`{"` + body + `":1}`,
+					`{"any":["` + body + `"],"s":"` + body + `"}`,
+					`{"s":"` + body,
+					`{"s":"` + body + `\`,
+				} {
+					differ(t, []byte(data))
+				}
+				if end, _ := scanString([]byte(`"`+body+`"`), 0); json.Valid([]byte(`"`+body+`"`)) && end != len(body)+2 {
+					t.Fatalf("%q: end %d", body, end)
+				}
+			}
+		}
+	}
+}

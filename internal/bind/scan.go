@@ -1,6 +1,7 @@
 package bind
 
 import (
+	"bytes"
 	"encoding/binary"
 	"math"
 	"math/bits"
@@ -24,7 +25,7 @@ func skipSpace(b []byte, i int) int {
 // String token flags.
 const (
 	hasEscape   = 1 << iota // a backslash
-	hasNonASCII             // a byte >= 0x80
+	hasNonASCII             // a byte >= 0x80, or maybe one (long strings are not checked)
 )
 
 const (
@@ -32,24 +33,53 @@ const (
 	msbs = 0x8080808080808080
 )
 
+// longRun is the number of words without '"' or '\\' after which
+// scanString treats a string as long: below it the calls to bytes.IndexByte
+// cost more than they save.
+const longRun = 4
+
 // scanString returns the end of the string token at b[i] (the index after
 // its closing quote; -1 if there is none) and its flags.
+//
+// Short strings are scanned eight bytes at a time. In a long one, the end
+// and the next backslash before it are found with bytes.IndexByte (SIMD);
+// as the input is valid JSON, the bytes between need no other check, and
+// the string is flagged hasNonASCII without looking.
 func scanString(b []byte, i int) (end, flags int) {
 	var high uint64 // or of the plain bytes seen
+	q := -1         // once found, the first '"' at or after i (stale when q < i)
+	plain := 0      // plain words since the start or the last escape
 	for i++; ; {
 		// Skip bytes other than '"' and '\\' eight at a time: m has the top
 		// bit set in the first byte of x that is one of them (and maybe in
 		// later bytes).
 		for ; i+8 <= len(b); i += 8 {
 			x := binary.LittleEndian.Uint64(b[i:])
-			q, bs := x^(lsbs*'"'), x^(lsbs*'\\')
-			if m := ((q-lsbs)&^q | (bs-lsbs)&^bs) & msbs; m != 0 {
+			q8, bs := x^(lsbs*'"'), x^(lsbs*'\\')
+			if m := ((q8-lsbs)&^q8 | (bs-lsbs)&^bs) & msbs; m != 0 {
 				n := bits.TrailingZeros64(m) / 8
 				high |= x & (1<<(8*n) - 1)
 				i += n
 				break
 			}
 			high |= x
+			if plain++; plain == longRun {
+				i += 8
+				flags |= hasNonASCII
+				if q < i {
+					k := bytes.IndexByte(b[i:], '"')
+					if k < 0 {
+						return -1, 0
+					}
+					q = i + k
+				}
+				if k := bytes.IndexByte(b[i:q], '\\'); k >= 0 {
+					i += k
+				} else {
+					i = q
+				}
+				break
+			}
 		}
 		if i >= len(b) {
 			return -1, 0
@@ -62,6 +92,7 @@ func scanString(b []byte, i int) (end, flags int) {
 			return i + 1, flags
 		case '\\':
 			flags |= hasEscape
+			plain = 0
 			i += 2
 		default:
 			high |= uint64(c)

@@ -2,8 +2,10 @@ package wire
 
 import (
 	"encoding/hex"
+	"math/bits"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -82,9 +84,15 @@ const hexDigits = "0123456789abcdef"
 
 // AppendString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD, as
 // encoding/json does.
+//
+// Plain ASCII is skipped eight bytes at a time; once longRun words in a row
+// are plain, the string is a long one, and the next '"' and '\\' are found
+// with strings.IndexByte (SIMD), and the plain ASCII before them in bulk.
 func AppendString(b []byte, s string) []byte {
 	b = append(b, '"')
 	start := 0
+	q, bs := -1, -1 // once found, the next '"' and '\\' at or after i, or len(s) (stale when < i)
+	plain := 0      // plain words in a row
 	for i := 0; i < len(s); {
 		// Skip plain ASCII eight bytes at a time.
 		for i+8 <= len(s) {
@@ -92,6 +100,16 @@ func AppendString(b []byte, s string) []byte {
 				break
 			}
 			i += 8
+			if plain++; plain >= longRun {
+				if q < i {
+					q = indexFrom(s, i, '"')
+				}
+				if bs < i {
+					bs = indexFrom(s, i, '\\')
+				}
+				i += plainPrefix(s[i:min(q, bs)])
+				break
+			}
 		}
 		if i >= len(s) {
 			break
@@ -117,8 +135,10 @@ func AppendString(b []byte, s string) []byte {
 			}
 			i++
 			start = i
+			plain = 0
 			continue
 		}
+		plain = 0
 		r, size := utf8.DecodeRuneInString(s[i:])
 		if r == utf8.RuneError && size == 1 {
 			b = append(b, s[start:i]...)
@@ -140,11 +160,52 @@ func AppendString(b []byte, s string) []byte {
 	return append(b, '"')
 }
 
-// load64 loads s[i:i+8] little-endian (the compiler makes it one load).
+// indexFrom returns the index of the first c in s at or after i, or len(s).
+func indexFrom(s string, i int, c byte) int {
+	if k := strings.IndexByte(s[i:], c); k >= 0 {
+		return i + k
+	}
+	return len(s)
+}
+
+// plainPrefix returns the length of the longest prefix of s of bytes in
+// [0x20, 0x80). Per word, the top bit of each byte of x | (x - 0x20...) is
+// set for a byte < 0x20 or >= 0x80, and clear for the others, except above
+// a byte < 0x20, whose borrow may set it: the lowest set bit is exact.
+func plainPrefix(s string) int {
+	n := len(s)
+	for len(s) >= 32 {
+		w := s[:32]
+		x0, x1, x2, x3 := le64(w[0:8]), le64(w[8:16]), le64(w[16:24]), le64(w[24:32])
+		if (x0|(x0-lsbs*0x20)|x1|(x1-lsbs*0x20)|x2|(x2-lsbs*0x20)|x3|(x3-lsbs*0x20))&msbs != 0 {
+			break
+		}
+		s = s[32:]
+	}
+	for len(s) >= 8 {
+		x := le64(s[:8])
+		if m := (x | (x - lsbs*0x20)) & msbs; m != 0 {
+			return n - len(s) + bits.TrailingZeros64(m)/8
+		}
+		s = s[8:]
+	}
+	for len(s) > 0 && s[0] >= 0x20 && s[0] < utf8.RuneSelf {
+		s = s[1:]
+	}
+	return n - len(s)
+}
+
+// le64 loads the eight bytes of w little-endian (the compiler makes it one
+// load).
+func le64(w string) uint64 {
+	_ = w[7]
+	return uint64(w[0]) | uint64(w[1])<<8 | uint64(w[2])<<16 | uint64(w[3])<<24 |
+		uint64(w[4])<<32 | uint64(w[5])<<40 | uint64(w[6])<<48 | uint64(w[7])<<56
+}
+
+// load64 loads s[i:i+8] little-endian.
 func load64(s string, i int) uint64 {
-	_ = s[i+7]
-	return uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
-		uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+	return le64(s[i : i+8])
 }
 
 // NewCallID returns a call id of the Python library's form: the 32 lowercase

@@ -534,13 +534,42 @@ func digits(b []byte, i int) int {
 }
 
 // str consumes a string token and reports whether it has escapes.
+//
+// Short strings (keys, names, ids) are tested eight bytes at a time. Once a
+// string has run longRun words without a special byte, it is a long one:
+// its end is found with bytes.IndexByte (SIMD), the next escape before the
+// end likewise, and the span up to there is checked for control characters
+// in bulk.
 func (s *scanner) str() (esc bool) {
 	b, i := s.b, s.i+1
+	q := -1    // once found, the first '"' at or after i (stale when q < i)
+	plain := 0 // words of plain bytes since the start or the last escape
 	for {
 		// Skip plain bytes eight at a time.
 		for ; i+8 <= len(b); i += 8 {
 			if m := special(binary.LittleEndian.Uint64(b[i:])); m != 0 {
 				i += bits.TrailingZeros64(m) / 8
+				break
+			}
+			if plain++; plain == longRun {
+				i += 8
+				if q < i {
+					k := bytes.IndexByte(b[i:], '"')
+					if k < 0 {
+						s.fail()
+						return false
+					}
+					q = i + k
+				}
+				end := q
+				if k := bytes.IndexByte(b[i:q], '\\'); k >= 0 {
+					end = i + k
+				}
+				if hasControl(b[i:end]) {
+					s.fail()
+					return false
+				}
+				i = end // at the '"' or the '\\'
 				break
 			}
 		}
@@ -554,6 +583,7 @@ func (s *scanner) str() (esc bool) {
 			return esc
 		case c == '\\':
 			esc = true
+			plain = 0
 			if i+1 >= len(b) {
 				s.fail()
 				return false
@@ -578,6 +608,45 @@ func (s *scanner) str() (esc bool) {
 			i++
 		}
 	}
+}
+
+// longRun is the number of plain words after which str and AppendString
+// treat a string as long and switch to bulk scanning: below it the calls
+// to bytes.IndexByte cost more than they save.
+const longRun = 4
+
+// hasControl reports whether b holds a byte < 0x20. Per word x,
+// (x - 0x20...) &^ x has a top bit set if and only if some byte is < 0x20
+// (the test is exact for the word as a whole, though not for the byte it
+// points at).
+func hasControl(b []byte) bool {
+	if len(b) < 8 {
+		for _, c := range b {
+			if c < 0x20 {
+				return true
+			}
+		}
+		return false
+	}
+	// The last word first (it may overlap the others), so that only whole
+	// words remain below.
+	x := binary.LittleEndian.Uint64(b[len(b)-8:])
+	acc := (x - lsbs*0x20) &^ x
+	i := 0
+	for ; i+64 <= len(b); i += 64 {
+		w := b[i : i+64]
+		x0, x1 := binary.LittleEndian.Uint64(w[0:8]), binary.LittleEndian.Uint64(w[8:16])
+		x2, x3 := binary.LittleEndian.Uint64(w[16:24]), binary.LittleEndian.Uint64(w[24:32])
+		x4, x5 := binary.LittleEndian.Uint64(w[32:40]), binary.LittleEndian.Uint64(w[40:48])
+		x6, x7 := binary.LittleEndian.Uint64(w[48:56]), binary.LittleEndian.Uint64(w[56:64])
+		acc |= (x0-lsbs*0x20)&^x0 | (x1-lsbs*0x20)&^x1 | (x2-lsbs*0x20)&^x2 | (x3-lsbs*0x20)&^x3 |
+			(x4-lsbs*0x20)&^x4 | (x5-lsbs*0x20)&^x5 | (x6-lsbs*0x20)&^x6 | (x7-lsbs*0x20)&^x7
+	}
+	for ; i+8 <= len(b); i += 8 {
+		x := binary.LittleEndian.Uint64(b[i : i+8])
+		acc |= (x - lsbs*0x20) &^ x
+	}
+	return acc&msbs != 0
 }
 
 func isHex(c byte) bool {

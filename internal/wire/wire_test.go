@@ -295,3 +295,67 @@ func BenchmarkAppendString16K(b *testing.B) {
 		buf = AppendString(buf[:0], s)
 	}
 }
+
+// TestLongStrings: strings long enough for the bulk scanning of str and
+// AppendString, with special bytes at every offset around its switch.
+func TestLongStrings(t *testing.T) {
+	specials := []string{"a", "é", `\"`, `\\`, `\/`, `\u00e9`, `\n`, "\x00", "\x1f", "\x7f", `"`, `\`, `\x`, `\u12`, `\u12G4`,
+		"\xff", "\xe2\x80", "\u2028", "\u2029", "\t"}
+	for n := range 80 {
+		for _, c := range specials {
+			for _, c2 := range []string{"", `\"`, "\x01", `\\`, "\u2029", "é"} {
+				body := strings.Repeat("m", n) + c + strings.Repeat("x", 45) + c2 + strings.Repeat("y", 40)
+				s := `{"request":{"method":"` + body + `"}}`
+				var f Frame
+				err := Decode([]byte(s), &f)
+				if (err == ErrParse) != !json.Valid([]byte(s)) {
+					t.Fatalf("%q: %v, json.Valid %v", s, err, json.Valid([]byte(s)))
+				}
+				if err == nil {
+					var want struct{ Request struct{ Method string } }
+					json.Unmarshal([]byte(s), &want)
+					if string(f.Method) != want.Request.Method && utf8.Valid(f.Method) {
+						t.Fatalf("%q: method %q", s, f.Method)
+					}
+				}
+				var got, want string
+				enc := AppendString(nil, body)
+				if err := json.Unmarshal(enc, &got); err != nil {
+					t.Fatalf("%q: %s is not JSON: %v", body, enc, err)
+				}
+				std, _ := json.Marshal(body)
+				json.Unmarshal(std, &want)
+				if got != want {
+					t.Fatalf("%q: AppendString round trip %q, encoding/json %q", body, got, want)
+				}
+			}
+		}
+	}
+}
+
+func TestHasControl(t *testing.T) {
+	for n := range 150 {
+		for p := -1; p < n; p++ {
+			for _, c := range []byte{0, 0x01, 0x1f, 0x20, 0x7f, 0x80, 0x9f, 0xff} {
+				b := []byte(strings.Repeat("a", n))
+				if p >= 0 {
+					b[p] = c
+				}
+				if want := p >= 0 && c < 0x20; hasControl(b) != want {
+					t.Fatalf("hasControl(%q) = %v", b, !want)
+				}
+				s := string(b)
+				want := len(s)
+				for i := range len(s) {
+					if s[i] < 0x20 || s[i] >= 0x80 {
+						want = i
+						break
+					}
+				}
+				if got := plainPrefix(s); got != want {
+					t.Fatalf("plainPrefix(%q) = %d, want %d", s, got, want)
+				}
+			}
+		}
+	}
+}
