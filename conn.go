@@ -77,7 +77,7 @@ type Conn struct {
 	bc    *batchConn // ws's socket
 	id    string
 	cfg   *config
-	req   *http.Request
+	up    *upgrade // server side: the upgrade request
 	ext   bool
 	start time.Time
 
@@ -131,13 +131,13 @@ func ConnFromContext(ctx context.Context) *Conn {
 	return c
 }
 
-func newConn(ws *websocket.Conn, cfg *config, req *http.Request) *Conn {
+func newConn(ws *websocket.Conn, cfg *config, up *upgrade) *Conn {
 	c := &Conn{
 		ws:    ws,
 		bc:    batchOf(ws.NetConn()),
 		id:    wire.NewCallID(),
 		cfg:   cfg,
-		req:   req,
+		up:    up,
 		ext:   ws.Subprotocol() == extProtocol,
 		start: time.Now(),
 		slots: make(chan struct{}, cfg.maxQueue),
@@ -167,15 +167,20 @@ func (c *Conn) ID() string { return c.id }
 // Request returns the HTTP request that opened the connection on a server:
 // its headers, URL and path values (Request().PathValue("client_id")). It
 // returns nil on a client's connection. The request must not be modified.
-func (c *Conn) Request() *http.Request { return c.req }
+func (c *Conn) Request() *http.Request {
+	if c.up == nil {
+		return nil
+	}
+	return c.up.request()
+}
 
 // PathValue returns the named path wildcard of the request that opened a
 // server's connection (for /ws/{client_id}: PathValue("client_id")), or "".
 func (c *Conn) PathValue(name string) string {
-	if c.req == nil {
+	if c.up == nil {
 		return ""
 	}
-	return c.req.PathValue(name)
+	return c.up.pathValue(name)
 }
 
 // RemoteAddr returns the peer's network address.

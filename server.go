@@ -145,67 +145,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 }
 
-// detach copies what a connection keeps of its upgrade request: method,
-// URL, headers, TLS state and path values, but not the body, context or
-// connection, which would pin net/http's buffers for the connection's life.
-func detach(r *http.Request) *http.Request {
-	d := &http.Request{
-		Method:     r.Method,
-		URL:        r.URL,
-		Proto:      r.Proto,
-		ProtoMajor: r.ProtoMajor,
-		ProtoMinor: r.ProtoMinor,
-		Header:     requestHeader(r.Header),
-		Host:       r.Host,
-		RemoteAddr: r.RemoteAddr,
-		RequestURI: r.RequestURI,
-		TLS:        r.TLS,
-		Pattern:    r.Pattern,
-		Body:       http.NoBody,
-	}
-	for _, name := range wildcards(r.Pattern) {
-		if v := r.PathValue(name); v != "" {
-			d.SetPathValue(name, v)
-		}
-	}
-	return d
-}
-
-// requestHeader copies the header without the WebSocket handshake's own
-// fields, which the connection has used up.
-func requestHeader(h http.Header) http.Header {
-	out := make(http.Header, len(h))
-	for k, v := range h {
-		switch k {
-		case "Connection", "Upgrade", "Sec-Websocket-Key", "Sec-Websocket-Version", "Sec-Websocket-Extensions":
-			continue
-		}
-		out[k] = v
-	}
-	return out
-}
-
-// wildcards returns the names of the {wildcards} in a ServeMux pattern.
-func wildcards(pattern string) []string {
-	var names []string
-	for {
-		i := strings.IndexByte(pattern, '{')
-		if i < 0 {
-			return names
-		}
-		pattern = pattern[i+1:]
-		j := strings.IndexByte(pattern, '}')
-		if j < 0 {
-			return names
-		}
-		name := strings.TrimSuffix(pattern[:j], "...")
-		if name != "$" && name != "" {
-			names = append(names, name)
-		}
-		pattern = pattern[j+1:]
-	}
-}
-
 func (s *Server) leave() {
 	s.mu.Lock()
 	s.active--
