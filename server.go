@@ -218,15 +218,11 @@ func (s *Server) checkOrigin(r *http.Request) bool {
 	return false
 }
 
-// Conns returns the connections open now.
+// Conns returns the connections open now, to call or push to any of them.
 func (s *Server) Conns() []*Conn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]*Conn, 0, len(s.conns))
-	for c := range s.conns {
-		out = append(out, c)
-	}
-	return out
+	return s.snapshot()
 }
 
 // Shutdown shuts the server down gracefully: it refuses new connections,

@@ -613,7 +613,7 @@ func (s *scanner) str() (esc bool) {
 // longRun is the number of plain words after which str and AppendString
 // treat a string as long and switch to bulk scanning: below it the calls
 // to bytes.IndexByte cost more than they save.
-const longRun = 4
+const longRun = 8
 
 // hasControl reports whether b holds a byte < 0x20. Per word x,
 // (x - 0x20...) &^ x has a top bit set if and only if some byte is < 0x20
