@@ -33,6 +33,17 @@ func (l *errorLog) has(target error) bool {
 	return false
 }
 
+func (l *errorLog) hasText(text string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, e := range l.errs {
+		if strings.Contains(e.Error(), text) {
+			return true
+		}
+	}
+	return false
+}
+
 func (l *errorLog) hasPanic(method string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -67,7 +67,7 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Client, error
 		onConnect: o.OnConnect, onDisconnect: o.OnDisconnect, onError: o.OnError,
 		logger: o.Logger, callTimeout: o.CallTimeout, keepAlive: o.KeepAlive,
 		binary: o.BinaryFrames, maxMessage: o.MaxMessageSize, sendQueue: o.SendQueue,
-		writeTimeout: o.WriteTimeout,
+		writeTimeout: o.WriteTimeout, maxCalls: o.MaxConcurrentCalls, errorDetails: o.SendErrorDetails,
 	}.config(o.Methods)
 	if err != nil {
 		return nil, err

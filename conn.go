@@ -63,6 +63,8 @@ type config struct {
 	writeTimeout time.Duration
 	closeTimeout time.Duration
 	workers      *workers
+	maxCalls     int  // handlers running at once per connection
+	errorDetails bool // send the text of handlers' plain errors
 }
 
 // Conn is one WebSocket connection, on either side. Both sides may call
@@ -370,10 +372,14 @@ func (c *Conn) handleRequest(f *wire.Frame, in *buffer) {
 	ctx := c.ctx
 	var cc *callCtx
 	c.mu.Lock()
-	if c.draining || c.closing {
+	if c.draining || c.closing || c.calls >= c.cfg.maxCalls {
+		msg := ErrShuttingDown.Error()
+		if !c.draining && !c.closing {
+			msg = ErrTooManyCalls.Error()
+		}
 		c.mu.Unlock()
 		out := getBuf()
-		out.b = wire.AppendError(out.b, f.CallID, CodeServerError, ErrShuttingDown.Error(), nil)
+		out.b = wire.AppendError(out.b, f.CallID, CodeServerError, msg, nil)
 		putBuf(in)
 		c.send(out)
 		return
@@ -426,7 +432,10 @@ func (c *Conn) runHandler(ctx context.Context, cc *callCtx, m *method, f *wire.F
 	} else {
 		we := toWireError(err)
 		if !isWireError(err) {
-			c.report(err)
+			c.report(fmt.Errorf("wsrpc: method %q: %w", f.Method, err))
+			if !c.cfg.errorDetails {
+				we = &Error{Code: CodeInternalError, Message: "internal error"}
+			}
 		}
 		out.b = wire.AppendError(out.b[:0], f.CallID, we.Code, we.Message, we.Data)
 	}

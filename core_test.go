@@ -161,8 +161,11 @@ func TestRemoteErrors(t *testing.T) {
 		t.Errorf("typed: %v", err)
 	}
 	_, err = Call[int](ctx, cl, "plain", nil)
-	if !errors.As(err, &e) || e.Code != CodeInternalError || e.Message != "disk full" {
-		t.Errorf("plain: %v", err)
+	if !errors.As(err, &e) || e.Code != CodeInternalError || e.Message != "internal error" {
+		t.Errorf("plain: %v (its text must not reach the peer by default)", err)
+	}
+	if !log.hasText("disk full") {
+		t.Error("OnError did not get the plain error")
 	}
 	_, err = Call[int](ctx, cl, "explode", nil)
 	if !errors.As(err, &e) || e.Code != CodeInternalError || strings.Contains(e.Message, "kaboom") {

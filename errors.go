@@ -29,7 +29,8 @@ const (
 // wire protocol's error object: {"code", "message", "data"}.
 //
 // A handler returns an *Error to choose the code its caller sees; any other
-// error is sent as [CodeInternalError] with the error's text. Callers get an
+// error is sent as [CodeInternalError] with the message "internal error"
+// (its text goes to the OnError hook; SendErrorDetails sends it too). Callers get an
 // *Error (wrapped; use [errors.As]) when the peer answered with an error.
 type Error struct {
 	Code    int             `json:"code"`
@@ -60,6 +61,10 @@ var (
 	// ErrShuttingDown is the remote error a server sends for calls that
 	// arrive while it shuts down.
 	ErrShuttingDown = errors.New("wsrpc: server shutting down")
+	// ErrTooManyCalls is the remote error (code CodeServerError) a peer
+	// sends for a call that arrives while MaxConcurrentCalls of the
+	// connection's calls are already running.
+	ErrTooManyCalls = errors.New("wsrpc: too many calls in flight")
 )
 
 // HTTPError is an HTTP status at the WebSocket upgrade. A server's

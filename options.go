@@ -13,13 +13,14 @@ import (
 
 // Defaults for the options below.
 const (
-	DefaultCallTimeout       = 30 * time.Second
-	DefaultKeepAliveInterval = 30 * time.Second
-	DefaultMaxMessageSize    = 1 << 20
-	DefaultSendQueue         = 256
-	DefaultWriteTimeout      = 10 * time.Second
-	DefaultHandshakeTimeout  = 10 * time.Second
-	defaultCloseTimeout      = 2 * time.Second
+	DefaultCallTimeout        = 30 * time.Second
+	DefaultKeepAliveInterval  = 30 * time.Second
+	DefaultMaxMessageSize     = 1 << 20
+	DefaultSendQueue          = 256
+	DefaultWriteTimeout       = 10 * time.Second
+	DefaultHandshakeTimeout   = 10 * time.Second
+	DefaultMaxConcurrentCalls = 1024
+	defaultCloseTimeout       = 2 * time.Second
 )
 
 // KeepAlive configures liveness checks on a connection. Every Interval a
@@ -107,6 +108,28 @@ type ServerOptions struct {
 	// read for this long is disconnected. Zero means DefaultWriteTimeout
 	// (10 s); negative: none.
 	WriteTimeout time.Duration
+	// MaxConcurrentCalls bounds the calls from one client that run at
+	// once; a call over it is answered at once with a CodeServerError
+	// error (ErrTooManyCalls). Zero means DefaultMaxConcurrentCalls (1024).
+	MaxConcurrentCalls int
+	// SendErrorDetails sends the text of handler errors that are not
+	// *Error to the peer. By default the peer gets "internal error" and
+	// the text goes only to OnError, so that internals (paths, addresses,
+	// queries) do not leak.
+	SendErrorDetails bool
+
+	// MaxConns caps the connections open at once; more are refused with
+	// 503. Zero means no cap.
+	MaxConns int
+	// MaxConnsPerAddr caps the connections open at once from one remote
+	// IP address (as net/http sees it: put the real client address in
+	// RemoteAddr behind a proxy); more are refused with 503. Zero means no
+	// cap.
+	MaxConnsPerAddr int
+	// HandshakeTimeout bounds writing the upgrade response. Zero means
+	// DefaultHandshakeTimeout (10 s). Reading the request is net/http's:
+	// set http.Server.ReadHeaderTimeout.
+	HandshakeTimeout time.Duration
 }
 
 // DialOptions configures a [Client]. A nil *DialOptions, and every zero
@@ -169,6 +192,10 @@ type DialOptions struct {
 	SendQueue int
 	// WriteTimeout: see ServerOptions.WriteTimeout.
 	WriteTimeout time.Duration
+	// MaxConcurrentCalls: see ServerOptions.MaxConcurrentCalls.
+	MaxConcurrentCalls int
+	// SendErrorDetails: see ServerOptions.SendErrorDetails.
+	SendErrorDetails bool
 }
 
 // common holds the options Server and Client share, to build a config.
@@ -183,6 +210,8 @@ type common struct {
 	maxMessage   int64
 	sendQueue    int
 	writeTimeout time.Duration
+	maxCalls     int
+	errorDetails bool
 }
 
 // config validates the common options and fills in defaults.
@@ -190,6 +219,9 @@ func (o common) config(mux *Mux) (*config, int64, error) {
 	var errs []error
 	if o.sendQueue < 0 {
 		errs = append(errs, errors.New("wsrpc: SendQueue must not be negative"))
+	}
+	if o.maxCalls < 0 {
+		errs = append(errs, errors.New("wsrpc: MaxConcurrentCalls must not be negative"))
 	}
 	if o.keepAlive.Timeout < 0 {
 		errs = append(errs, errors.New("wsrpc: KeepAlive.Timeout must not be negative"))
@@ -209,6 +241,8 @@ func (o common) config(mux *Mux) (*config, int64, error) {
 		maxQueue:     int(orDefault(int64(o.sendQueue), DefaultSendQueue)),
 		writeTimeout: orDefault(o.writeTimeout, DefaultWriteTimeout),
 		closeTimeout: defaultCloseTimeout,
+		maxCalls:     int(orDefault(int64(o.maxCalls), DefaultMaxConcurrentCalls)),
+		errorDetails: o.errorDetails,
 	}
 	if cfg.logger == nil {
 		cfg.logger = slog.Default()

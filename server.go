@@ -3,6 +3,7 @@ package wsrpc
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"net/url"
 	"path"
@@ -38,8 +39,10 @@ type Server struct {
 	active   int           // ServeHTTP calls and connection goroutines
 	idle     chan struct{} // closed when active drops to 0 during shutdown
 	shutdown bool
-	keeper   chan struct{} // closed to stop the keep-alive goroutine
-	kept     chan struct{} // closed when it has stopped
+	open     int            // connections open or being upgraded
+	perAddr  map[string]int // the same, by remote IP
+	keeper   chan struct{}  // closed to stop the keep-alive goroutine
+	kept     chan struct{}  // closed when it has stopped
 }
 
 // NewServer returns a Server that exposes mux's methods (nil: only the
@@ -54,18 +57,19 @@ func NewServer(mux *Mux, opts *ServerOptions) *Server {
 		onConnect: o.OnConnect, onDisconnect: o.OnDisconnect, onError: o.OnError,
 		logger: o.Logger, callTimeout: o.CallTimeout, keepAlive: o.KeepAlive,
 		binary: o.BinaryFrames, maxMessage: o.MaxMessageSize, sendQueue: o.SendQueue,
-		writeTimeout: o.WriteTimeout,
+		writeTimeout: o.WriteTimeout, maxCalls: o.MaxConcurrentCalls, errorDetails: o.SendErrorDetails,
 	}.config(mux)
 	if err != nil {
 		panic(err)
 	}
 	cfg.workers = newWorkers()
-	s := &Server{cfg: cfg, opts: o, maxMessage: maxMessage, conns: make(map[*Conn]struct{})}
+	s := &Server{cfg: cfg, opts: o, maxMessage: maxMessage, conns: make(map[*Conn]struct{}), perAddr: make(map[string]int)}
 	s.up = websocket.Upgrader{
 		// A small read buffer: an idle connection keeps it for its whole
 		// life, and payloads larger than it are read past it, straight
 		// into the frame's buffer.
-		ReadBufferSize: serverReadBuffer,
+		HandshakeTimeout: orDefault(o.HandshakeTimeout, DefaultHandshakeTimeout),
+		ReadBufferSize:   serverReadBuffer,
 		// A small write buffer of its own per connection: most answers
 		// fit, larger ones are written past it. (gorilla's buffer pool
 		// would cost an allocation per message.)
@@ -84,15 +88,34 @@ func NewServer(mux *Mux, opts *ServerOptions) *Server {
 // connection ends. Requests are refused with 503 once Shutdown began, with
 // the Authenticate hook's status, and with 403 for a foreign Origin.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	addr := remoteIP(r.RemoteAddr)
 	s.mu.Lock()
-	if s.shutdown {
+	refusal := ""
+	switch {
+	case s.shutdown:
+		refusal = "server shutting down"
+	case s.opts.MaxConns > 0 && s.open >= s.opts.MaxConns:
+		refusal = "too many connections"
+	case s.opts.MaxConnsPerAddr > 0 && s.perAddr[addr] >= s.opts.MaxConnsPerAddr:
+		refusal = "too many connections from " + addr
+	}
+	if refusal != "" {
 		s.mu.Unlock()
-		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
+		s.cfg.logger.Info("connection refused", "remote", r.RemoteAddr, "status", http.StatusServiceUnavailable, "reason", refusal)
+		http.Error(w, refusal, http.StatusServiceUnavailable)
 		return
 	}
 	s.active++
+	s.open++ // reserved now, released when the connection ends
+	s.perAddr[addr]++
 	s.mu.Unlock()
 	defer s.leave()
+	served := false
+	defer func() {
+		if !served {
+			s.release(addr)
+		}
+	}()
 
 	if s.opts.Authenticate != nil {
 		if err := s.opts.Authenticate(r); err != nil {
@@ -127,6 +150,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.conns[c] = struct{}{}
 	s.active++ // the connection's goroutine
+	served = true
 	if s.keeper == nil && s.cfg.keepAlive.Interval > 0 {
 		s.keeper, s.kept = make(chan struct{}), make(chan struct{})
 		go s.keepAlive(s.keeper, s.kept)
@@ -142,7 +166,27 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		delete(s.conns, c)
 		s.mu.Unlock()
+		s.release(addr)
 	}()
+}
+
+// release gives back a connection's place under MaxConns and
+// MaxConnsPerAddr.
+func (s *Server) release(addr string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.open--
+	if s.perAddr[addr]--; s.perAddr[addr] <= 0 {
+		delete(s.perAddr, addr)
+	}
+}
+
+// remoteIP returns the IP of a RemoteAddr, or all of it if it has no port.
+func remoteIP(addr string) string {
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		return host
+	}
+	return addr
 }
 
 func (s *Server) leave() {
