@@ -289,7 +289,8 @@ func (cl *Client) Conn() *Conn {
 // [Conn.Call]. While the client is reconnecting, Call fails at once with
 // [ErrNotConnected], or waits for the connection if WaitForReady is set.
 // Calls in flight when the link drops fail with [ErrConnectionLost]; they
-// are not retried, since the server may have run them.
+// are not retried, since the server may have run them, unless ctx comes
+// from [Idempotent].
 func (cl *Client) Call(ctx context.Context, method string, args, result any) error {
 	raw, err := encodeArgs(args)
 	if err != nil {
@@ -300,6 +301,8 @@ func (cl *Client) Call(ctx context.Context, method string, args, result any) err
 		ctx, cancel = context.WithTimeout(ctx, cl.cfg.callTimeout)
 		defer cancel()
 	}
+	idempotent := isIdempotent(ctx)
+	wait := cl.opts.WaitForReady || idempotent
 	for {
 		cl.mu.Lock()
 		c, ready, closed := cl.conn, cl.ready, cl.closed
@@ -309,21 +312,24 @@ func (cl *Client) Call(ctx context.Context, method string, args, result any) err
 		}
 		if c != nil {
 			err := c.call(ctx, method, raw, result, "")
-			if _, ok := errors.AsType[*notSentError](err); !ok || cl.isClosed() {
+			_, notSent := errors.AsType[*notSentError](err)
+			retry := notSent || idempotent && errors.Is(err, ErrConnectionLost)
+			if !retry || cl.isClosed() {
 				return err
 			}
-			// The connection ended under us before the request went out.
-			if !cl.opts.WaitForReady {
+			// The connection ended before the request went out, or, for
+			// an idempotent call, before its answer came.
+			if !wait {
 				return &callError{method, ErrNotConnected}
 			}
 			select {
 			case <-c.readerDone.wait(&c.mu):
 			case <-ctx.Done():
-				return &callError{method, fmt.Errorf("%w: %w", ErrNotConnected, ctx.Err())}
+				return err
 			}
 			continue
 		}
-		if !cl.opts.WaitForReady {
+		if !wait {
 			return &callError{method, ErrNotConnected}
 		}
 		select {
@@ -334,6 +340,23 @@ func (cl *Client) Call(ctx context.Context, method string, args, result any) err
 			return &callError{method, cl.Err()}
 		}
 	}
+}
+
+type idempotentKey struct{}
+
+// Idempotent marks the calls a [Client] makes with the returned context as
+// safe to run more than once. When the link drops before such a call's
+// answer arrives, the client sends it again on the next connection, and
+// while it is reconnecting the call waits (as with WaitForReady), all
+// bounded by ctx. Other calls are never retried: the server may have run
+// them.
+func Idempotent(ctx context.Context) context.Context {
+	return context.WithValue(ctx, idempotentKey{}, true)
+}
+
+func isIdempotent(ctx context.Context) bool {
+	v, _ := ctx.Value(idempotentKey{}).(bool)
+	return v
 }
 
 func (cl *Client) isClosed() bool {

@@ -8,6 +8,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	neturl "net/url"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -440,5 +441,51 @@ func TestDialCanceledDuringStalledHandshake(t *testing.T) {
 	}
 	if !errors.Is(r.err, context.Canceled) {
 		t.Errorf("Dial: err = %v, want context.Canceled", r.err)
+	}
+}
+
+// TestIdempotentRetried: an idempotent call whose link is cut before its
+// answer is sent again on the next connection and succeeds; a plain call
+// fails with ErrConnectionLost and runs once.
+func TestIdempotentRetried(t *testing.T) {
+	var runs atomic.Int32
+	cut := make(chan struct{}, 1)
+	m := echoMux()
+	Register(m, "once_cut", func(ctx context.Context, _ struct{}) (int32, error) {
+		n := runs.Add(1)
+		if n == 1 {
+			cut <- struct{}{}
+			<-ctx.Done() // the link is cut under this call
+			return 0, ctx.Err()
+		}
+		return n, nil
+	})
+	_, url := testServer(t, m, nil)
+	u, err := neturl.Parse(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := testproxy.New(t, u.Host)
+	ctx := ctxT(t)
+	go func() { // cut the link under each first run
+		for {
+			select {
+			case <-cut:
+				p.CutAll()
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	cl := testDial(t, "ws://"+p.Addr()+"/ws", &DialOptions{Retry: RetryOptions{InitialInterval: 10 * time.Millisecond}})
+	got, err := Call[int32](Idempotent(ctxT(t)), cl, "once_cut", nil)
+	if err != nil || got != 2 {
+		t.Fatalf("idempotent call: %d, %v; want 2 (run twice)", got, err)
+	}
+
+	runs.Store(0)
+	_, err = Call[int32](ctxT(t), cl, "once_cut", nil)
+	if !errors.Is(err, ErrConnectionLost) || runs.Load() != 1 {
+		t.Fatalf("plain call: %v after %d runs; want ErrConnectionLost after 1", err, runs.Load())
 	}
 }
