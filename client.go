@@ -22,6 +22,7 @@ import (
 // A Client is safe for concurrent use.
 type Client struct {
 	url        string
+	logURL     string // url without its query, for logs and errors
 	opts       DialOptions
 	cfg        *config
 	maxMessage int64
@@ -63,6 +64,13 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Client, error
 	default:
 		return nil, fmt.Errorf("wsrpc: dial: unsupported URL scheme %q", u.Scheme)
 	}
+	if u.User != nil {
+		return nil, errors.New("wsrpc: dial: credentials in the URL are not supported: send them in DialOptions.Header")
+	}
+	// Logs and errors name the server without the query, which may hold a
+	// token.
+	logURL := *u
+	logURL.RawQuery, logURL.ForceQuery = "", false
 	cfg, maxMessage, err := common{
 		onConnect: o.OnConnect, onDisconnect: o.OnDisconnect, onError: o.OnError,
 		logger: o.Logger, callTimeout: o.CallTimeout, keepAlive: o.KeepAlive,
@@ -80,6 +88,7 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Client, error
 	}
 	cl := &Client{
 		url:        u.String(),
+		logURL:     logURL.String(),
 		opts:       o,
 		cfg:        cfg,
 		maxMessage: maxMessage,
@@ -139,7 +148,7 @@ func (cl *Client) connect(ctx context.Context) (*websocket.Conn, error) {
 			if ctx.Err() != nil {
 				return nil, backoff.Permanent(err)
 			}
-			cl.cfg.logger.Warn("connect failed", "url", cl.url, "try", try, "err", err)
+			cl.cfg.logger.Warn("connect failed", "url", cl.logURL, "try", try, "err", err)
 		}
 		return ws, err
 	}
@@ -155,7 +164,7 @@ func (cl *Client) connect(ctx context.Context) (*websocket.Conn, error) {
 		if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
 			err = fmt.Errorf("%w (last try: %v)", cerr, err)
 		}
-		return nil, fmt.Errorf("wsrpc: connect %s: %w", cl.url, trimPrefixErr{err})
+		return nil, fmt.Errorf("wsrpc: connect %s: %w", cl.logURL, trimPrefixErr{err})
 	}
 	return ws, nil
 }
@@ -221,7 +230,7 @@ func trimBody(b []byte) string {
 func (cl *Client) run(ws *websocket.Conn, started chan<- error) {
 	for {
 		c := newConn(ws, cl.cfg, nil)
-		c.logger().Info("connected", "url", cl.url, "extensions", c.ext)
+		c.logger().Info("connected", "url", cl.logURL, "extensions", c.ext)
 		cl.mu.Lock()
 		if cl.closed {
 			cl.mu.Unlock()
@@ -250,7 +259,7 @@ func (cl *Client) run(ws *websocket.Conn, started chan<- error) {
 			cl.end(c.Err())
 			return
 		}
-		c.logger().Info("reconnecting", "url", cl.url, "cause", c.Err())
+		c.logger().Info("reconnecting", "url", cl.logURL, "cause", c.Err())
 		var err error
 		if ws, err = cl.connect(cl.ctx); err != nil {
 			cl.end(err)
@@ -269,9 +278,9 @@ func (cl *Client) end(err error) {
 	switch {
 	case errors.Is(err, ErrClosed):
 	case isNormalClose(err):
-		cl.cfg.logger.Info("client ended: the server closed the connection", "url", cl.url, "err", err)
+		cl.cfg.logger.Info("client ended: the server closed the connection", "url", cl.logURL, "err", err)
 	default:
-		cl.cfg.logger.Error("client gave up", "url", cl.url, "err", err)
+		cl.cfg.logger.Error("client gave up", "url", cl.logURL, "err", err)
 	}
 	cl.cfg.workers.stop()
 	close(cl.ended)

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"io"
 	"log"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +18,7 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -439,4 +441,42 @@ func TestNetDialContext(t *testing.T) {
 	if host, _, _ := net.SplitHostPort(serverConn(t, srv).RemoteAddr().String()); host != "127.0.0.2" {
 		t.Errorf("server sees the client at %s, want 127.0.0.2", host)
 	}
+}
+
+// TestURLSecretsNotLogged: a token in the URL's query reaches the server
+// but never the client's logs or errors; credentials in the URL are
+// refused.
+func TestURLSecretsNotLogged(t *testing.T) {
+	m := NewMux()
+	Register(m, "token", func(ctx context.Context, _ struct{}) (string, error) {
+		return ConnFromContext(ctx).Request().URL.Query().Get("token"), nil
+	})
+	_, url := testServer(t, m, nil)
+	var logs strings.Builder
+	var mu sync.Mutex
+	logger := slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	cl := testDial(t, url+"?token=s3cret", &DialOptions{Logger: logger})
+	if got, err := Call[string](ctxT(t), cl, "token", nil); err != nil || got != "s3cret" {
+		t.Fatalf("token = %q, %v", got, err)
+	}
+	_, err := Dial(ctxT(t), strings.Replace(url, "127.0.0.1", "127.0.0.1:1", 1)+"?token=s3cret", &DialOptions{Logger: logger, Retry: RetryOptions{MaxTries: 1}})
+	mu.Lock()
+	defer mu.Unlock()
+	if err == nil || strings.Contains(err.Error(), "s3cret") || strings.Contains(logs.String(), "s3cret") {
+		t.Errorf("the token leaked: err %v\nlogs %s", err, logs.String())
+	}
+	if _, err := Dial(ctxT(t), strings.Replace(url, "ws://", "ws://user:pass@", 1), &DialOptions{Logger: quiet()}); err == nil || strings.Contains(err.Error(), "pass") {
+		t.Errorf("credentials in the URL: %v", err)
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

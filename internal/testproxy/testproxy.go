@@ -1,11 +1,13 @@
 // Package testproxy provides loopback proxies for network tests: a TCP
-// proxy that can stall or cut the connections through it, and an HTTP
-// CONNECT proxy. Both listen on 127.0.0.1 and only ever connect to loopback
+// proxy that can stall, cut, delay and fragment the connections through
+// it, by hand or on a seeded schedule of faults, and an HTTP CONNECT
+// proxy. Both listen on 127.0.0.1 and only ever connect to loopback
 // addresses. Each owns its goroutines and waits for them in Close, which
 // runs when the test ends.
 package testproxy
 
 import (
+	"math/rand/v2"
 	"net"
 	"sync"
 	"testing"
@@ -17,15 +19,19 @@ const dialTimeout = 5 * time.Second
 
 // Proxy is a TCP proxy on 127.0.0.1 that forwards every connection it
 // accepts to one target. A test can freeze it, which stalls every link
-// without closing anything, and cut all links abruptly.
+// without closing anything, cut all links abruptly, silence the current
+// links for good ([Proxy.HalfOpen]), and delay and fragment what it
+// forwards ([Proxy.Shape]); [Proxy.Inject] does all of these on a schedule.
 type Proxy struct {
 	target string
 	ln     net.Listener
-	wg     sync.WaitGroup // the accept loop and the pipes
+	wg     sync.WaitGroup // the accept loop, the pipes and an injector
+	done   chan struct{}  // closed by Close
 
 	mu       sync.Mutex
 	flowing  chan struct{} // closed while forwarding, open while frozen
 	links    map[*link]struct{}
+	shaping  [2]Shaping // by Direction
 	accepted int
 	closed   bool
 }
@@ -34,9 +40,45 @@ type Proxy struct {
 // target.
 type link struct {
 	p              *Proxy
+	n              int // the link's number, from 1: seeds its fragmentation
 	client, server net.Conn
+	silent         bool // guarded by p.mu: forwards nothing until it ends
 	once           sync.Once
 	cut            chan struct{} // closed when the link ends
+}
+
+// Direction is one direction of the bytes a proxy forwards.
+type Direction int
+
+const (
+	// ToTarget is from the client that connected to the proxy to the
+	// target.
+	ToTarget Direction = iota
+	// ToClient is from the target back to the client.
+	ToClient
+)
+
+func (d Direction) String() string {
+	if d == ToClient {
+		return "to client"
+	}
+	return "to target"
+}
+
+// Shaping slows down and fragments what a proxy forwards in one direction.
+// The zero Shaping forwards each read at once, whole.
+type Shaping struct {
+	// Delay holds the bytes of each read this long, plus up to Jitter more
+	// at random, before they are written on. The direction reads nothing
+	// meanwhile, so a delay also caps its throughput, as on a slow link.
+	Delay, Jitter time.Duration
+	// Chunk, if positive, writes the bytes of each read in pieces of 1 to
+	// Chunk bytes (at random), each a write of its own, with a pause of up
+	// to Gap (at random) between pieces: the peer reads messages in
+	// fragments. A freeze or a half-open link may stop a read between two
+	// pieces.
+	Chunk int
+	Gap   time.Duration
 }
 
 // New starts a proxy to target, a loopback host:port, listening on
@@ -53,6 +95,7 @@ func New(t testing.TB, target string) *Proxy {
 	p := &Proxy{
 		target:  target,
 		ln:      ln,
+		done:    make(chan struct{}),
 		flowing: make(chan struct{}),
 		links:   make(map[*link]struct{}),
 	}
@@ -99,23 +142,73 @@ func (p *Proxy) Thaw() {
 
 // CutAll closes every current connection abruptly: both of its sockets
 // are reset (RST). The proxy keeps accepting new ones.
-func (p *Proxy) CutAll() {
-	for _, l := range p.snapshot() {
-		l.end(true)
-	}
+func (p *Proxy) CutAll() { p.cutAll() }
+
+// cutAll is CutAll; it returns how many connections it cut.
+func (p *Proxy) cutAll() int {
+	return cut(p.snapshot())
 }
 
-// Close stops the proxy: it stops accepting, cuts every connection and
-// waits for its goroutines. It is idempotent.
+// HalfOpen silences every current connection for good, in both
+// directions: from now on it forwards no byte and no FIN or RST, as when
+// a NAT or a peer silently forgets it, while new connections flow as
+// before. Bytes already in the sockets' buffers still arrive. The silenced
+// connections stay until CutAll or Close resets them.
+func (p *Proxy) HalfOpen() { p.halfOpen() }
+
+// halfOpen is HalfOpen; it returns the links it silenced.
+func (p *Proxy) halfOpen() []*link {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]*link, 0, len(p.links))
+	for l := range p.links {
+		l.silent = true
+		out = append(out, l)
+	}
+	return out
+}
+
+// cut resets the links that have not ended yet; it returns how many.
+func cut(links []*link) int {
+	n := 0
+	for _, l := range links {
+		select {
+		case <-l.cut:
+		default:
+			n++
+		}
+		l.end(true)
+	}
+	return n
+}
+
+// Shape sets the shaping of one direction, for current and new
+// connections; the zero Shaping turns it off.
+func (p *Proxy) Shape(dir Direction, s Shaping) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.shaping[dir] = s
+}
+
+// Shaping returns the shaping of one direction.
+func (p *Proxy) Shaping(dir Direction) Shaping {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.shaping[dir]
+}
+
+// Close stops the proxy: it stops accepting, stops a running [Injector],
+// cuts every connection and waits for its goroutines. It is idempotent.
 func (p *Proxy) Close() {
 	p.mu.Lock()
 	first := !p.closed
 	p.closed = true
 	p.mu.Unlock()
 	if first {
+		close(p.done)
 		p.ln.Close()
 	}
-	p.CutAll()
+	p.cutAll()
 	p.wg.Wait()
 }
 
@@ -150,8 +243,8 @@ func (p *Proxy) acceptLoop() {
 			reset(c)
 			continue
 		}
-		l := &link{p: p, client: c, server: s, cut: make(chan struct{})}
 		p.mu.Lock()
+		l := &link{p: p, n: p.accepted, client: c, server: s, cut: make(chan struct{})}
 		if p.closed {
 			p.mu.Unlock()
 			reset(c)
@@ -163,16 +256,20 @@ func (p *Proxy) acceptLoop() {
 		// with Close's Wait.
 		p.wg.Add(2)
 		p.mu.Unlock()
-		go l.pipe(l.server, l.client)
-		go l.pipe(l.client, l.server)
+		go l.pipe(l.server, l.client, ToTarget)
+		go l.pipe(l.client, l.server, ToClient)
 	}
 }
 
-// pipe copies src to dst while the proxy is not frozen. Any end of either
+// pipe copies src to dst, in direction dir, while the proxy is not frozen
+// and the link not silent, shaped as the proxy says. Any end of either
 // direction ends the whole link.
-func (l *link) pipe(dst, src net.Conn) {
+func (l *link) pipe(dst, src net.Conn, dir Direction) {
 	defer l.p.wg.Done()
 	buf := make([]byte, 32<<10)
+	// Fragment sizes and delays are drawn from a generator seeded by the
+	// link's number and direction.
+	rng := rand.New(rand.NewPCG(uint64(l.n), uint64(dir)))
 	for {
 		if !l.gate() {
 			return
@@ -181,11 +278,8 @@ func (l *link) pipe(dst, src net.Conn) {
 		if !l.gate() { // hold what was read, and any EOF, while frozen
 			return
 		}
-		if n > 0 {
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				l.end(false)
-				return
-			}
+		if n > 0 && !l.forward(dst, buf[:n], dir, rng) {
+			return
 		}
 		if err != nil {
 			l.end(false)
@@ -194,17 +288,80 @@ func (l *link) pipe(dst, src net.Conn) {
 	}
 }
 
-// gate waits while the proxy is frozen; it reports false if the link
-// ended meanwhile.
-func (l *link) gate() bool {
-	l.p.mu.Lock()
-	flowing := l.p.flowing
-	l.p.mu.Unlock()
+// forward writes b to dst as the direction's shaping says. It reports
+// false if the link ended.
+func (l *link) forward(dst net.Conn, b []byte, dir Direction, rng *rand.Rand) bool {
+	s := l.p.Shaping(dir)
+	if d := s.Delay + jitter(rng, s.Jitter); d > 0 {
+		if !l.sleep(d) || !l.gate() {
+			return false
+		}
+	}
+	for len(b) > 0 {
+		k := len(b)
+		if s.Chunk > 0 {
+			k = min(k, 1+rng.IntN(s.Chunk))
+		}
+		if _, err := dst.Write(b[:k]); err != nil {
+			l.end(false)
+			return false
+		}
+		b = b[k:]
+		if len(b) == 0 {
+			break
+		}
+		if d := jitter(rng, s.Gap); d > 0 && !l.sleep(d) {
+			return false
+		}
+		if !l.gate() {
+			return false
+		}
+	}
+	return true
+}
+
+// jitter returns a random duration in [0, d), or 0.
+func jitter(rng *rand.Rand, d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return time.Duration(rng.Int64N(int64(d)))
+}
+
+// sleep waits for d; it reports false if the link ended meanwhile.
+func (l *link) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
 	select {
-	case <-flowing:
+	case <-t.C:
 		return true
 	case <-l.cut:
 		return false
+	}
+}
+
+// gate waits while the proxy is frozen or the link silent; it reports
+// false if the link ended meanwhile.
+func (l *link) gate() bool {
+	for {
+		l.p.mu.Lock()
+		flowing, silent := l.p.flowing, l.silent
+		l.p.mu.Unlock()
+		if silent {
+			<-l.cut
+			return false
+		}
+		select {
+		case <-flowing:
+			l.p.mu.Lock()
+			silent = l.silent
+			l.p.mu.Unlock()
+			if !silent {
+				return true
+			}
+		case <-l.cut:
+			return false
+		}
 	}
 }
 
