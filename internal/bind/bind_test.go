@@ -198,6 +198,8 @@ var seeds = []string{
 	`{"\u00e9":1}`,
 	"{\"\xff\":1}",
 	`{"ms":"` + strings.Repeat("abcdefgh", 100) + `","s":"` + strings.Repeat("é\\n", 50) + `"}`,
+	`{"s":"` + strings.Repeat("a", 70) + `\"` + strings.Repeat("b", 70) + `\\\"` + strings.Repeat("c", 70) + `","ms":"` +
+		strings.Repeat("d", 70) + "\xff" + strings.Repeat("e", 70) + `\u00e9` + `","` + strings.Repeat("k", 70) + `":1}`,
 }
 
 // checkKeys reports whether every key of the object data is one of names,
@@ -493,10 +495,10 @@ func TestManyFields(t *testing.T) {
 // as values and as keys, and cut short (invalid JSON, which must not panic).
 func TestLongStrings(t *testing.T) {
 	specials := []string{"a", "é", `\"`, `\\`, `\/`, `\u00e9`, `\ud800`, `\n`, "\xff", "\u2028", `\`}
-	for n := range 70 {
+	for n := range 90 {
 		for _, c := range specials {
 			for _, c2 := range []string{"", `\"`, `\\`, "é", `\"\"`} {
-				body := strings.Repeat("m", n) + c + strings.Repeat("x", 45) + c2 + strings.Repeat("y", 40)
+				body := strings.Repeat("m", n) + c + strings.Repeat("x", 70) + c2 + strings.Repeat("y", 70)
 				for _, data := range []string{
 					`{"s":"` + body + `","ms":"x"}`,
 					`{"ps":"` + body + `"}`,

@@ -36,50 +36,37 @@ const (
 // longRun is the number of words without '"' or '\\' after which
 // scanString treats a string as long: below it the calls to bytes.IndexByte
 // cost more than they save.
-const longRun = 4
+const longRun = 8
 
 // scanString returns the end of the string token at b[i] (the index after
 // its closing quote; -1 if there is none) and its flags.
 //
-// Short strings are scanned eight bytes at a time. In a long one, the end
-// and the next backslash before it are found with bytes.IndexByte (SIMD);
-// as the input is valid JSON, the bytes between need no other check, and
-// the string is flagged hasNonASCII without looking.
+// Short strings are scanned here, eight bytes at a time; the rest of a long
+// one by scanLong.
 func scanString(b []byte, i int) (end, flags int) {
 	var high uint64 // or of the plain bytes seen
-	q := -1         // once found, the first '"' at or after i (stale when q < i)
-	plain := 0      // plain words since the start or the last escape
-	for i++; ; {
+	i++
+	short := b[:min(len(b), i+8*longRun)]
+	for {
 		// Skip bytes other than '"' and '\\' eight at a time: m has the top
 		// bit set in the first byte of x that is one of them (and maybe in
 		// later bytes).
-		for ; i+8 <= len(b); i += 8 {
-			x := binary.LittleEndian.Uint64(b[i:])
-			q8, bs := x^(lsbs*'"'), x^(lsbs*'\\')
-			if m := ((q8-lsbs)&^q8 | (bs-lsbs)&^bs) & msbs; m != 0 {
+		for ; ; i += 8 {
+			if i+8 > len(short) {
+				if len(short) < len(b) {
+					return scanLong(b, i, flags)
+				}
+				break
+			}
+			x := binary.LittleEndian.Uint64(short[i:])
+			q, bs := x^(lsbs*'"'), x^(lsbs*'\\')
+			if m := ((q-lsbs)&^q | (bs-lsbs)&^bs) & msbs; m != 0 {
 				n := bits.TrailingZeros64(m) / 8
 				high |= x & (1<<(8*n) - 1)
 				i += n
 				break
 			}
 			high |= x
-			if plain++; plain == longRun {
-				i += 8
-				flags |= hasNonASCII
-				if q < i {
-					k := bytes.IndexByte(b[i:], '"')
-					if k < 0 {
-						return -1, 0
-					}
-					q = i + k
-				}
-				if k := bytes.IndexByte(b[i:q], '\\'); k >= 0 {
-					i += k
-				} else {
-					i = q
-				}
-				break
-			}
 		}
 		if i >= len(b) {
 			return -1, 0
@@ -92,13 +79,71 @@ func scanString(b []byte, i int) (end, flags int) {
 			return i + 1, flags
 		case '\\':
 			flags |= hasEscape
-			plain = 0
 			i += 2
 		default:
 			high |= uint64(c)
 			i++
 		}
 	}
+}
+
+// scanLong finishes scanString for a long string, from b[i] (not inside an
+// escape), with the flags so far. The end of the string and the next
+// backslash are found with bytes.IndexByte (SIMD); as the input is valid
+// JSON, the bytes between need no other check, and the string is flagged
+// hasNonASCII without looking. After a backslash, the bytes are tested
+// eight at a time, as in scanString, until longRun words in a row hold no
+// '"' or '\\', as escapes tend to come in clusters. On invalid input it
+// stays in bounds.
+func scanLong(b []byte, i, flags int) (end, _ int) {
+	flags |= hasNonASCII
+	q := -1 // once found, the first '"' at or after i (stale when q < i)
+	for i <= len(b) {
+		if q < i {
+			k := bytes.IndexByte(b[i:], '"')
+			if k < 0 {
+				break
+			}
+			q = i + k
+		}
+		k := bytes.IndexByte(b[i:q], '\\')
+		if k < 0 {
+			return q + 1, flags
+		}
+		flags |= hasEscape
+		i += k + 2
+		short := b[:min(len(b), i+8*longRun)]
+	words:
+		for {
+			for ; ; i += 8 {
+				if i+8 > len(short) {
+					if len(short) < len(b) {
+						break words
+					}
+					break
+				}
+				x := binary.LittleEndian.Uint64(short[i:])
+				qs, bs := x^(lsbs*'"'), x^(lsbs*'\\')
+				if m := ((qs-lsbs)&^qs | (bs-lsbs)&^bs) & msbs; m != 0 {
+					i += bits.TrailingZeros64(m) / 8
+					break
+				}
+			}
+			if i >= len(b) {
+				return -1, 0
+			}
+			switch b[i] {
+			case '"':
+				return i + 1, flags
+			case '\\':
+				i += 2
+				short = b[:min(len(b), i+8*longRun)]
+			default:
+				i++
+			}
+		}
+	}
+	return -1, 0
 }
 
 // skipValue returns the end of the value at b[i], or -1.

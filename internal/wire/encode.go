@@ -85,22 +85,27 @@ const hexDigits = "0123456789abcdef"
 // AppendString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD, as
 // encoding/json does.
 //
-// Plain ASCII is skipped eight bytes at a time; once longRun words in a row
-// are plain, the string is a long one, and the next '"' and '\\' are found
-// with strings.IndexByte (SIMD), and the plain ASCII before them in bulk.
+// Plain ASCII is tested eight bytes at a time, up to lim. Past it, when
+// longRun words or more are left, a run of plain ASCII is skipped in bulk:
+// the next '"' and '\\' are found with strings.IndexByte (SIMD), and the
+// control and non-ASCII bytes before them by plainPrefix; then lim moves
+// longRun words past the run, as the bytes that need care tend to cluster.
 func AppendString(b []byte, s string) []byte {
 	b = append(b, '"')
 	start := 0
+	lim := min(len(s), 8*longRun)
 	q, bs := -1, -1 // once found, the next '"' and '\\' at or after i, or len(s) (stale when < i)
-	plain := 0      // plain words in a row
 	for i := 0; i < len(s); {
 		// Skip plain ASCII eight bytes at a time.
-		for i+8 <= len(s) {
-			if x := load64(s, i); special(x)|x&msbs != 0 {
-				break
-			}
-			i += 8
-			if plain++; plain >= longRun {
+		for {
+			if i+8 > lim {
+				if lim == len(s) {
+					break // the last bytes: one at a time below
+				}
+				if len(s)-i < 8*longRun {
+					lim = len(s) // too little left for bulk skipping to pay
+					continue
+				}
 				if q < i {
 					q = indexFrom(s, i, '"')
 				}
@@ -108,8 +113,13 @@ func AppendString(b []byte, s string) []byte {
 					bs = indexFrom(s, i, '\\')
 				}
 				i += plainPrefix(s[i:min(q, bs)])
+				lim = min(len(s), i+8*longRun)
 				break
 			}
+			if x := load64(s, i); special(x)|x&msbs != 0 {
+				break
+			}
+			i += 8
 		}
 		if i >= len(s) {
 			break
@@ -135,10 +145,8 @@ func AppendString(b []byte, s string) []byte {
 			}
 			i++
 			start = i
-			plain = 0
 			continue
 		}
-		plain = 0
 		r, size := utf8.DecodeRuneInString(s[i:])
 		if r == utf8.RuneError && size == 1 {
 			b = append(b, s[start:i]...)

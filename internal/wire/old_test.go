@@ -274,6 +274,9 @@ func FuzzOldDecode(f *testing.F) {
 	for _, s := range strictCases {
 		f.Add([]byte(s))
 	}
+	for _, s := range longStrings {
+		f.Add([]byte(`{"request":{"method":"m` + s + `","arguments":{"` + s + `":"` + s + `"},"call_id":"` + s + `"}}`))
+	}
 	f.Add([]byte(`{"request": {"method": "echo", "arguments": {"text": "x"}, "call_id": "8a4f"}, "response": null}`))
 	f.Add([]byte(`{"request": null, "response": {"result": [1, {"a": "]}"}], "result_type": "List", "call_id": "x", "error": {"code": 1}}}`))
 	f.Add([]byte(`{"request": null, "response": null, "cancel": {"call_id": 5}}`))

@@ -533,17 +533,21 @@ func digits(b []byte, i int) int {
 	return i
 }
 
+// longRun is the number of words (of eight bytes) after which str and
+// AppendString treat a string as long, and skip its runs of plain bytes in
+// bulk with bytes.IndexByte (SIMD): for shorter runs, the calls cost more
+// than they save.
+const longRun = 8
+
 // str consumes a string token and reports whether it has escapes.
 //
-// Short strings (keys, names, ids) are tested eight bytes at a time. Once a
-// string has run longRun words without a special byte, it is a long one:
-// its end is found with bytes.IndexByte (SIMD), the next escape before the
-// end likewise, and the span up to there is checked for control characters
-// in bulk.
+// Bytes are tested eight at a time, which suits keys, names and ids; but
+// after longRun words, the string is a long one, and strLong carries on.
+// (Its one call, to strLong, is a tail call, so that its loop needs no
+// spills.)
 func (s *scanner) str() (esc bool) {
 	b, i := s.b, s.i+1
-	q := -1    // once found, the first '"' at or after i (stale when q < i)
-	plain := 0 // words of plain bytes since the start or the last escape
+	lim := i + 8*longRun
 	for {
 		// Skip plain bytes eight at a time.
 		for ; i+8 <= len(b); i += 8 {
@@ -551,26 +555,8 @@ func (s *scanner) str() (esc bool) {
 				i += bits.TrailingZeros64(m) / 8
 				break
 			}
-			if plain++; plain == longRun {
-				i += 8
-				if q < i {
-					k := bytes.IndexByte(b[i:], '"')
-					if k < 0 {
-						s.fail()
-						return false
-					}
-					q = i + k
-				}
-				end := q
-				if k := bytes.IndexByte(b[i:q], '\\'); k >= 0 {
-					end = i + k
-				}
-				if hasControl(b[i:end]) {
-					s.fail()
-					return false
-				}
-				i = end // at the '"' or the '\\'
-				break
+			if i >= lim {
+				return s.strLong(i, esc)
 			}
 		}
 		if i >= len(b) {
@@ -583,7 +569,6 @@ func (s *scanner) str() (esc bool) {
 			return esc
 		case c == '\\':
 			esc = true
-			plain = 0
 			if i+1 >= len(b) {
 				s.fail()
 				return false
@@ -592,7 +577,7 @@ func (s *scanner) str() (esc bool) {
 			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
 				i += 2
 			case 'u':
-				if len(b)-i < 6 || !isHex(b[i+2]) || !isHex(b[i+3]) || !isHex(b[i+4]) || !isHex(b[i+5]) {
+				if !isHexEscape(b, i) {
 					s.fail()
 					return false
 				}
@@ -610,10 +595,127 @@ func (s *scanner) str() (esc bool) {
 	}
 }
 
-// longRun is the number of plain words after which str and AppendString
-// treat a string as long and switch to bulk scanning: below it the calls
-// to bytes.IndexByte cost more than they save.
-const longRun = 8
+// strLong finishes str for a long string token, from s.b[i] (not inside an
+// escape); esc says whether the part before i has escapes. It alternates
+// between plainRun, which skips a run of plain bytes in bulk, and
+// strSpecial, for the special bytes that follow, which tend to cluster.
+func (s *scanner) strLong(i int, esc bool) bool {
+	q := -1 // once found, the first '"' at or after i (stale when q < i)
+	for {
+		if i = plainRun(s.b, i, &q); i < 0 {
+			break
+		}
+		end, e := strSpecial(s.b, i, esc)
+		if end > 0 {
+			s.i = end
+			return e
+		}
+		if end == 0 {
+			break
+		}
+		i, esc = -end, e
+	}
+	s.fail()
+	return false
+}
+
+// strSpecial scans a string token from b[i] (not inside an escape) as str
+// does, and returns the index after its closing quote, or 0 if it is not
+// valid, and whether it has escapes (esc: the part before i has). But once
+// a stretch of longRun words has no escape, it stops at the end of the
+// stretch, j, where a long run of plain bytes may go on, and returns -j.
+func strSpecial(b []byte, i int, esc bool) (end int, _ bool) {
+	lim := min(len(b), i+8*longRun) // the end of the stretch
+	last := -1                      // the index of the last escape
+	for {
+		// Skip plain bytes eight at a time.
+		for {
+			if i+8 > lim {
+				if lim == len(b) {
+					break // the last bytes: one at a time below
+				}
+				if last < lim-8*longRun {
+					return -i, esc || last >= 0
+				}
+				lim = min(len(b), i+8*longRun) // another stretch
+				continue
+			}
+			if m := special(binary.LittleEndian.Uint64(b[i:])); m != 0 {
+				i += bits.TrailingZeros64(m) / 8
+				break
+			}
+			i += 8
+		}
+		if i >= len(b) {
+			return 0, false
+		}
+		switch c := b[i]; {
+		case c == '"':
+			return i + 1, esc || last >= 0
+		case c == '\\':
+			last = i
+			if i+1 >= len(b) {
+				return 0, false
+			}
+			switch b[i+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				i += 2
+			case 'u':
+				if !isHexEscape(b, i) {
+					return 0, false
+				}
+				i += 6
+			default:
+				return 0, false
+			}
+		case c < 0x20:
+			return 0, false
+		default:
+			i++
+		}
+	}
+}
+
+// plainRun skips the run of plain bytes in the string at b[i] (not inside
+// an escape): it returns the index of the first '"' or '\\' at or after i,
+// or -1 if there is none or a control character comes before it. *q is the
+// index of the first '"' at or after i, if *q >= i, and is kept updated.
+// It finds them with bytes.IndexByte (SIMD), and checks the bytes in
+// between with hasControl.
+func plainRun(b []byte, i int, q *int) int {
+	if *q < i {
+		k := bytes.IndexByte(b[i:], '"')
+		if k < 0 {
+			return -1
+		}
+		*q = i + k
+	}
+	end := *q
+	if k := bytes.IndexByte(b[i:end], '\\'); k >= 0 {
+		end = i + k
+	}
+	if hasControl(b[i:end]) {
+		return -1
+	}
+	return end
+}
+
+// isHexEscape reports whether b[i:] starts with a \u escape: \u and four
+// hexadecimal digits.
+func isHexEscape(b []byte, i int) bool {
+	return len(b)-i >= 6 && hexDigit[b[i+2]]&hexDigit[b[i+3]]&hexDigit[b[i+4]]&hexDigit[b[i+5]] != 0
+}
+
+// hexDigit is 1 for the hexadecimal digits (a table, so that isHexEscape
+// can be inlined).
+var hexDigit = func() (t [256]uint8) {
+	for c := range t {
+		if isHex(byte(c)) {
+			t[c] = 1
+		}
+	}
+	return t
+}()
 
 // hasControl reports whether b holds a byte < 0x20. Per word x,
 // (x - 0x20...) &^ x has a top bit set if and only if some byte is < 0x20

@@ -129,6 +129,9 @@ func FuzzDecode(f *testing.F) {
 	for _, s := range strictCases {
 		f.Add([]byte(s))
 	}
+	for _, s := range longStrings {
+		f.Add([]byte(`{"request":{"method":"` + s + `","arguments":{"text":"` + s + `"}}}`))
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var fr Frame
 		err := Decode(data, &fr)
@@ -173,6 +176,16 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("method %q", fr.Method)
 		}
 	})
+}
+
+// longStrings are string token contents long enough for bulk scanning,
+// valid or not, with special bytes after runs of plain ones.
+var longStrings = []string{
+	strings.Repeat("abcdefgh", 20) + `\"` + strings.Repeat("x", 70) + `\n` + strings.Repeat("y", 70) + "é\u2028",
+	strings.Repeat("a", 100) + "\x01" + strings.Repeat("b", 100),
+	strings.Repeat("a", 70) + `\"\\\"` + strings.Repeat("b", 70) + `\u00e9\ud800` + strings.Repeat("c", 10),
+	strings.Repeat("a", 80) + `\u12G4` + strings.Repeat("b", 80),
+	strings.Repeat("a", 90) + "\xff\xfe" + strings.Repeat("b", 90) + `\`,
 }
 
 // strictCases are JSON texts, valid or not, at the edges of the grammar.
@@ -273,6 +286,13 @@ func FuzzAppendString(f *testing.F) {
 	for _, s := range []string{"", "plain ascii text, long enough for words", "quote\"back\\slash", "ctl\x00\x1f", "é ü 日本", "\u2028\u2029x", "bad\xff\xfeutf8", "12345678\"12345678\x7f"} {
 		f.Add(s)
 	}
+	for _, s := range longStrings {
+		f.Add(s)
+		var u string
+		if json.Unmarshal([]byte(`"`+s+`"`), &u) == nil {
+			f.Add(u)
+		}
+	}
 	f.Fuzz(func(t *testing.T, s string) {
 		var got, want string
 		enc := AppendString(nil, s)
@@ -301,10 +321,10 @@ func BenchmarkAppendString16K(b *testing.B) {
 func TestLongStrings(t *testing.T) {
 	specials := []string{"a", "é", `\"`, `\\`, `\/`, `\u00e9`, `\n`, "\x00", "\x1f", "\x7f", `"`, `\`, `\x`, `\u12`, `\u12G4`,
 		"\xff", "\xe2\x80", "\u2028", "\u2029", "\t"}
-	for n := range 80 {
+	for n := range 100 {
 		for _, c := range specials {
 			for _, c2 := range []string{"", `\"`, "\x01", `\\`, "\u2029", "é"} {
-				body := strings.Repeat("m", n) + c + strings.Repeat("x", 45) + c2 + strings.Repeat("y", 40)
+				body := strings.Repeat("m", n) + c + strings.Repeat("x", 70) + c2 + strings.Repeat("y", 70)
 				s := `{"request":{"method":"` + body + `"}}`
 				var f Frame
 				err := Decode([]byte(s), &f)
