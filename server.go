@@ -27,7 +27,9 @@ const serverWriteBuffer = 128
 //
 // net/http's Server.Shutdown does not know about WebSocket connections:
 // call the Server's own Shutdown alongside (http.Server.RegisterOnShutdown
-// helps). A Server is safe for concurrent use.
+// helps). Close or Shutdown also stops the goroutines the Server runs for
+// all its connections (keep-alive, idle workers). A Server is safe for
+// concurrent use.
 type Server struct {
 	cfg        *config
 	opts       ServerOptions
