@@ -547,16 +547,19 @@ const longRun = 8
 // spills.)
 func (s *scanner) str() (esc bool) {
 	b, i := s.b, s.i+1
-	lim := i + 8*longRun
+	end := min(len(b), i+8*longRun)
 	for {
 		// Skip plain bytes eight at a time.
-		for ; i+8 <= len(b); i += 8 {
+		for ; ; i += 8 {
+			if i+8 > end {
+				if end < len(b) {
+					return s.strLong(i, esc)
+				}
+				break
+			}
 			if m := special(binary.LittleEndian.Uint64(b[i:])); m != 0 {
 				i += bits.TrailingZeros64(m) / 8
 				break
-			}
-			if i >= lim {
-				return s.strLong(i, esc)
 			}
 		}
 		if i >= len(b) {
@@ -604,6 +607,10 @@ func (s *scanner) strLong(i int, esc bool) bool {
 	for {
 		if i = plainRun(s.b, i, &q); i < 0 {
 			break
+		}
+		if s.b[i] == '"' {
+			s.i = i + 1
+			return esc
 		}
 		end, e := strSpecial(s.b, i, esc)
 		if end > 0 {
@@ -683,16 +690,36 @@ func strSpecial(b []byte, i int, esc bool) (end int, _ bool) {
 // It finds them with bytes.IndexByte (SIMD), and checks the bytes in
 // between with hasControl.
 func plainRun(b []byte, i int, q *int) int {
-	if *q < i {
-		k := bytes.IndexByte(b[i:], '"')
-		if k < 0 {
-			return -1
-		}
-		*q = i + k
-	}
 	end := *q
-	if k := bytes.IndexByte(b[i:end], '\\'); k >= 0 {
-		end = i + k
+	if end >= i {
+		if k := bytes.IndexByte(b[i:end], '\\'); k >= 0 {
+			end = i + k
+		}
+	} else {
+		// Look near first: if the closing quote or an escape is there, as
+		// is usual, there is no need to look far.
+		near := b[i:min(len(b), i+256)]
+		run := near
+		if k := bytes.IndexByte(near, '\\'); k >= 0 {
+			run = near[:k]
+		}
+		if k := bytes.IndexByte(run, '"'); k >= 0 {
+			end = i + k
+			*q = end
+		} else if len(run) < len(near) {
+			end = i + len(run) // the '\\'
+		} else {
+			j := i + len(near)
+			k := bytes.IndexByte(b[j:], '"')
+			if k < 0 {
+				return -1
+			}
+			end = j + k
+			*q = end
+			if k := bytes.IndexByte(b[j:end], '\\'); k >= 0 {
+				end = j + k
+			}
+		}
 	}
 	if hasControl(b[i:end]) {
 		return -1
