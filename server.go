@@ -215,11 +215,11 @@ func (s *Server) keepAlive(stop, stopped chan struct{}) {
 			return
 		case <-t.C:
 		}
-		s.mu.Lock()
-		for c := range s.conns {
-			c.keepAliveCheck() // never blocks
+		// Checked outside s.mu: closing a silent connection's socket and
+		// logging it must not hold up new upgrades.
+		for _, c := range s.Conns() {
+			c.keepAliveCheck() // never blocks on the peer
 		}
-		s.mu.Unlock()
 	}
 }
 

@@ -265,24 +265,6 @@ func checkID(tok []byte) error {
 	return nil
 }
 
-// Keys calls fn with each key of obj, a JSON object that Decode accepted
-// (for example a request's Args), unescaped.
-func Keys(obj []byte, fn func(key []byte)) {
-	s := scanner{b: obj}
-	s.ws()
-	if s.peek() != '{' {
-		return
-	}
-	for more := s.open(1); more; more = s.next() {
-		tok, _ := s.key()
-		if s.bad {
-			return
-		}
-		fn(unquote(tok))
-		s.value(1)
-	}
-}
-
 // maxDepth is the deepest nesting of arrays and objects accepted, as in
 // encoding/json.
 const maxDepth = 10000

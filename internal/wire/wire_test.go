@@ -261,14 +261,6 @@ func TestDecodeAllocs(t *testing.T) {
 	}
 }
 
-func TestKeys(t *testing.T) {
-	var got []string
-	Keys([]byte(`{"a":1, "b\u0041" : [1,{"c":2}], "":null}`), func(k []byte) { got = append(got, string(k)) })
-	if !reflect.DeepEqual(got, []string{"a", "bA", ""}) {
-		t.Errorf("keys %q", got)
-	}
-}
-
 func TestIsObject(t *testing.T) {
 	for in, want := range map[string]bool{
 		`{}`: true, ` {"a": [1, {"b": null}]} `: true, `{"a":1}{}`: false, `[1]`: false, `{"a":}`: false,
