@@ -75,7 +75,8 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Client, error
 		onConnect: o.OnConnect, onDisconnect: o.OnDisconnect, onError: o.OnError,
 		logger: o.Logger, callTimeout: o.CallTimeout, keepAlive: o.KeepAlive,
 		binary: o.BinaryFrames, maxMessage: o.MaxMessageSize, sendQueue: o.SendQueue,
-		writeTimeout: o.WriteTimeout, maxCalls: o.MaxConcurrentCalls, errorDetails: o.SendErrorDetails,
+		writeTimeout: o.WriteTimeout, maxCalls: o.MaxConcurrentCalls, maxCallBytes: o.MaxCallBytes,
+		errorDetails: o.SendErrorDetails,
 	}.config(o.Methods)
 	if err != nil {
 		return nil, err

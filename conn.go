@@ -63,8 +63,9 @@ type config struct {
 	writeTimeout time.Duration
 	closeTimeout time.Duration
 	workers      *workers
-	maxCalls     int  // handlers running at once per connection
-	errorDetails bool // send the text of handlers' plain errors
+	maxCalls     int   // handlers running at once per connection
+	maxCallBytes int64 // request bytes those handlers hold; 0: no limit
+	errorDetails bool  // send the text of handlers' plain errors
 }
 
 // Conn is one WebSocket connection, on either side. Both sides may call
@@ -95,6 +96,7 @@ type Conn struct {
 	closeStarted bool
 	cause        error // why the connection ended
 	calls        int   // handlers running
+	callBytes    int64 // capacity of the request buffers they hold
 	draining     bool
 	drained      chan struct{}
 	ka           *time.Timer
@@ -372,7 +374,9 @@ func (c *Conn) handleRequest(f *wire.Frame, in *buffer) {
 	ctx := c.ctx
 	var cc *callCtx
 	c.mu.Lock()
-	if c.draining || c.closing || c.calls >= c.cfg.maxCalls {
+	size := int64(cap(in.b))
+	if c.draining || c.closing || c.calls >= c.cfg.maxCalls ||
+		c.cfg.maxCallBytes > 0 && c.calls > 0 && c.callBytes+size > c.cfg.maxCallBytes {
 		msg := ErrShuttingDown.Error()
 		if !c.draining && !c.closing {
 			msg = ErrTooManyCalls.Error()
@@ -385,6 +389,7 @@ func (c *Conn) handleRequest(f *wire.Frame, in *buffer) {
 		return
 	}
 	c.calls++
+	c.callBytes += size
 	c.wg.Add(1)
 	if c.ext && (f.CallID != nil || f.TimeoutMS > 0) {
 		cc = &callCtx{conn: c.ctx, id: f.CallID, idx: -1}
@@ -450,6 +455,7 @@ func (c *Conn) runHandler(ctx context.Context, cc *callCtx, m *method, f *wire.F
 	}
 	c.mu.Lock()
 	c.calls--
+	c.callBytes -= int64(cap(in.b))
 	if cc != nil && cc.idx >= 0 {
 		last := len(c.running) - 1
 		c.running[cc.idx] = c.running[last]
@@ -479,11 +485,10 @@ func (c *Conn) invoke(ctx context.Context, m *method, f *wire.Frame, out *buffer
 			err = &Error{Code: CodeInternalError, Message: "internal error: method " + strconv.Quote(name) + " failed"}
 		}
 	}()
+	// An unencodable result (errUnencodable) is an internal error like any
+	// other: runHandler reports it and the peer sees "internal error" unless
+	// the server opted in to details.
 	out.b, typ, err = m.serve(ctx, f.Args, out.b)
-	if errors.Is(err, errUnencodable) {
-		err = &Error{Code: CodeInternalError, Message: fmt.Sprintf("method %q: %v", f.Method, err)}
-		c.report(err)
-	}
 	return typ, err
 }
 

@@ -63,7 +63,8 @@ var (
 	ErrShuttingDown = errors.New("wsrpc: server shutting down")
 	// ErrTooManyCalls is the remote error (code CodeServerError) a peer
 	// sends for a call that arrives while MaxConcurrentCalls of the
-	// connection's calls are already running.
+	// connection's calls are already running, or whose request would take
+	// the running calls' requests over MaxCallBytes.
 	ErrTooManyCalls = errors.New("wsrpc: too many calls in flight")
 )
 

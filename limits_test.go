@@ -61,6 +61,55 @@ func TestMaxConcurrentCalls(t *testing.T) {
 	}
 }
 
+// TestMaxCallBytes: a call whose frame would take the running calls'
+// requests over MaxCallBytes is answered at once with ErrTooManyCalls,
+// while smaller calls still run; a call arriving alone is always taken.
+func TestMaxCallBytes(t *testing.T) {
+	release := make(chan struct{})
+	started := make(chan struct{}, 4)
+	m := echoMux()
+	type padArgs struct {
+		Pad string `json:"pad"`
+	}
+	Register(m, "hold", func(ctx context.Context, a padArgs) (int, error) {
+		started <- struct{}{}
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return len(a.Pad), nil
+	})
+	// The first call's frame (150 KiB) fits alone even though the budget
+	// is below two of them.
+	_, url := testServer(t, m, &ServerOptions{MaxCallBytes: 290 << 10})
+	cl := testDial(t, url, nil)
+	ctx := ctxT(t)
+	big := padArgs{strings.Repeat("x", 150<<10)}
+	held := make(chan error, 1)
+	go func() {
+		n, err := Call[int](ctx, cl, "hold", big)
+		if err == nil && n != len(big.Pad) {
+			err = errors.New("wrong length")
+		}
+		held <- err
+	}()
+	<-started
+	_, err := Call[int](ctx, cl, "hold", big)
+	if e, ok := errors.AsType[*Error](err); !ok || e.Code != CodeServerError || e.Message != ErrTooManyCalls.Error() {
+		t.Fatalf("second big call: %v, want %v", err, ErrTooManyCalls)
+	}
+	if got, err := Call[string](ctx, cl, "echo", textArgs{"small"}); err != nil || got != "small" {
+		t.Errorf("small call beside the big one: %q, %v", got, err)
+	}
+	close(release)
+	if err := <-held; err != nil {
+		t.Errorf("held call: %v", err)
+	}
+	if n, err := Call[int](ctx, cl, "hold", big); err != nil || n != len(big.Pad) {
+		t.Errorf("big call after: %d, %v", n, err)
+	}
+}
+
 // TestMaxConns: connections over the caps are refused with 503, per
 // server and per remote address; a closed connection frees its place.
 func TestMaxConns(t *testing.T) {

@@ -20,6 +20,7 @@ const (
 	DefaultWriteTimeout       = 10 * time.Second
 	DefaultHandshakeTimeout   = 10 * time.Second
 	DefaultMaxConcurrentCalls = 1024
+	DefaultMaxCallBytes       = 16 << 20
 	defaultCloseTimeout       = 2 * time.Second
 )
 
@@ -112,6 +113,15 @@ type ServerOptions struct {
 	// once; a call over it is answered at once with a CodeServerError
 	// error (ErrTooManyCalls). Zero means DefaultMaxConcurrentCalls (1024).
 	MaxConcurrentCalls int
+	// MaxCallBytes bounds the memory that the requests of one client's
+	// running calls hold: a call's frame stays in memory until its handler
+	// returns. A call that would go over it is answered at once with a
+	// CodeServerError error (ErrTooManyCalls); a call arriving while no
+	// other call runs is always taken, so one message of MaxMessageSize
+	// always fits. With MaxMessageSize and MaxConcurrentCalls it bounds a
+	// connection's memory. Zero means DefaultMaxCallBytes (16 MiB);
+	// negative: no limit.
+	MaxCallBytes int64
 	// SendErrorDetails sends the text of handler errors that are not
 	// *Error to the peer. By default the peer gets "internal error" and
 	// the text goes only to OnError, so that internals (paths, addresses,
@@ -194,6 +204,8 @@ type DialOptions struct {
 	WriteTimeout time.Duration
 	// MaxConcurrentCalls: see ServerOptions.MaxConcurrentCalls.
 	MaxConcurrentCalls int
+	// MaxCallBytes: see ServerOptions.MaxCallBytes.
+	MaxCallBytes int64
 	// SendErrorDetails: see ServerOptions.SendErrorDetails.
 	SendErrorDetails bool
 }
@@ -211,6 +223,7 @@ type common struct {
 	sendQueue    int
 	writeTimeout time.Duration
 	maxCalls     int
+	maxCallBytes int64
 	errorDetails bool
 }
 
@@ -242,6 +255,7 @@ func (o common) config(mux *Mux) (*config, int64, error) {
 		writeTimeout: orDefault(o.writeTimeout, DefaultWriteTimeout),
 		closeTimeout: defaultCloseTimeout,
 		maxCalls:     int(orDefault(int64(o.maxCalls), DefaultMaxConcurrentCalls)),
+		maxCallBytes: orDefault(o.maxCallBytes, DefaultMaxCallBytes),
 		errorDetails: o.errorDetails,
 	}
 	if cfg.logger == nil {

@@ -59,7 +59,8 @@ func NewServer(mux *Mux, opts *ServerOptions) *Server {
 		onConnect: o.OnConnect, onDisconnect: o.OnDisconnect, onError: o.OnError,
 		logger: o.Logger, callTimeout: o.CallTimeout, keepAlive: o.KeepAlive,
 		binary: o.BinaryFrames, maxMessage: o.MaxMessageSize, sendQueue: o.SendQueue,
-		writeTimeout: o.WriteTimeout, maxCalls: o.MaxConcurrentCalls, errorDetails: o.SendErrorDetails,
+		writeTimeout: o.WriteTimeout, maxCalls: o.MaxConcurrentCalls, maxCallBytes: o.MaxCallBytes,
+		errorDetails: o.SendErrorDetails,
 	}.config(mux)
 	if err != nil {
 		panic(err)
