@@ -9,11 +9,18 @@ import (
 )
 
 // maxBatch bounds the bytes a batchConn holds before it writes them.
-const maxBatch = 64 << 10
+const maxBatch = 256 << 10
+
+// minKeep is the smallest write a batchConn keeps by reference (see keep)
+// rather than copies.
+const minKeep = 2 << 10
 
 // batchConn wraps a connection's socket so that the writer goroutine sends
 // all the frames it drained from the queue with one write syscall: while
-// held, writes are appended to a buffer that release sends. Write deadlines
+// held, writes are appended to a buffer that release sends, and a large
+// payload that the writer promised to keep intact until then (keep) is
+// referenced rather than copied: the batch goes out with one writev.
+// Write deadlines
 // are applied when bytes really go to the socket, which also saves a timer
 // update per frame. Writes from other goroutines (pings, pongs) pass
 // through, or join the batch while it is held. Idle connections hold no
@@ -23,25 +30,79 @@ type batchConn struct {
 
 	mu       sync.Mutex
 	holding  bool
-	buf      *[]byte
+	buf      *batch
+	kept     []byte    // may be referenced until release; see keep
 	deadline time.Time // the deadline the next socket write must have
 	applied  time.Time // the deadline the socket has
 }
 
-var batchPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
+// batch is what a held batchConn has to write: bytes copied into b, and
+// segs, in order: a seg with p == nil stands for b[off:end].
+type batch struct {
+	b    []byte
+	segs []seg
+	size int      // bytes in b and in kept segs
+	iov  [][]byte // reused by flush
+}
+
+type seg struct {
+	off, end int
+	p        []byte
+}
+
+// add appends p, copied or (keep) by reference.
+func (w *batch) add(p []byte, keep bool) {
+	w.size += len(p)
+	if keep {
+		w.segs = append(w.segs, seg{p: p})
+		return
+	}
+	off := len(w.b)
+	w.b = append(w.b, p...)
+	if n := len(w.segs); n > 0 && w.segs[n-1].p == nil {
+		w.segs[n-1].end = len(w.b)
+		return
+	}
+	w.segs = append(w.segs, seg{off: off, end: len(w.b)})
+}
+
+func (w *batch) reset() {
+	clear(w.segs) // drop the references to kept payloads
+	w.b, w.segs, w.size = w.b[:0], w.segs[:0], 0
+}
+
+var batchPool = sync.Pool{New: func() any { return &batch{b: make([]byte, 0, 16<<10)} }}
 
 // Write writes p, or buffers it while the conn is held.
 func (b *batchConn) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.holding && len(*b.buf)+len(p) <= maxBatch {
-		*b.buf = append(*b.buf, p...)
-		return len(p), nil
+	if b.holding {
+		// p is kept by reference if it is the tail of the kept slice:
+		// gorilla passes a server's payload through after the header.
+		keep := len(p) >= minKeep && len(p) <= len(b.kept) && &p[len(p)-1] == &b.kept[len(b.kept)-1]
+		if b.buf.size+len(p) > maxBatch {
+			if err := b.flushLocked(); err != nil {
+				return 0, err
+			}
+		}
+		if b.buf.size+len(p) <= maxBatch {
+			b.buf.add(p, keep)
+			return len(p), nil
+		}
 	}
 	if err := b.flushLocked(); err != nil {
 		return 0, err
 	}
 	return b.Conn.Write(p)
+}
+
+// keep tells a held batchConn that p stays intact until release, so that
+// writes of its tail may be referenced instead of copied.
+func (b *batchConn) keep(p []byte) {
+	b.mu.Lock()
+	b.kept = p
+	b.mu.Unlock()
 }
 
 // SetWriteDeadline records t for the next write to the socket.
@@ -63,7 +124,7 @@ func (b *batchConn) hold() {
 	b.mu.Lock()
 	b.holding = true
 	if b.buf == nil {
-		b.buf = batchPool.Get().(*[]byte)
+		b.buf = batchPool.Get().(*batch)
 	}
 	b.mu.Unlock()
 }
@@ -73,10 +134,11 @@ func (b *batchConn) release() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.holding = false
+	b.kept = nil
 	err := b.flushLocked()
 	if b.buf != nil {
-		if cap(*b.buf) <= maxBatch {
-			*b.buf = (*b.buf)[:0]
+		b.buf.reset()
+		if cap(b.buf.b) <= maxBatch {
 			batchPool.Put(b.buf)
 		}
 		b.buf = nil
@@ -91,11 +153,26 @@ func (b *batchConn) flushLocked() error {
 		}
 		b.applied = b.deadline
 	}
-	if b.buf == nil || len(*b.buf) == 0 {
+	w := b.buf
+	if w == nil || w.size == 0 {
 		return nil
 	}
-	_, err := b.Conn.Write(*b.buf)
-	*b.buf = (*b.buf)[:0]
+	var err error
+	if len(w.segs) == 1 && w.segs[0].p == nil {
+		_, err = b.Conn.Write(w.b)
+	} else {
+		for _, s := range w.segs {
+			if s.p == nil {
+				s.p = w.b[s.off:s.end]
+			}
+			w.iov = append(w.iov, s.p)
+		}
+		iov := net.Buffers(w.iov)
+		_, err = iov.WriteTo(b.Conn) // one writev on a *net.TCPConn
+		clear(w.iov)
+		w.iov = w.iov[:0]
+	}
+	w.reset()
 	return err
 }
 

@@ -838,17 +838,24 @@ func (c *Conn) writeLoop() {
 		if c.bc != nil {
 			c.bc.hold()
 		}
-		for i, out := range q {
+		// A payload may be written by reference (batchConn.keep): the
+		// buffers are released once the batch is out.
+		for _, out := range q {
 			if c.werr == nil {
+				if c.bc != nil {
+					c.bc.keep(out.b)
+				}
 				c.werr = c.writeFrame(out)
 			}
-			c.release(out)
-			q[i] = nil
 		}
 		if c.bc != nil {
 			if err := c.bc.release(); c.werr == nil {
 				c.werr = err
 			}
+		}
+		for i, out := range q {
+			c.release(out)
+			q[i] = nil
 		}
 		if c.werr != nil {
 			c.fail(fmt.Errorf("write: %w", c.werr))
