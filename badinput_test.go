@@ -59,6 +59,14 @@ func badInputMux(block chan struct{}) *Mux {
 	m := seedMux()
 	Register(m, "explode", func(context.Context, struct{}) (int, error) { panic("kaboom") })
 	Register(m, "unencodable", func(context.Context, struct{}) (any, error) { return make(chan int), nil })
+	Register(m, "typed", func(_ context.Context, a struct {
+		Opts struct {
+			Size uint8 `json:"size"`
+		} `json:"opts,omitzero"`
+		Items []int `json:"items,omitempty"`
+	}) (int, error) {
+		return int(a.Opts.Size) + len(a.Items), nil
+	})
 	Register(m, "block", func(ctx context.Context, _ struct{}) (bool, error) {
 		select {
 		case <-block:
@@ -107,12 +115,27 @@ func TestBadInput(t *testing.T) {
 		{"extra argument", `{"request": {"method": "add", "arguments": {"a": 1, "b": 2, "c": 3}, "call_id": "a2"}}`, websocket.TextMessage, CodeInvalidParams, "a2", nil},
 		{"wrong argument type", `{"request": {"method": "add", "arguments": {"a": "one", "b": 2}, "call_id": "a3"}}`, websocket.TextMessage, CodeInvalidParams, "a3", nil},
 		{"float for int", `{"request": {"method": "count", "arguments": {"n": 1.5}, "call_id": "a4"}}`, websocket.TextMessage, CodeInvalidParams, "a4", nil},
+		{"integer overflow", `{"request": {"method": "count", "arguments": {"N": 1e40}, "call_id": "a5"}}`, websocket.TextMessage, CodeInvalidParams, "a5", nil},
+		{"nested wrong type in struct", `{"request": {"method": "typed", "arguments": {"opts": {"size": 300}}, "call_id": "t1"}}`, websocket.TextMessage, CodeInvalidParams, "t1", nil},
+		{"wrong slice element", `{"request": {"method": "typed", "arguments": {"items": [1, "two"]}, "call_id": "t2"}}`, websocket.TextMessage, CodeInvalidParams, "t2", nil},
 		{"handler panics", `{"request": {"method": "explode", "arguments": {}, "call_id": "p1"}}`, websocket.TextMessage, CodeInternalError, "p1", nil},
 		{"handler error", `{"request": {"method": "boom", "arguments": {}, "call_id": "p2"}}`, websocket.TextMessage, CodeInternalError, "p2", nil},
 		{"unencodable result", `{"request": {"method": "unencodable", "arguments": {}, "call_id": "p3"}}`, websocket.TextMessage, CodeInternalError, "p3", nil},
 		{"response to no call", `{"request": null, "response": {"result": 1, "result_type": "int", "call_id": "nobody"}}`, websocket.TextMessage, 0, nil, nil},
 		{"broken response", `{"request": null, "response": {"result": 1, "result_type": 7, "call_id": "nobody"}}`, websocket.TextMessage, 0, nil, ErrBadFrame},
 		{"cancel without negotiation", `{"cancel": {"call_id": "x"}}`, websocket.TextMessage, 0, nil, nil},
+	}
+	// The -32602 messages speak of JSON only: the argument, the kind it
+	// takes, the kind it got; no Go type, field or package.
+	paramMessages := map[string]string{
+		"nested wrong type":           `argument "text": expected a string, got an array`,
+		"missing argument":            `missing required argument "B"`,
+		"extra argument":              `unexpected argument "c"`,
+		"wrong argument type":         `argument "a": expected a number, got a string`,
+		"float for int":               `argument "n": expected an integer, got number 1.5`,
+		"integer overflow":            `argument "N": expected an integer from -9223372036854775808 to 9223372036854775807, got number 1e40`,
+		"nested wrong type in struct": `argument "opts.size": expected an integer from 0 to 255, got number 300`,
+		"wrong slice element":         `argument "items[1]": expected an integer, got a string`,
 	}
 	var log errorLog
 	block := make(chan struct{})
@@ -141,8 +164,26 @@ func TestBadInput(t *testing.T) {
 				if resp["call_id"] != tt.callID {
 					t.Errorf("call_id %v, want %v", resp["call_id"], tt.callID)
 				}
+				msg, _ := e["message"].(string)
+				if want, ok := paramMessages[tt.name]; ok && msg != want {
+					t.Errorf("error message %q, want %q", msg, want)
+				}
+				if tt.code == CodeInvalidParams {
+					for _, term := range []string{"wsrpc", "bind.", "main.", "struct", "int64", "float64", "[]", "map[", "Go ", "json:"} {
+						if strings.Contains(msg, term) {
+							t.Errorf("error message %q names %q", msg, term)
+						}
+					}
+				}
 			}
 			checkAlive(t, ws)
+			if _, ok := paramMessages[tt.name]; ok {
+				// The method refused still serves right arguments.
+				got := roundTripRaw(t, ws, websocket.TextMessage, `{"request": {"method": "typed", "arguments": {"opts": {"size": 2}, "items": [1, 2, 3]}, "call_id": "ok"}}`)
+				if resp, _ := got["response"].(map[string]any); resp == nil || resp["result"] != float64(5) || resp["call_id"] != "ok" {
+					t.Errorf("typed call after the error: %v", got)
+				}
+			}
 			if tt.report != nil && !log.has(tt.report) {
 				t.Errorf("OnError did not see %v", tt.report)
 			}

@@ -5,12 +5,15 @@
 // A [Binder] is compiled once per argument type. Fields of kind string,
 // bool, int*, uint*, float* (and pointers to them) are decoded directly;
 // every other field falls back to encoding/json for its own value.
+//
+// Its errors go to the peer that made the call, so they speak of JSON only
+// (see errors.go): the argument's path as sent ("opts.size", "items[3]"),
+// the JSON it takes and the JSON it got, never a Go type or package.
 package bind
 
 import (
 	"bytes"
 	"encoding"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,10 +21,19 @@ import (
 	"unsafe"
 )
 
-// Error is an argument error: the arguments do not fit the type.
-type Error struct{ Msg string }
+// Error is an argument error: the arguments do not fit the type. Msg is
+// meant for the peer: it speaks of JSON only, never of Go types.
+type Error struct {
+	Msg string
+	// Err is what a json.Unmarshaler or encoding.TextUnmarshaler of the
+	// argument's type returned, if that is the cause. It may name Go
+	// types: it is for the server's eyes, not the peer's.
+	Err error
+}
 
 func (e *Error) Error() string { return e.Msg }
+
+func (e *Error) Unwrap() error { return e.Err }
 
 // Binder decodes arguments into one Go type. It is safe for concurrent use.
 type Binder struct {
@@ -48,12 +60,13 @@ const (
 // field is one keyword argument.
 type field struct {
 	name     []byte
-	path     string // the name in errors, as encoding/json: embedded Go field names, dotted, then name
 	kind     kind
 	ptr      bool         // a pointer to kind, allocated as needed
 	bits     int          // size of an int, uint or float
 	typ      reflect.Type // the field's type, or the pointed-to type if ptr
+	want     string       // what the field takes, for errors (see target)
 	required bool
+	quoted   bool    // the ",string" option applies
 	hops     []hop   // embedded struct pointers on the way to the field
 	offset   uintptr // from the last hop's struct (or the root)
 }
@@ -87,8 +100,8 @@ func Compile(t reflect.Type) (*Binder, error) {
 	b := &Binder{typ: t, fast: true}
 	fields, ignored := structFields(t)
 	for _, sf := range fields {
-		f := field{name: []byte(sf.name), required: sf.required}
-		f.path, f.hops, f.offset = locate(t, sf.index)
+		f := field{name: []byte(sf.name), required: sf.required, quoted: sf.quoted}
+		f.hops, f.offset = locate(t, sf.index)
 		ft := sf.typ
 		if ft.Kind() == reflect.Pointer {
 			f.ptr, ft = true, ft.Elem()
@@ -112,6 +125,7 @@ func Compile(t reflect.Type) (*Binder, error) {
 			f.ptr, f.typ = false, sf.typ
 			b.fast = false
 		}
+		_, _, f.want = target(f.typ)
 		b.whole = b.whole || sf.quoted
 		b.fields = append(b.fields, f)
 	}
@@ -131,14 +145,13 @@ func Compile(t reflect.Type) (*Binder, error) {
 }
 
 // locate follows an encoding/json field index from t to the field.
-func locate(t reflect.Type, index []int) (path string, hops []hop, offset uintptr) {
+func locate(t reflect.Type, index []int) (hops []hop, offset uintptr) {
 	for n, i := range index {
 		sf := t.Field(i)
 		offset += sf.Offset
 		if n == len(index)-1 {
 			break
 		}
-		path += sf.Name + "."
 		t = sf.Type
 		if t.Kind() == reflect.Pointer {
 			t = t.Elem()
@@ -146,7 +159,7 @@ func locate(t reflect.Type, index []int) (path string, hops []hop, offset uintpt
 			offset = 0
 		}
 	}
-	return path, hops, offset
+	return hops, offset
 }
 
 // Type returns the type b decodes into.
@@ -163,7 +176,7 @@ func Decode[T any](b *Binder, args []byte) (T, error) {
 		var v T
 		_, soft, err := b.scan(args, unsafe.Pointer(&v), nil)
 		if err == nil && soft != nil {
-			err = &Error{soft.msg}
+			err = &Error{Msg: soft.msg}
 		}
 		return v, err
 	}
@@ -191,10 +204,10 @@ func (b *Binder) Bind(args []byte, dst unsafe.Pointer) error {
 	for _, p := range pend {
 		f := &b.fields[p.field]
 		var e error
-		if fp, err := f.locate(dst); err != nil {
-			e = &savedError{msg: "arguments: " + err.Error()}
+		if fp, ok := f.locate(dst); !ok {
+			e = &savedError{msg: argMessage(p.path(), "cannot be set")}
 		} else if err := unmarshalAt(p.raw, f.typ, fp); err != nil {
-			e = convert(err, f.path+string(f.name), f.typ)
+			e = convert(err, p.raw, p.path(), f)
 		}
 		switch e := e.(type) {
 		case nil:
@@ -207,7 +220,7 @@ func (b *Binder) Bind(args []byte, dst unsafe.Pointer) error {
 		}
 	}
 	if soft != nil {
-		return &Error{soft.msg}
+		return &Error{Msg: soft.msg}
 	}
 	return nil
 }
@@ -215,8 +228,14 @@ func (b *Binder) Bind(args []byte, dst unsafe.Pointer) error {
 // pending is a value for a field that needs encoding/json.
 type pending struct {
 	field int
-	seq   int // the member's position in the object
+	seq   int    // the member's position in the object
+	key   []byte // as in the object, escapes and all
 	raw   []byte
+}
+
+// path is the path of p's argument in errors: its key, unescaped.
+func (p *pending) path() []byte {
+	return appendKey(nil, appendUnquoted(nil, p.key))
 }
 
 // savedError is an error that encoding/json saves while it carries on
@@ -244,7 +263,7 @@ func (b *Binder) scan(args []byte, dst unsafe.Pointer, pend []pending) (_ []pend
 	}
 	i := skipSpace(args, 0)
 	if i >= len(args) || args[i] != '{' {
-		return nil, nil, &Error{"arguments are not a JSON object"}
+		return nil, nil, &Error{Msg: "arguments are not a JSON object"}
 	}
 	i = skipSpace(args, i+1)
 	for seq := 0; i < len(args) && args[i] != '}'; seq++ {
@@ -270,7 +289,7 @@ func (b *Binder) scan(args []byte, dst unsafe.Pointer, pend []pending) (_ []pend
 			if flags&hasEscape == 0 {
 				key = rawKey // as the key was reported before the binder
 			}
-			return nil, nil, &Error{fmt.Sprintf("unexpected argument %q", string(key))}
+			return nil, nil, &Error{Msg: fmt.Sprintf("unexpected argument %q", string(key))}
 		}
 		switch {
 		case n < 0 || b.whole: // ignored, or decoded later as a whole
@@ -278,13 +297,14 @@ func (b *Binder) scan(args []byte, dst unsafe.Pointer, pend []pending) (_ []pend
 		case b.fields[n].kind == kindJSON:
 			end = skipValue(args, i)
 			if end >= 0 {
-				pend = append(pend, pending{field: n, seq: seq, raw: args[i:end]})
+				pend = append(pend, pending{field: n, seq: seq, key: rawKey, raw: args[i:end]})
 			}
 		default:
-			var e *savedError
-			end, e = b.fields[n].decode(args, i, dst)
-			if e != nil && soft == nil {
-				e.seq, soft = seq, e
+			var fail failure
+			end, fail = b.fields[n].decode(args, i, dst)
+			if fail != 0 && soft == nil {
+				soft = b.fields[n].failed(fail, key, args[i:end])
+				soft.seq = seq
 			}
 		}
 		switch {
@@ -317,15 +337,15 @@ func (b *Binder) scan(args []byte, dst unsafe.Pointer, pend []pending) (_ []pend
 	}
 	switch {
 	case len(missing) == 1:
-		return nil, nil, &Error{fmt.Sprintf("missing required argument %q", missing[0])}
+		return nil, nil, &Error{Msg: fmt.Sprintf("missing required argument %q", missing[0])}
 	case len(missing) > 1:
-		return nil, nil, &Error{fmt.Sprintf("missing required arguments %q", missing)}
+		return nil, nil, &Error{Msg: fmt.Sprintf("missing required arguments %q", missing)}
 	}
 	return pend, soft, nil
 }
 
 var (
-	errMalformed = &Error{"arguments: malformed JSON"}
+	errMalformed = &Error{Msg: "arguments: malformed JSON"}
 	emptyObject  = []byte("{}")
 )
 
@@ -357,26 +377,46 @@ func (b *Binder) find(key []byte) (int, bool) {
 }
 
 // locate returns a pointer to f in the struct at dst, allocating embedded
-// struct pointers on the way as encoding/json does.
-func (f *field) locate(dst unsafe.Pointer) (unsafe.Pointer, error) {
+// struct pointers on the way as encoding/json does; false if it cannot,
+// as f lies behind a nil embedded pointer to an unexported struct.
+func (f *field) locate(dst unsafe.Pointer) (unsafe.Pointer, bool) {
 	for _, h := range f.hops {
 		// The pointer field lies h.offset bytes into the struct at dst.
 		pp := (*unsafe.Pointer)(unsafe.Add(dst, h.offset))
 		if *pp == nil {
 			if !h.settable {
-				return nil, fmt.Errorf("json: cannot set embedded pointer to unexported struct: %v", h.elem)
+				return nil, false
 			}
 			*pp = reflect.New(h.elem).UnsafePointer()
 		}
 		dst = *pp
 	}
-	return unsafe.Add(dst, f.offset), nil
+	return unsafe.Add(dst, f.offset), true
+}
+
+// failure is why a value did not go into a field (and encoding/json saved
+// an error for it).
+type failure uint8
+
+const (
+	failType failure = 1 + iota // the value does not fit the field's type
+	failSet                     // the field cannot be set (see locate)
+)
+
+// failed returns the error for a failure to decode v into f, given under
+// key (unescaped).
+func (f *field) failed(fail failure, key, v []byte) *savedError {
+	path := appendKey(nil, key)
+	if fail == failSet {
+		return &savedError{msg: argMessage(path, "cannot be set")}
+	}
+	return &savedError{msg: argMessage(path, mismatch(f.kind, f.bits, f.want, v))}
 }
 
 // decode decodes the value at args[i] into f of the struct at dst, and
-// returns the value's end (-1 if malformed), with the type error encoding/json
-// would save, if any.
-func (f *field) decode(args []byte, i int, dst unsafe.Pointer) (int, *savedError) {
+// returns the value's end (-1 if malformed), with the failure for which
+// encoding/json would save an error, if any.
+func (f *field) decode(args []byte, i int, dst unsafe.Pointer) (int, failure) {
 	end, flags := -1, 0
 	switch {
 	case i >= len(args):
@@ -386,18 +426,18 @@ func (f *field) decode(args []byte, i int, dst unsafe.Pointer) (int, *savedError
 		end = skipValue(args, i)
 	}
 	if end <= i {
-		return -1, nil // malformed
+		return -1, 0 // malformed
 	}
-	p, err := f.locate(dst)
-	if err != nil {
-		return end, &savedError{msg: "arguments: " + err.Error()}
+	p, ok := f.locate(dst)
+	if !ok {
+		return end, failSet
 	}
 	v := args[i:end]
 	if v[0] == 'n' { // null: a pointer becomes nil, anything else stays
 		if f.ptr {
 			*(*unsafe.Pointer)(p) = nil
 		}
-		return end, nil
+		return end, 0
 	}
 	if f.ptr {
 		// p points to a pointer field: allocate its target if need be.
@@ -409,7 +449,7 @@ func (f *field) decode(args []byte, i int, dst unsafe.Pointer) (int, *savedError
 	}
 	// Below, p points to a value of f.typ, whose kind f.kind and f.bits
 	// describe, so each store has the right size and type.
-	ok := false
+	ok = false
 	switch f.kind {
 	case kindString:
 		if v[0] == '"' {
@@ -423,37 +463,12 @@ func (f *field) decode(args []byte, i int, dst unsafe.Pointer) (int, *savedError
 		if v[0] != '-' && (v[0] < '0' || v[0] > '9') {
 			break
 		}
-		if !storeNumber(p, f.kind, f.bits, v) {
-			return end, f.typeError("number " + string(v))
-		}
-		ok = true
+		ok = storeNumber(p, f.kind, f.bits, v)
 	}
 	if !ok {
-		return end, f.typeError(jsonKind(v[0]))
+		return end, failType
 	}
-	return end, nil
-}
-
-func (f *field) typeError(value string) *savedError {
-	return &savedError{msg: fmt.Sprintf("argument %q: cannot use JSON %s as %v", f.path+string(f.name), value, f.typ)}
-}
-
-// jsonKind names the kind of a JSON value by its first byte, as
-// encoding/json's type errors do.
-func jsonKind(c byte) string {
-	switch c {
-	case '"':
-		return "string"
-	case '{':
-		return "object"
-	case '[':
-		return "array"
-	case 't', 'f':
-		return "bool"
-	case 'n':
-		return "null"
-	}
-	return "number"
+	return end, 0
 }
 
 // unmarshalAll decodes args into dst with encoding/json.
@@ -462,13 +477,56 @@ func (b *Binder) unmarshalAll(args []byte, dst unsafe.Pointer) error {
 		args = emptyObject
 	}
 	if err := unmarshalAt(args, b.typ, dst); err != nil {
-		err = convert(err, "", nil)
-		if e, ok := err.(*savedError); ok {
-			return &Error{e.msg}
-		}
-		return err
+		return b.wholeError(err, args)
 	}
 	return nil
+}
+
+// wholeError turns an error of json.Unmarshal of args into a value of b's
+// type into an *Error.
+func (b *Binder) wholeError(err error, args []byte) *Error {
+	if te, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
+		return &Error{Msg: typeMessage(te, args, nil)}
+	}
+	if errors.As(err, new(*json.SyntaxError)) {
+		return errMalformed
+	}
+	// The error does not say where it is: find the first member that makes
+	// it alone.
+	i := skipSpace(args, 0)
+	if i < len(args) && args[i] == '{' {
+		i = skipSpace(args, i+1)
+	}
+	for i < len(args) && args[i] == '"' {
+		ke, _ := scanString(args, i)
+		if ke < 0 {
+			break
+		}
+		j := skipSpace(args, ke)
+		if j >= len(args) || args[j] != ':' {
+			break
+		}
+		j = skipSpace(args, j+1)
+		ve := skipValue(args, j)
+		if ve < 0 {
+			break
+		}
+		one := make([]byte, 0, ke-i+ve-j+3)
+		one = append(append(append(append(append(one, '{'), args[i:ke]...), ':'), args[j:ve]...), '}')
+		if e := json.Unmarshal(one, reflect.New(b.typ).Interface()); e != nil && e.Error() == err.Error() {
+			key := appendUnquoted(nil, args[i+1:ke-1])
+			var f *field
+			if n, ok := b.find(key); ok && n >= 0 && !b.anyKey {
+				f = &b.fields[n]
+			}
+			msg, _, cause := otherMessage(err, args[j:ve], appendKey(nil, key), f)
+			return &Error{Msg: msg, Err: cause}
+		}
+		if i = skipSpace(args, ve); i < len(args) && args[i] == ',' {
+			i = skipSpace(args, i+1)
+		}
+	}
+	return &Error{Msg: "arguments: invalid value", Err: err}
 }
 
 // unmarshalAt decodes raw with encoding/json into the value of type t at p,
@@ -478,31 +536,19 @@ func unmarshalAt(raw []byte, t reflect.Type, p unsafe.Pointer) error {
 	return json.Unmarshal(raw, v.Interface())
 }
 
-// convert turns an error of json.Unmarshal for the argument at path of type
-// t (or the whole object: "", nil) into an *Error, or a *savedError for the
-// errors encoding/json saves and carries on after.
-func convert(err error, path string, t reflect.Type) error {
-	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) {
-		typ := te.Type
-		if te.Field == "" && t != nil && typ == reflect.PointerTo(t) {
-			// A TextUnmarshaler given a non-string names the type of the
-			// value json.Unmarshal was given; in a struct that is the field.
-			typ = t
-		}
-		if te.Field != "" && path != "" {
-			path += "." + te.Field
-		} else if te.Field != "" {
-			path = te.Field
-		}
-		if path == "" {
-			return &savedError{msg: fmt.Sprintf("arguments: cannot use JSON %s as %v", te.Value, typ)}
-		}
-		return &savedError{msg: fmt.Sprintf("argument %q: cannot use JSON %s as %v", path, te.Value, typ)}
+// convert turns an error of json.Unmarshal of raw, the value of field f at
+// path, into an *Error, or a *savedError for the errors encoding/json saves
+// and carries on after.
+func convert(err error, raw, path []byte, f *field) error {
+	if te, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
+		return &savedError{msg: typeMessage(te, raw, path)}
 	}
-	msg := "arguments: " + err.Error()
-	if _, ok := err.(base64.CorruptInputError); ok {
+	if errors.As(err, new(*json.SyntaxError)) {
+		return errMalformed
+	}
+	msg, saved, cause := otherMessage(err, raw, path, f)
+	if saved {
 		return &savedError{msg: msg}
 	}
-	return &Error{msg}
+	return &Error{Msg: msg, Err: cause}
 }

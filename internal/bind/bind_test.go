@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"unsafe"
@@ -124,17 +125,10 @@ type fast struct {
 
 var fastNames = []string{"s", "b", "i", "i8", "u16", "u64", "f32", "f64", "ps", "pf", "ms", "e1", "e2"}
 
-// oldMessage is the message the root package made of a json.Unmarshal
-// error before the binder.
-func oldMessage(err error) string {
-	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) {
-		if te.Field != "" {
-			return fmt.Sprintf("argument %q: cannot use JSON %s as %v", te.Field, te.Value, te.Type)
-		}
-		return fmt.Sprintf("arguments: cannot use JSON %s as %v", te.Value, te.Type)
-	}
-	return "arguments: " + err.Error()
+// wantMessage is the message for err, the error of json.Unmarshal of data
+// into b's type: the binder must report the same.
+func wantMessage(b *Binder, data []byte, err error) string {
+	return b.wholeError(err, data).Error()
 }
 
 var seeds = []string{
@@ -193,6 +187,9 @@ var seeds = []string{
 	`{"p1":"x","i":"y"}`,
 	`{"i":"y","p1":"x"}`,
 	`{"\u0073":"x","\u0053":"y","\u0069":2}`,
+	`{"any":[1e400],"s":1}`, `{"by_id":{"1":"a","x":"b"}}`, `{"by_u8":{"255":"a","256":"b"}}`, `{"grid":[[1],[2,"x"]]}`,
+	`{"deep":{"a.b":{"c":[1,"x"]},"":{"\u00e9":[true]}}}`, `{"items":[{"size":1},{"size":1.5}]}`, `{"str":"x"}`,
+	`{"n":1e40}`, `{"u16":-1}`, `{"count":{"a":1,"b":"2"}}`, `{"popts":{"name":7}}`, `{"num":"1.5e3","text":"!"}`,
 	`{"zz":1}`,
 	`{"s":"x","ZZ":1}`,
 	`{"\u00e9":1}`,
@@ -237,15 +234,20 @@ func differ(t *testing.T, data []byte) {
 	var got, want kinds
 	errGot := kindsBinder.Bind(data, unsafe.Pointer(&got))
 	errWant := json.Unmarshal(data, &want)
-	compare(t, data, kindsNames, errGot, errWant, got, want)
+	compare(t, kindsBinder, data, kindsNames, errGot, errWant, got, want)
 
 	var wantFast fast
 	gotFast, errGot := Decode[fast](fastBinder, data)
 	errWant = json.Unmarshal(data, &wantFast)
-	compare(t, data, fastNames, errGot, errWant, gotFast, wantFast)
+	compare(t, fastBinder, data, fastNames, errGot, errWant, gotFast, wantFast)
+
+	var gotM, wantM mistyped
+	errGot = mistypedBinder.Bind(data, unsafe.Pointer(&gotM))
+	errWant = json.Unmarshal(data, &wantM)
+	compare(t, mistypedBinder, data, mistypedNames, errGot, errWant, gotM, wantM)
 }
 
-func compare[T any](t *testing.T, data []byte, names []string, errGot, errWant error, got, want T) {
+func compare[T any](t *testing.T, b *Binder, data []byte, names []string, errGot, errWant error, got, want T) {
 	t.Helper()
 	if errGot != nil {
 		if _, ok := errGot.(*Error); !ok {
@@ -266,9 +268,11 @@ func compare[T any](t *testing.T, data []byte, names []string, errGot, errWant e
 		t.Fatalf("%s:\n got error %v\nwant error %v", data, errGot, errWant)
 	}
 	if errWant != nil {
-		if errGot.Error() != oldMessage(errWant) {
-			t.Fatalf("%s:\n got error %q\nwant error %q", data, errGot, oldMessage(errWant))
+		if msg := wantMessage(b, data, errWant); errGot.Error() != msg {
+			t.Fatalf("%s:\n got error %q\nwant error %q", data, errGot, msg)
 		}
+		// What the peer sent may be anything: check the rest.
+		checkJSONTerms(t, withoutQuoted(errGot.Error()))
 		return
 	}
 	g, _ := json.Marshal(got) // tells -0 from 0
@@ -279,9 +283,13 @@ func compare[T any](t *testing.T, data []byte, names []string, errGot, errWant e
 }
 
 var (
-	kindsBinder = mustCompile(reflect.TypeFor[kinds]())
-	fastBinder  = mustCompile(reflect.TypeFor[fast]())
+	kindsBinder    = mustCompile(reflect.TypeFor[kinds]())
+	fastBinder     = mustCompile(reflect.TypeFor[fast]())
+	mistypedBinder = mustCompile(reflect.TypeFor[mistyped]())
 )
+
+var mistypedNames = []string{"s", "b", "n", "i8", "u", "u16", "f32", "f", "opts", "popts", "items", "tags", "grid", "arr",
+	"count", "by_id", "by_u8", "deep", "blob", "num", "text", "c", "str", "any", "e1", "e2", "p1"}
 
 func mustCompile(t reflect.Type) *Binder {
 	b, err := Compile(t)
@@ -335,8 +343,8 @@ func TestKeys(t *testing.T) {
 		{"{\"\xff\":1}", `unexpected argument "\xff"`},
 		{`{"id":1,"Note":"n","-":2,"k":3}`, `missing required argument "name"`},
 		{`{"Note":"n","-":2}`, `missing required arguments ["id" "name" "k"]`},
-		{`{"id":"1","Note":"n","name":"x","-":2,"k":3}`, `argument "Base.id": cannot use JSON string as int`},
-		{`{"id":1,"Note":"n","name":"x","-":2,"k":3.5}`, `argument "k": cannot use JSON number 3.5 as int`},
+		{`{"id":"1","Note":"n","name":"x","-":2,"k":3}`, `argument "id": expected an integer, got a string`},
+		{`{"id":1,"Note":"n","name":"x","-":2,"k":3.5}`, `argument "k": expected an integer, got number 3.5`},
 		{`[]`, `arguments are not a JSON object`},
 	}
 	for _, tt := range tests {
@@ -383,7 +391,7 @@ func TestMap(t *testing.T) {
 	if err := b.Bind(nil, unsafe.Pointer(&m)); err != nil || m == nil {
 		t.Errorf("nil args: %v %v", m, err)
 	}
-	if err := b.Bind([]byte(`{"a":"x"}`), unsafe.Pointer(&m)); err == nil || !strings.Contains(err.Error(), "cannot use JSON string as int") {
+	if err := b.Bind([]byte(`{"a":"x"}`), unsafe.Pointer(&m)); err == nil || err.Error() != `argument "a": expected an integer, got a string` {
 		t.Errorf("wrong type: %v", err)
 	}
 	m2, err := Decode[map[string]int](b, []byte(`{"z":26}`))
@@ -513,6 +521,233 @@ func TestLongStrings(t *testing.T) {
 					t.Fatalf("%q: end %d", body, end)
 				}
 			}
+		}
+	}
+}
+
+// goTerms are what an error for the peer must not hold: Go types, packages,
+// encoding/json's wording.
+var goTerms = []string{"wsrpc", "bind.", "main.", "struct", "int64", "float64", "[]", "map[",
+	"int8", "int16", "int32", "uint", "float32", "uintptr", "json:", "Go ", "reflect", "unsafe", "*",
+	"interface", "Unmarshal", "func", "chan", "Number", "RawMessage", "myString", "myInt", "custom", "embPtr", "EmbPtr"}
+
+// checkJSONTerms fails t if msg, an error message for the peer, names
+// anything of Go.
+func checkJSONTerms(t *testing.T, msg string) {
+	t.Helper()
+	if term := goTermIn(msg); term != "" {
+		t.Errorf("error %q names %q", msg, term)
+	}
+}
+
+// withoutQuoted returns msg with every quoted string in it emptied.
+func withoutQuoted(msg string) string {
+	var b strings.Builder
+	for {
+		i := strings.IndexByte(msg, '"')
+		if i < 0 {
+			return b.String() + msg
+		}
+		b.WriteString(msg[:i])
+		q, err := strconv.QuotedPrefix(msg[i:])
+		if err != nil {
+			return b.String() + msg[i:]
+		}
+		b.WriteString(`""`)
+		msg = msg[i+len(q):]
+	}
+}
+
+// goTermIn returns the first of goTerms in msg, or "".
+func goTermIn(msg string) string {
+	for _, term := range goTerms {
+		if strings.Contains(msg, term) {
+			return term
+		}
+	}
+	return ""
+}
+
+type sizeOpts struct {
+	Size int    `json:"size"`
+	Name string `json:"name,omitempty"`
+}
+
+type stringer interface{ String() string }
+
+// mistyped has a field of every kind the binder reports errors for.
+type mistyped struct {
+	S     string                          `json:"s,omitempty"`
+	B     bool                            `json:"b,omitempty"`
+	N     int                             `json:"n,omitempty"`
+	I8    int8                            `json:"i8,omitempty"`
+	U     uint                            `json:"u,omitempty"`
+	U16   *uint16                         `json:"u16"`
+	F32   float32                         `json:"f32,omitempty"`
+	F     float64                         `json:"f,omitempty"`
+	Opts  sizeOpts                        `json:"opts,omitzero"`
+	POpts *sizeOpts                       `json:"popts"`
+	Items []sizeOpts                      `json:"items,omitempty"`
+	Tags  []string                        `json:"tags,omitempty"`
+	Grid  [][]int                         `json:"grid,omitempty"`
+	Arr   [2]bool                         `json:"arr,omitzero"`
+	Count map[string]int                  `json:"count,omitempty"`
+	ByID  map[int]string                  `json:"by_id,omitempty"`
+	ByU8  map[uint8]string                `json:"by_u8,omitempty"`
+	Deep  map[string]map[string][]float32 `json:"deep,omitempty"`
+	Blob  []byte                          `json:"blob,omitempty"`
+	Num   json.Number                     `json:"num,omitempty"`
+	Text  upper                           `json:"text,omitempty"`
+	C     custom                          `json:"c,omitzero"`
+	Str   stringer                        `json:"str,omitempty"`
+	Any   any                             `json:"any,omitempty"`
+	Embedded
+	*embPtr
+}
+
+// quoted has fields with the ",string" option, which encoding/json decodes.
+type quoted struct {
+	N int     `json:"n,string,omitempty"`
+	F float32 `json:"f,string,omitempty"`
+	B bool    `json:"b,string,omitempty"`
+	S string  `json:"s,string,omitempty"`
+}
+
+// TestMismatchMessages: the exact message for every kind of mismatch,
+// which speaks of JSON only.
+func TestMismatchMessages(t *testing.T) {
+	mb := mistypedBinder
+	qb := mustCompile(reflect.TypeFor[quoted]())
+	mapb := mustCompile(reflect.TypeFor[map[string][]int]())
+	long := strings.Repeat("1", 100)
+	longKey := strings.Repeat("k", 100)
+	const (
+		int64Range = "from -9223372036854775808 to 9223372036854775807"
+		f32Range   = "from -3.4028235e+38 to 3.4028235e+38"
+		f64Range   = "from -1.7976931348623157e+308 to 1.7976931348623157e+308"
+	)
+	tests := []struct {
+		name string
+		b    *Binder
+		in   string
+		err  string // "" for none
+	}{
+		{"string for number", mb, `{"s":5}`, `argument "s": expected a string, got a number`},
+		{"number for string", mb, `{"n":"5"}`, `argument "n": expected an integer, got a string`},
+		{"float for string", mb, `{"f":"1.5"}`, `argument "f": expected a number, got a string`},
+		{"bool for string", mb, `{"b":"yes"}`, `argument "b": expected a boolean, got a string`},
+		{"string for bool", mb, `{"s":false}`, `argument "s": expected a string, got a boolean`},
+		{"number for bool", mb, `{"b":1}`, `argument "b": expected a boolean, got a number`},
+		{"array for object", mb, `{"opts":[1]}`, `argument "opts": expected an object, got an array`},
+		{"object for array", mb, `{"items":{"a":1}}`, `argument "items": expected an array, got an object`},
+		{"object for number", mb, `{"n":{}}`, `argument "n": expected an integer, got an object`},
+		{"array for string", mb, `{"s":[]}`, `argument "s": expected a string, got an array`},
+		{"nested field", mb, `{"opts":{"size":"big"}}`, `argument "opts.size": expected an integer, got a string`},
+		{"nested field by pointer", mb, `{"popts":{"name":7}}`, `argument "popts.name": expected a string, got a number`},
+		{"slice element", mb, `{"tags":["a",2]}`, `argument "tags[1]": expected a string, got a number`},
+		{"field of slice element", mb, `{"items":[{"size":1},{"size":true}]}`, `argument "items[1].size": expected an integer, got a boolean`},
+		{"nested slice element", mb, `{"grid":[[1],[2, "x"]]}`, `argument "grid[1][1]": expected an integer, got a string`},
+		{"array element", mb, `{"arr":[true,1]}`, `argument "arr[1]": expected a boolean, got a number`},
+		{"map value", mb, `{"count":{"a":1,"b":"2"}}`, `argument "count.b": expected an integer, got a string`},
+		{"map value under odd keys", mb, `{"deep":{"a.b":{"c":[1,"x"]}}}`, `argument "deep[\"a.b\"].c[1]": expected a number, got a string`},
+		{"long map key", mb, `{"count":{"` + longKey + `":true}}`, `argument "count.` + longKey[:61] + `...": expected an integer, got a boolean`},
+		{"map key", mb, `{"by_id":{"1":"a","x":"b"}}`, `argument "by_id": expected each key to be an integer, got key "x"`},
+		{"map key overflow", mb, `{"by_u8":{"300":"a"}}`, `argument "by_u8": expected each key to be an integer from 0 to 255, got key "300"`},
+		{"integer overflow", mb, `{"n":1e40}`, `argument "n": expected an integer ` + int64Range + `, got number 1e40`},
+		{"int8 overflow", mb, `{"i8":128}`, `argument "i8": expected an integer from -128 to 127, got number 128`},
+		{"int8 underflow", mb, `{"i8":-129}`, `argument "i8": expected an integer from -128 to 127, got number -129`},
+		{"nested overflow", mb, `{"opts":{"size":99999999999999999999}}`, `argument "opts.size": expected an integer ` + int64Range + `, got number 99999999999999999999`},
+		{"long number", mb, `{"n":` + long + `}`, `argument "n": expected an integer ` + int64Range + `, got number ` + long[:29] + `...`},
+		{"fraction", mb, `{"n":2.5}`, `argument "n": expected an integer, got number 2.5`},
+		{"whole with exponent", mb, `{"n":1e2}`, `argument "n": expected an integer without a fraction or exponent, got number 1e2`},
+		{"whole with fraction", mb, `{"i8":-1.000}`, `argument "i8": expected an integer without a fraction or exponent, got number -1.000`},
+		{"unsigned negative", mb, `{"u":-1}`, `argument "u": expected a non-negative integer, got number -1`},
+		{"unsigned negative zero", mb, `{"u":-0}`, `argument "u": expected a non-negative integer, got number -0`},
+		{"unsigned negative fraction", mb, `{"u16":-1.5}`, `argument "u16": expected a non-negative integer, got number -1.5`},
+		{"unsigned overflow", mb, `{"u16":65536}`, `argument "u16": expected an integer from 0 to 65535, got number 65536`},
+		{"unsigned string", mb, `{"u":"1"}`, `argument "u": expected a non-negative integer, got a string`},
+		{"float32 overflow", mb, `{"f32":-1e39}`, `argument "f32": expected a number ` + f32Range + `, got number -1e39`},
+		{"float64 overflow", mb, `{"f":1e309}`, `argument "f": expected a number ` + f64Range + `, got number 1e309`},
+		{"overflow in any", mb, `{"any":{"x":[0, 1e400]}}`, `argument "any.x[1]": expected a number ` + f64Range + `, got number 1e400`},
+		{"null into non-pointers", mb, `{"s":null,"n":null,"b":null,"opts":null,"tags":null,"u16":null,"text":null,"num":null}`, ""},
+		{"null elements", mb, `{"tags":["a",null],"items":[null]}`, ""},
+		{"base64", mb, `{"blob":"!!"}`, `argument "blob": invalid base64 data at byte 0`},
+		{"number for bytes", mb, `{"blob":5}`, `argument "blob": expected a base64 string, got a number`},
+		{"byte overflow", mb, `{"blob":[1,300]}`, `argument "blob[1]": expected an integer from 0 to 255, got number 300`},
+		{"bad number string", mb, `{"num":"x"}`, `argument "num": expected a number or a string holding a number, got "x"`},
+		{"long number string", mb, `{"num":"` + strings.Repeat("x", 40) + `"}`, `argument "num": expected a number or a string holding a number, got "` + strings.Repeat("x", 29) + `"...`},
+		{"array for number", mb, `{"num":[]}`, `argument "num": expected a number or a string holding a number, got an array`},
+		{"text unmarshaler", mb, `{"text":1}`, `argument "text": expected a string, got a number`},
+		{"text unmarshaler fails", mb, `{"text":"!"}`, `argument "text": invalid value`},
+		{"json unmarshaler fails", mb, `{"c":false}`, `argument "c": invalid value`},
+		{"interface", mb, `{"str":"x"}`, `argument "str": cannot be a string`},
+		{"embedded field", mb, `{"e2":"x"}`, `argument "e2": expected an integer, got a string`},
+		{"embedded overflow", mb, `{"e2":40000}`, `argument "e2": expected an integer from -32768 to 32767, got number 40000`},
+		{"unexported embedded pointer", mb, `{"p1":"x"}`, `argument "p1": cannot be set`},
+		{"key as sent", mb, `{"N":"x"}`, `argument "N": expected an integer, got a string`},
+		{"escaped key", mb, `{"\u006e":"x"}`, `argument "n": expected an integer, got a string`},
+		{"first error counts", mb, `{"s":"ok","tags":[1],"n":"x"}`, `argument "tags[0]": expected a string, got a number`},
+		{"fast binder", fastBinder, `{"s":"x","i8":300}`, `argument "i8": expected an integer from -128 to 127, got number 300`},
+		{"fast binder pointer", fastBinder, `{"pf":"1"}`, `argument "pf": expected a number, got a string`},
+		{"quoted unquoted", qb, `{"n":12}`, `argument "n": expected a string holding an integer, got a number`},
+		{"quoted not a number", qb, `{"n":"x"}`, `argument "n": expected a string holding an integer, got "x"`},
+		{"quoted empty", qb, `{"n":""}`, `argument "n": expected a string holding an integer, got ""`},
+		{"quoted fraction", qb, `{"n":"1.5"}`, `argument "n": expected a string holding an integer, got "1.5"`},
+		{"quoted overflow", qb, `{"n":"1e40"}`, `argument "n": expected a string holding an integer ` + int64Range + `, got "1e40"`},
+		{"quoted float overflow", qb, `{"f":"1e39"}`, `argument "f": expected a string holding a number ` + f32Range + `, got "1e39"`},
+		{"quoted bool", qb, `{"b":"yes"}`, `argument "b": expected a string holding a boolean, got "yes"`},
+		{"quoted string", qb, `{"s":"x"}`, `argument "s": expected a string holding a JSON string, got "x"`},
+		{"quoted string unquoted", qb, `{"s":1}`, `argument "s": expected a string holding a JSON string, got a number`},
+		{"quoted fine", qb, `{"n":"12","f":"1.5","b":"true","s":"\"x\""}`, ""},
+		{"map of arrays", mapb, `{"a":[1],"b":[1,"x"]}`, `argument "b[1]": expected an integer, got a string`},
+		{"map empty key", mapb, `{"":{}}`, `argument "[\"\"]": expected an array, got an object`},
+		{"map value overflow", mapb, `{"a":[1e19]}`, `argument "a[0]": expected an integer ` + int64Range + `, got number 1e19`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v := reflect.New(tt.b.Type())
+			err := tt.b.Bind([]byte(tt.in), v.UnsafePointer())
+			if tt.err == "" {
+				if err != nil {
+					t.Fatalf("%s: %v", tt.in, err)
+				}
+				return
+			}
+			if err == nil || err.Error() != tt.err {
+				t.Fatalf("%s:\n got %v\nwant %s", tt.in, err, tt.err)
+			}
+			if _, ok := err.(*Error); !ok {
+				t.Errorf("error %T", err)
+			}
+			checkJSONTerms(t, err.Error())
+			// encoding/json fails on the same member, for the same reason.
+			jerr := json.Unmarshal([]byte(tt.in), reflect.New(tt.b.Type()).Interface())
+			if jerr == nil {
+				t.Fatalf("json.Unmarshal accepts %s", tt.in)
+			}
+			if msg := wantMessage(tt.b, []byte(tt.in), jerr); msg != tt.err {
+				t.Errorf("from json.Unmarshal's error %v:\n got %s\nwant %s", jerr, msg, tt.err)
+			}
+		})
+	}
+	// The cause of "invalid value" stays for the server.
+	var m mistyped
+	err := mb.Bind([]byte(`{"text":"!"}`), unsafe.Pointer(&m))
+	if e, ok := err.(*Error); !ok || e.Err == nil || e.Err.Error() != "upper: no !" {
+		t.Errorf("cause of %v: %v", err, errors.Unwrap(err))
+	}
+}
+
+func TestCheckJSONTerms(t *testing.T) {
+	for _, msg := range []string{
+		`argument "n": cannot use JSON number as main.T`,
+		`argument "Opts.size": cannot unmarshal string into Go struct field`,
+		`argument "x": cannot use JSON string as int64`,
+		`argument "x": cannot use JSON array as map[string]float64`,
+		`argument "x": cannot use JSON object as []github.com/wsrpc/wsrpc/internal/bind.T`,
+	} {
+		if goTermIn(msg) == "" {
+			t.Errorf("%q passed", msg)
 		}
 	}
 }
