@@ -8,8 +8,12 @@ import (
 	"time"
 )
 
-// maxBatch bounds the bytes a batchConn holds before it writes them.
-const maxBatch = 256 << 10
+// maxBatch bounds the bytes a batchConn holds before it writes them, and
+// maxCopy those of them it copied.
+const (
+	maxBatch = 256 << 10
+	maxCopy  = 64 << 10
+)
 
 // minKeep is the smallest write a batchConn keeps by reference (see keep)
 // rather than copies.
@@ -81,12 +85,13 @@ func (b *batchConn) Write(p []byte) (int, error) {
 		// p is kept by reference if it is the tail of the kept slice:
 		// gorilla passes a server's payload through after the header.
 		keep := len(p) >= minKeep && len(p) <= len(b.kept) && &p[len(p)-1] == &b.kept[len(b.kept)-1]
-		if b.buf.size+len(p) > maxBatch {
+		full := b.buf.size+len(p) > maxBatch || !keep && len(b.buf.b)+len(p) > maxCopy
+		if full {
 			if err := b.flushLocked(); err != nil {
 				return 0, err
 			}
 		}
-		if b.buf.size+len(p) <= maxBatch {
+		if keep || len(p) <= maxCopy {
 			b.buf.add(p, keep)
 			return len(p), nil
 		}
@@ -138,7 +143,7 @@ func (b *batchConn) release() error {
 	err := b.flushLocked()
 	if b.buf != nil {
 		b.buf.reset()
-		if cap(b.buf.b) <= maxBatch {
+		if cap(b.buf.b) <= maxCopy {
 			batchPool.Put(b.buf)
 		}
 		b.buf = nil

@@ -46,6 +46,12 @@ type Client struct {
 // OnConnect, if any, returned. ctx bounds only this first connect.
 //
 // A refusal returns an error wrapping *[HTTPError].
+// clientWriteBuffer is the size of the write buffers clients take from
+// clientWritePool while they write a message.
+const clientWriteBuffer = 64 << 10
+
+var clientWritePool sync.Pool
+
 func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Client, error) {
 	var o DialOptions
 	if opts != nil {
@@ -100,6 +106,12 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Client, error
 			TLSClientConfig:  o.TLSConfig,
 			HandshakeTimeout: orDefault(o.HandshakeTimeout, DefaultHandshakeTimeout),
 			Subprotocols:     []string{extProtocol},
+			// A client masks what it sends, through its write buffer, and
+			// a message larger than the buffer goes out in several frames:
+			// a large buffer, taken from a pool only while a message is
+			// written, sends most messages as one frame.
+			WriteBufferSize: clientWriteBuffer,
+			WriteBufferPool: &clientWritePool,
 		},
 	}
 	cl.ctx, cl.cancel = context.WithCancel(context.Background())
