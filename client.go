@@ -2,12 +2,15 @@ package wsrpc
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -40,18 +43,21 @@ type Client struct {
 
 }
 
-// Dial connects to the server at rawURL (ws://, wss://, http:// or
-// https://), retrying with backoff per opts.Retry until ctx ends; 401 and
-// 403 are not retried. It returns once the connection is up and
-// OnConnect, if any, returned. ctx bounds only this first connect.
-//
-// A refusal returns an error wrapping *[HTTPError].
 // clientWriteBuffer is the size of the write buffers clients take from
 // clientWritePool while they write a message.
 const clientWriteBuffer = 64 << 10
 
 var clientWritePool sync.Pool
 
+// Dial connects to the server at rawURL (ws://, wss://, http:// or
+// https://), retrying with backoff per opts.Retry until ctx ends. A refusal
+// (401 or 403) and a TLS certificate failure on either side are not
+// retried: they would fail again. It returns once the connection is up and
+// OnConnect, if any, returned. ctx bounds only this first connect.
+//
+// A refusal returns an error wrapping *[HTTPError]; a try that outlasts
+// HandshakeTimeout fails with [ErrHandshakeTimeout]. When ctx ends first,
+// the error wraps both ctx's error and the last try's.
 func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Client, error) {
 	var o DialOptions
 	if opts != nil {
@@ -150,15 +156,15 @@ func (cl *Client) connect(ctx context.Context) (*websocket.Conn, error) {
 	defer stop()
 	defer context.AfterFunc(cl.ctx, stop)() // Close also stops a connect in progress
 	try := 0
+	var last error // the last try's error
 	op := func() (*websocket.Conn, error) {
 		try++
 		ws, err := cl.dialOnce(ctx)
 		if err != nil {
-			if he, ok := errors.AsType[*HTTPError](err); ok &&
-				(he.StatusCode == http.StatusUnauthorized || he.StatusCode == http.StatusForbidden) {
-				return nil, backoff.Permanent(err)
+			if ctx.Err() == nil || !errors.Is(err, ctx.Err()) {
+				last = err // a try's own failure, not ctx cutting it short
 			}
-			if ctx.Err() != nil {
+			if isFinal(err) || ctx.Err() != nil {
 				return nil, backoff.Permanent(err)
 			}
 			cl.cfg.logger.Warn("connect failed", "url", cl.logURL, "try", try, "err", err)
@@ -174,8 +180,15 @@ func (cl *Client) connect(ctx context.Context) (*websocket.Conn, error) {
 		if cl.ctx.Err() != nil {
 			return nil, ErrClosed
 		}
-		if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
-			err = fmt.Errorf("%w (last try: %v)", cerr, err)
+		if cerr := ctx.Err(); cerr != nil {
+			// Keep the reason the tries failed: the last one's error
+			// (backoff returns the bare ctx error when ctx ends between
+			// tries), unless it is ctx's own.
+			if last != nil {
+				err = fmt.Errorf("%w (last try: %w)", cerr, last)
+			} else if !errors.Is(err, cerr) {
+				err = fmt.Errorf("%w (%w)", cerr, err)
+			}
 		}
 		return nil, fmt.Errorf("wsrpc: connect %s: %w", cl.logURL, trimPrefixErr{err})
 	}
@@ -209,8 +222,20 @@ func (cl *Client) dialOnce(ctx context.Context) (*websocket.Conn, error) {
 		return nil, ctx.Err()
 	}
 	if err != nil {
-		if cerr := ctx.Err(); cerr != nil {
-			return nil, fmt.Errorf("%w (%v)", cerr, err)
+		cerr := ctx.Err()
+		if dl, ok := ctx.Deadline(); cerr == nil && ok && !time.Now().Before(dl) {
+			cerr = context.DeadlineExceeded // ctx's deadline cut the try; its timer may not have fired yet
+		}
+		if cerr != nil {
+			if errors.Is(err, cerr) {
+				return nil, err
+			}
+			return nil, fmt.Errorf("%w (%w)", cerr, err)
+		}
+		if isDeadline(err) {
+			// The try's own bound, not ctx: say so rather than let it
+			// pass for ctx's deadline.
+			return nil, fmt.Errorf("%w after %v (%v)", ErrHandshakeTimeout, cl.dialer.HandshakeTimeout, err)
 		}
 		if resp != nil && errors.Is(err, websocket.ErrBadHandshake) {
 			body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
@@ -223,6 +248,42 @@ func (cl *Client) dialOnce(ctx context.Context) (*websocket.Conn, error) {
 		ws.SetReadLimit(cl.maxMessage)
 	}
 	return ws, nil
+}
+
+// isFinal reports whether a connect error would recur on every try: the
+// server refused (401, 403), or a certificate failed verification on
+// either side.
+func isFinal(err error) bool {
+	if he, ok := errors.AsType[*HTTPError](err); ok {
+		return he.StatusCode == http.StatusUnauthorized || he.StatusCode == http.StatusForbidden
+	}
+	var (
+		unknownCA x509.UnknownAuthorityError
+		hostname  x509.HostnameError
+		invalid   x509.CertificateInvalidError
+	)
+	if errors.As(err, &unknownCA) || errors.As(err, &hostname) || errors.As(err, &invalid) {
+		return true
+	}
+	if _, ok := errors.AsType[*tls.CertificateVerificationError](err); ok {
+		return true
+	}
+	// The server's alert about our certificate (Go does not export the
+	// alert type over TCP): "remote error: tls: certificate required",
+	// "bad certificate", "unknown certificate authority", ...
+	if oe, ok := errors.AsType[*net.OpError](err); ok && oe.Op == "remote error" && oe.Err != nil {
+		return strings.Contains(oe.Err.Error(), "certificate")
+	}
+	return false
+}
+
+// isDeadline reports whether err is a deadline passing (the handshake's).
+func isDeadline(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) {
+		return true
+	}
+	ne, ok := errors.AsType[net.Error](err)
+	return ok && ne.Timeout()
 }
 
 // trimPrefixErr drops a "wsrpc: " prefix from a wrapped error's text.

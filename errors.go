@@ -58,6 +58,9 @@ var (
 	// ErrNotConnected is returned at once by a [Client]'s calls made while it
 	// has no connection, unless [DialOptions].WaitForReady is set.
 	ErrNotConnected = errors.New("wsrpc: not connected")
+	// ErrHandshakeTimeout is a connect try that did not finish its TCP,
+	// TLS and WebSocket handshakes within [DialOptions].HandshakeTimeout.
+	ErrHandshakeTimeout = errors.New("wsrpc: handshake timed out")
 	// ErrShuttingDown is the remote error a server sends for calls that
 	// arrive while it shuts down.
 	ErrShuttingDown = errors.New("wsrpc: server shutting down")
