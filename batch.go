@@ -2,9 +2,12 @@ package wsrpc
 
 import (
 	"bufio"
+	"io"
 	"net"
 	"net/http"
+	"os"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -31,6 +34,8 @@ const minKeep = 2 << 10
 // buffer.
 type batchConn struct {
 	net.Conn
+	raw   syscall.RawConn // the socket's, for reading ahead; nil: none
+	ahead *ahead          // read ahead, not yet read; reader goroutine only
 
 	mu       sync.Mutex
 	holding  bool
@@ -181,6 +186,95 @@ func (b *batchConn) flushLocked() error {
 	return err
 }
 
+// aheadSize is the most a batchConn reads from its socket at once: more
+// than its reader asked for, so that one read syscall brings several
+// frames (gorilla's own read buffer is small, to keep idle connections
+// small).
+const aheadSize = 64 << 10
+
+// ahead is bytes read from a socket and not yet consumed: b[off:].
+type ahead struct {
+	b   []byte
+	off int
+}
+
+var aheadPool = sync.Pool{New: func() any { return &ahead{b: make([]byte, aheadSize)} }}
+
+func putAhead(a *ahead) {
+	a.b, a.off = a.b[:cap(a.b)], 0
+	aheadPool.Put(a)
+}
+
+// newBatchConn wraps c.
+func newBatchConn(c net.Conn) *batchConn {
+	b := &batchConn{Conn: c}
+	if sc, ok := c.(syscall.Conn); ok {
+		b.raw, _ = sc.SyscallConn()
+	}
+	return b
+}
+
+// Read reads what an earlier read took ahead, or from the socket: a small
+// read takes up to aheadSize from the socket into a pooled buffer, taken
+// only once the socket is readable, so that an idle connection, blocked
+// in Read, holds none. One goroutine reads.
+func (b *batchConn) Read(p []byte) (int, error) {
+	if a := b.ahead; a != nil {
+		n := copy(p, a.b[a.off:])
+		a.off += n
+		if a.off == len(a.b) {
+			b.ahead = nil
+			putAhead(a)
+		}
+		return n, nil
+	}
+	if b.raw == nil || len(p) >= aheadSize/2 || len(p) == 0 {
+		return b.Conn.Read(p)
+	}
+	var (
+		a    *ahead
+		n    int
+		rerr error
+	)
+	err := b.raw.Read(func(fd uintptr) bool {
+		a = aheadPool.Get().(*ahead)
+		for {
+			n, rerr = syscall.Read(int(fd), a.b)
+			if rerr != syscall.EINTR {
+				break
+			}
+		}
+		if rerr == syscall.EAGAIN {
+			putAhead(a) // nothing to read: wait without the buffer
+			a = nil
+			return false
+		}
+		return true
+	})
+	switch {
+	case err != nil: // closed, or the read deadline passed
+		if a != nil {
+			putAhead(a)
+		}
+		return 0, err
+	case rerr != nil:
+		putAhead(a)
+		return 0, &net.OpError{Op: "read", Net: b.LocalAddr().Network(), Source: b.LocalAddr(), Addr: b.RemoteAddr(), Err: os.NewSyscallError("read", rerr)}
+	case n == 0:
+		putAhead(a)
+		return 0, io.EOF
+	}
+	a.b = a.b[:n]
+	k := copy(p, a.b)
+	if k == n {
+		putAhead(a)
+	} else {
+		a.off = k
+		b.ahead = a
+	}
+	return k, nil
+}
+
 // batchOf finds the batchConn under c, through TLS, or returns nil.
 func batchOf(c net.Conn) *batchConn {
 	for {
@@ -206,6 +300,6 @@ func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	h.conn = &batchConn{Conn: c}
+	h.conn = newBatchConn(c)
 	return h.conn, brw, nil
 }

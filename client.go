@@ -211,7 +211,7 @@ func (cl *Client) dialOnce(ctx context.Context) (*websocket.Conn, error) {
 			return nil, err
 		}
 		stop = context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
-		return &batchConn{Conn: c}, nil
+		return newBatchConn(c), nil
 	}
 	ws, resp, err := d.DialContext(ctx, cl.url, cl.opts.Header)
 	if stop != nil {
