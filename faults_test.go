@@ -6,10 +6,12 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"runtime"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,18 +22,21 @@ import (
 )
 
 var (
-	faultCalls = flag.Int("faults.calls", 2000, "TestFaults: calls each way, at least (docs/reliability.md: 10000)")
-	faultSeed  = flag.Uint64("faults.seed", 1, "TestFaults: seed of the fault schedule")
+	faultCalls   = flag.Int("faults.calls", 2000, "TestFaults: calls each way per client, at least (docs/reliability.md: 10000)")
+	faultClients = flag.Int("faults.clients", 4, "TestFaults: clients at once, each through its own proxy with its own fault schedule")
+	faultSeed    = flag.Uint64("faults.seed", 1, "TestFaults: seed of the fault schedules")
 	// faultCallTimeout is each call's deadline.
 	faultCallTimeout = flag.Duration("faults.timeout", 2*time.Second, "TestFaults: each call's deadline")
 )
 
 // Settings of the fault run.
 const (
-	faultWorkers = 16 // callers on each side
+	faultWorkers = 16 // callers on each side of each client
 	// faultSlack is how long past its deadline a call may take to return
 	// before it counts as hung: generous, for -race on a loaded machine.
 	faultSlack = 5 * time.Second
+	// faultCloseTimeout bounds the clients' Close at the end.
+	faultCloseTimeout = 30 * time.Second
 )
 
 // faultArgs are the arguments of "fecho": Text comes back; the handler
@@ -60,11 +65,15 @@ func (r *runCounter) get(text string) int {
 	return r.runs[text]
 }
 
-// faultMux exposes "fecho", which counts its runs in runs.
-func faultMux(runs *runCounter) *Mux {
+// faultMux exposes "fecho", which counts its runs in runs. It first asks
+// check whether the call reached the right peer: an error fails the call.
+func faultMux(runs *runCounter, check func(ctx context.Context, text string) error) *Mux {
 	m := NewMux()
 	Register(m, "fecho", func(ctx context.Context, a faultArgs) (string, error) {
 		runs.add(a.Text)
+		if err := check(ctx, a.Text); err != nil {
+			return "", err
+		}
 		if a.SleepUS > 0 {
 			t := time.NewTimer(time.Duration(a.SleepUS) * time.Microsecond)
 			defer t.Stop()
@@ -204,6 +213,7 @@ type pauseClock struct {
 	lost    atomic.Int64 // total time lost, in nanoseconds
 	longest atomic.Int64 // the longest single pause
 	stop    chan struct{}
+	once    sync.Once
 	done    chan struct{}
 }
 
@@ -237,8 +247,9 @@ func startPauseClock() *pauseClock {
 // now returns the time lost so far.
 func (pc *pauseClock) now() time.Duration { return time.Duration(pc.lost.Load()) }
 
+// Stop stops the clock; it is idempotent.
 func (pc *pauseClock) Stop() {
-	close(pc.stop)
+	pc.once.Do(func() { close(pc.stop) })
 	<-pc.done
 }
 
@@ -347,14 +358,42 @@ func sumMap(m map[string]int) int {
 	return n
 }
 
-// faultPayload returns the text of call i on one side: unique, and every
-// 16th one several KiB long, so that frames span many fragments.
-func faultPayload(side string, i int) string {
-	s := fmt.Sprintf("%s-%d-%d-", side, *faultSeed, i)
+// sumTallies adds up tallies of one side, one for each client.
+func sumTallies(name string, tallies []*tally) *tally {
+	out := newTally(name)
+	for _, ta := range tallies {
+		ta.mu.Lock()
+		for k, v := range ta.outcomes {
+			out.outcomes[k] += v
+		}
+		for k, v := range ta.idempotent {
+			out.idempotent[k] += v
+		}
+		out.slowest = max(out.slowest, ta.slowest)
+		out.mismatches += ta.mismatches
+		out.idemLost += ta.idemLost
+		out.nproblems += ta.nproblems
+		ta.mu.Unlock()
+	}
+	return out
+}
+
+// faultPayload returns the text of call i on one side (c2s or s2c) of
+// client k: unique, naming the client and the call, and every 16th one
+// several KiB long, so that frames span many fragments.
+func faultPayload(side string, k, i int) string {
+	s := fmt.Sprintf("%s-%d-%d-%d-", side, k, *faultSeed, i)
 	if i%16 == 0 {
 		s += strings.Repeat("abcdefghijklmnopqrstuvwxyz", 40+(i*37)%400)
 	}
 	return s
+}
+
+// payloadClient returns the client a payload names: its second field.
+func payloadClient(text string) string {
+	_, rest, _ := strings.Cut(text, "-")
+	k, _, _ := strings.Cut(rest, "-")
+	return k
 }
 
 // faultSleep returns how long the handler of call i sleeps: every 8th
@@ -366,96 +405,189 @@ func faultSleep(i int) int {
 	return 1000 + (i*7919)%19000
 }
 
-// TestFaults runs calls both ways, client to server and server to client,
-// through a proxy that cuts, stalls, silences (half-open), delays and
-// fragments the link on a seeded schedule. Every call must return by its
-// deadline (plus slack) with its own result or an error of an allowed
-// kind; a call not marked idempotent must never run twice; idempotent ones
-// must not fail with ErrConnectionLost before their deadline; the client
-// must reconnect after every drop; and afterwards the server must have no
-// connections and the goroutines must be back to their baseline.
+// faultClient is one client of the fault run: its own proxy and fault
+// schedule, the server's newest connection to it, and its figures.
+type faultClient struct {
+	k        int
+	id       string // its client_id, the last element of the URL path
+	seed     uint64 // of its fault schedule
+	proxy    *testproxy.Proxy
+	injector *testproxy.Injector
+	opener   int // faults in its opener
+	cl       *Client
+	runs     *runCounter // fecho's runs on this client
+	newest   *newestConn // the server's newest connection to this client
+	events   *linkEvents
+	log      logCounter
+	up, down *tally
+	made     [2]int // calls made, client to server and server to client
+	faults   testproxy.Stats
+	retried  int // idempotent calls that ran more than once on the server
+
+	// Calls that reached the wrong peer: a call of this client's that the
+	// server received on another connection than this client's, and a
+	// call for another client that this client received.
+	wrongAtServer, wrongAtClient atomic.Int64
+	// The server's connections from this client.
+	opened, closed atomic.Int64
+}
+
+// TestFaults runs several clients at once, each through its own proxy
+// that cuts, stalls, silences (half-open), delays and fragments its link
+// on a seeded schedule of its own, with calls both ways, client to server
+// and server to client. Every call must return by its deadline (plus
+// slack) with its own result or an error of an allowed kind; every call
+// must reach the peer it was meant for (its payload names the client and
+// the call); a call not marked idempotent must never run twice;
+// idempotent ones must not fail with ErrConnectionLost before their
+// deadline; each client must reconnect after every drop; and afterwards
+// the server must have no connections and the goroutines and the heap
+// must be back to their baseline.
 //
 // The default run is short enough for CI; docs/reliability.md has the full
-// run: go test -run TestFaults -v -faults.calls=10000
+// run: go test -race -run TestFaults -v -faults.calls=10000
 func TestFaults(t *testing.T) {
-	n := *faultCalls
+	n, nclients := *faultCalls, *faultClients
 	seed := *faultSeed
+	if nclients < 1 || nclients > 1000 {
+		t.Fatalf("-faults.clients=%d: want 1 to 1000", nclients)
+	}
 	keepAlive := KeepAlive{Interval: 100 * time.Millisecond, Timeout: 200 * time.Millisecond}
-	hardTimeout := 2*time.Minute + time.Duration(n)*20*time.Millisecond
+	// The bound of the whole run, against a hang: far more than it takes.
+	hardTimeout := 2*time.Minute + time.Duration(n*nclients)*10*time.Millisecond
 
-	srvRuns, cliRuns := &runCounter{runs: make(map[string]int)}, &runCounter{runs: make(map[string]int)}
-	newest := &newestConn{changed: make(chan struct{})}
+	clients := make([]*faultClient, nclients)
+	for k := range clients {
+		clients[k] = &faultClient{
+			k:      k,
+			id:     strconv.Itoa(k),
+			seed:   seed*1000 + uint64(k),
+			runs:   &runCounter{runs: make(map[string]int)},
+			newest: &newestConn{changed: make(chan struct{})},
+			events: &linkEvents{disconnects: make(map[*Conn]time.Time), causes: make(map[string]int)},
+			log:    newLogCounter(),
+			up:     newTally("client→server"),
+			down:   newTally("server→client"),
+		}
+	}
+	// clientOf returns the client that id names, or nil.
+	clientOf := func(id string) *faultClient {
+		k, err := strconv.Atoi(id)
+		if err != nil || k < 0 || k >= nclients || clients[k].id != id {
+			return nil
+		}
+		return clients[k]
+	}
 	var (
-		serverMu                   sync.Mutex
-		serverOpened, serverClosed int
+		serverOpened, serverClosed atomic.Int64
+		strangers                  atomic.Int64 // connections or calls that name no client
 	)
-	srvLog, cliLog := newLogCounter(), newLogCounter()
-	srv, u := testServer(t, faultMux(srvRuns), &ServerOptions{
+	srvRuns := &runCounter{runs: make(map[string]int)}
+	// The server's fecho checks that each call came on the connection of
+	// the client its payload names.
+	srvMux := faultMux(srvRuns, func(ctx context.Context, text string) error {
+		from := ""
+		if c := ConnFromContext(ctx); c != nil {
+			from = c.PathValue("client_id")
+		}
+		if want := payloadClient(text); from != want {
+			if fc := clientOf(want); fc != nil {
+				fc.wrongAtServer.Add(1)
+			} else {
+				strangers.Add(1)
+			}
+			return fmt.Errorf("a call of client %s came on client %q's connection", want, from)
+		}
+		return nil
+	})
+	srvLog := newLogCounter()
+	srv, u := testServer(t, srvMux, &ServerOptions{
 		KeepAlive: keepAlive,
 		Logger:    slog.New(srvLog),
 		OnConnect: func(_ context.Context, c *Conn) error {
-			serverMu.Lock()
-			serverOpened++
-			serverMu.Unlock()
-			newest.set(c)
+			serverOpened.Add(1)
+			if fc := clientOf(c.PathValue("client_id")); fc != nil {
+				fc.opened.Add(1)
+				fc.newest.set(c)
+			} else {
+				strangers.Add(1)
+			}
 			return nil
 		},
-		OnDisconnect: func(*Conn, error) {
-			serverMu.Lock()
-			serverClosed++
-			serverMu.Unlock()
+		OnDisconnect: func(c *Conn, _ error) {
+			serverClosed.Add(1)
+			if fc := clientOf(c.PathValue("client_id")); fc != nil {
+				fc.closed.Add(1)
+			}
 		},
 	})
-	proxy := testproxy.New(t, hostOf(t, u))
-	// Always: writes are split into pieces of up to 1 KiB. On the
-	// schedule: cuts, stalls, half-open links and slow periods.
-	proxy.Shape(testproxy.ToTarget, testproxy.Shaping{Chunk: 1024})
-	proxy.Shape(testproxy.ToClient, testproxy.Shaping{Chunk: 1024})
-	plan := testproxy.Plan{
-		Seed:  seed,
-		Every: 100 * time.Millisecond,
-		For:   300 * time.Millisecond,
-		Cut:   3, Stall: 2, HalfOpen: 2, Slow: 3,
-		Shaping: testproxy.Shaping{Delay: time.Millisecond, Jitter: 4 * time.Millisecond, Chunk: 64, Gap: 200 * time.Microsecond},
-	}
-
+	// The baseline: before the proxies start, whose goroutines the run's end
+	// stops.
 	runtime.GC()
 	goroutinesBefore := runtime.NumGoroutine()
 	var mem runtime.MemStats
 	runtime.ReadMemStats(&mem)
 	heapBefore := mem.HeapAlloc
 
-	events := &linkEvents{disconnects: make(map[*Conn]time.Time), causes: make(map[string]int)}
-	cl := testDial(t, "ws://"+proxy.Addr()+"/ws", &DialOptions{
-		Methods:          faultMux(cliRuns),
-		Logger:           slog.New(cliLog),
-		Retry:            RetryOptions{InitialInterval: 10 * time.Millisecond, MaxInterval: 100 * time.Millisecond},
-		KeepAlive:        keepAlive,
-		HandshakeTimeout: time.Second,
-		OnConnect:        events.connect,
-		OnDisconnect:     events.disconnect,
-	})
-	// One fault of each kind first, so that even a short run sees them all;
-	// then the plan's.
-	opener := []testproxy.Fault{
-		{Kind: testproxy.Cut, After: 100 * time.Millisecond},
-		{Kind: testproxy.Stall, After: 100 * time.Millisecond, For: 400 * time.Millisecond},
-		{Kind: testproxy.HalfOpen, After: 100 * time.Millisecond, For: 400 * time.Millisecond},
-		{Kind: testproxy.Slow, After: 100 * time.Millisecond, For: 400 * time.Millisecond, Shaping: plan.Shaping},
+	plan := testproxy.Plan{
+		Every: 100 * time.Millisecond,
+		For:   300 * time.Millisecond,
+		Cut:   3, Stall: 2, HalfOpen: 2, Slow: 3,
+		Shaping: testproxy.Shaping{Delay: time.Millisecond, Jitter: 4 * time.Millisecond, Chunk: 64, Gap: 200 * time.Microsecond},
+	}
+	for _, fc := range clients {
+		fc.proxy = testproxy.New(t, hostOf(t, u))
+		// Always: writes are split into pieces of up to 1 KiB. On the
+		// schedule: cuts, stalls, half-open links and slow periods.
+		fc.proxy.Shape(testproxy.ToTarget, testproxy.Shaping{Chunk: 1024})
+		fc.proxy.Shape(testproxy.ToClient, testproxy.Shaping{Chunk: 1024})
+	}
+
+	for _, fc := range clients {
+		// The client's fecho checks that each call is meant for it.
+		mux := faultMux(fc.runs, func(_ context.Context, text string) error {
+			if want := payloadClient(text); want != fc.id {
+				fc.wrongAtClient.Add(1)
+				return fmt.Errorf("a call for client %s reached client %s", want, fc.id)
+			}
+			return nil
+		})
+		fc.cl = testDial(t, "ws://"+fc.proxy.Addr()+"/ws/"+fc.id, &DialOptions{
+			Methods:          mux,
+			Logger:           slog.New(fc.log),
+			Retry:            RetryOptions{InitialInterval: 10 * time.Millisecond, MaxInterval: 100 * time.Millisecond},
+			KeepAlive:        keepAlive,
+			HandshakeTimeout: time.Second,
+			OnConnect:        fc.events.connect,
+			OnDisconnect:     fc.events.disconnect,
+		})
 	}
 	pauses := startPauseClock()
 	defer pauses.Stop()
-	injector := proxy.Inject(append(opener, plan.Faults(1000)...))
+	for _, fc := range clients {
+		// One fault of each kind first, so that even a short run sees them
+		// all; then the plan's, from the client's own seed. The clients'
+		// first faults are 20 ms apart.
+		opener := []testproxy.Fault{
+			{Kind: testproxy.Cut, After: 100*time.Millisecond + time.Duration(fc.k%10)*20*time.Millisecond},
+			{Kind: testproxy.Stall, After: 100 * time.Millisecond, For: 400 * time.Millisecond},
+			{Kind: testproxy.HalfOpen, After: 100 * time.Millisecond, For: 400 * time.Millisecond},
+			{Kind: testproxy.Slow, After: 100 * time.Millisecond, For: 400 * time.Millisecond, Shaping: plan.Shaping},
+		}
+		fc.opener = len(opener)
+		pl := plan
+		pl.Seed = fc.seed
+		fc.injector = fc.proxy.Inject(append(opener, pl.Faults(1000)...))
+	}
 	start := time.Now()
 
-	up, down := newTally("client→server"), newTally("server→client")
-	// call makes call i of one side and records it.
-	call := func(i int, toClient bool) {
-		side, ta := "c2s", up
+	// call makes call i of one side of a client and records it.
+	call := func(fc *faultClient, i int, toClient bool) {
+		side, ta := "c2s", fc.up
 		if toClient {
-			side, ta = "s2c", down
+			side, ta = "s2c", fc.down
 		}
-		args := faultArgs{Text: faultPayload(side, i), SleepUS: faultSleep(i)}
+		args := faultArgs{Text: faultPayload(side, fc.k, i), SleepUS: faultSleep(i)}
 		idempotent := !toClient && i%4 == 0
 		ctx, cancel := context.WithTimeout(context.Background(), *faultCallTimeout)
 		defer cancel()
@@ -468,11 +600,11 @@ func TestFaults(t *testing.T) {
 		var err error
 		if toClient {
 			var c *Conn
-			if c, err = newest.get(ctx); err == nil {
+			if c, err = fc.newest.get(ctx); err == nil {
 				got, err = Call[string](ctx, c, "fecho", args)
 			}
 		} else {
-			got, err = Call[string](ctx, cl, "fecho", args)
+			got, err = Call[string](ctx, fc.cl, "fecho", args)
 		}
 		took := time.Since(callStart)
 		ta.record(args.Text, got, err, idempotent, took, pauses.now()-pausedBefore, time.Now().Before(deadline))
@@ -480,31 +612,33 @@ func TestFaults(t *testing.T) {
 			time.Sleep(5 * time.Millisecond) // as a caller would, rather than spin
 		}
 	}
-	// Each side makes n calls, and more until the opener is over (the
-	// first planned fault struck), so that a fast machine sees every kind.
-	openerOver := func() bool {
-		st := injector.Stats()
+	// Each side of each client makes n calls, and more until the client's
+	// opener is over (the first planned fault struck), so that a fast
+	// machine sees every kind.
+	openerOver := func(fc *faultClient) bool {
+		st := fc.injector.Stats()
 		return st.Injected[testproxy.Cut]+st.Injected[testproxy.Stall]+
-			st.Injected[testproxy.HalfOpen]+st.Injected[testproxy.Slow] > len(opener)
+			st.Injected[testproxy.HalfOpen]+st.Injected[testproxy.Slow] > fc.opener
 	}
-	var made [2]int // calls made, client to server and server to client
 	var wg sync.WaitGroup
-	for side, toClient := range []bool{false, true} {
-		next := make(chan int)
-		wg.Go(func() {
-			defer close(next)
-			i := 0
-			for ; i < n || !openerOver(); i++ {
-				next <- i
-			}
-			made[side] = i
-		})
-		for range faultWorkers {
+	for _, fc := range clients {
+		for side, toClient := range []bool{false, true} {
+			next := make(chan int)
 			wg.Go(func() {
-				for i := range next {
-					call(i, toClient)
+				defer close(next)
+				i := 0
+				for ; i < n || !openerOver(fc); i++ {
+					next <- i
 				}
+				fc.made[side] = i
 			})
+			for range faultWorkers {
+				wg.Go(func() {
+					for i := range next {
+						call(fc, i, toClient)
+					}
+				})
+			}
 		}
 	}
 	finished := make(chan struct{})
@@ -516,15 +650,20 @@ func TestFaults(t *testing.T) {
 	case <-finished:
 	case <-time.After(hardTimeout):
 		var b strings.Builder
+		for _, fc := range clients {
+			fc.injector.Stop()
+			fmt.Fprintf(&b, "client %d:\n%s\n%s\n", fc.k, fc.up, fc.down)
+		}
 		pprof.Lookup("goroutine").WriteTo(&b, 1)
-		injector.Stop()
-		t.Fatalf("the run did not end within %v: a call hangs\n%s\n%s\n%s", hardTimeout, up, down, b.String())
+		t.Fatalf("the run did not end within %v: a call hangs\n%s", hardTimeout, b.String())
 	}
 	took := time.Since(start)
-	faults := injector.Stop()
+	for _, fc := range clients {
+		fc.faults = fc.injector.Stop()
+	}
 
-	// The client reconnected after the last fault: a call each way works.
-	// (Stop resets the links a half-open fault silenced: the client may be
+	// Each client reconnected after its last fault: a call each way works.
+	// (Stop resets the links a half-open fault silenced: a client may be
 	// reconnecting once more.)
 	ctx := ctxT(t)
 	echoOnce := func(ctx context.Context, c Caller, text string) error {
@@ -534,72 +673,111 @@ func TestFaults(t *testing.T) {
 		}
 		return err
 	}
-	if err := echoOnce(Idempotent(ctx), cl, "final"); err != nil {
-		t.Errorf("a call after the faults stopped: %v", err)
-	}
-	for try := 0; ; try++ {
-		c, err := newest.get(ctx)
-		if err == nil {
-			err = echoOnce(ctx, c, fmt.Sprintf("final to the client %d", try))
+	for _, fc := range clients {
+		if err := echoOnce(Idempotent(ctx), fc.cl, fmt.Sprintf("c2s-%d-final", fc.k)); err != nil {
+			t.Errorf("client %d: a call after the faults stopped: %v", fc.k, err)
 		}
-		if err == nil {
-			break
+		for try := 0; ; try++ {
+			c, err := fc.newest.get(ctx)
+			if err == nil {
+				err = echoOnce(ctx, c, fmt.Sprintf("s2c-%d-final-%d", fc.k, try))
+			}
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				t.Errorf("client %d: a call to the client after the faults stopped: %v", fc.k, err)
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
-		if ctx.Err() != nil {
-			t.Errorf("a call to the client after the faults stopped: %v", err)
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 	// Every disconnect was followed by a connect. (The hooks of two
 	// connections run in different goroutines: wait for them to settle.)
-	connects, disconnects := events.counts()
-	for deadline := time.Now().Add(5 * time.Second); connects != disconnects+1 && time.Now().Before(deadline); {
-		time.Sleep(10 * time.Millisecond)
-		connects, disconnects = events.counts()
+	deadline := time.Now().Add(5 * time.Second)
+	for _, fc := range clients {
+		connects, disconnects := fc.events.counts()
+		for connects != disconnects+1 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+			connects, disconnects = fc.events.counts()
+		}
+		if connects < 2 || connects != disconnects+1 {
+			t.Errorf("client %d: %d connects, %d disconnects; want several, each disconnect followed by a connect", fc.k, connects, disconnects)
+		}
 	}
-	if connects < 2 || connects != disconnects+1 {
-		t.Errorf("client: %d connects, %d disconnects; want several, each disconnect followed by a connect", connects, disconnects)
-	}
-	events.mu.Lock()
-	causes := make([]string, 0, len(events.causes))
-	for cause, k := range events.causes {
-		causes = append(causes, fmt.Sprintf("%s %d", cause, k))
-	}
-	events.mu.Unlock()
-	slices.Sort(causes)
 
-	// No handler ran twice for a call not marked idempotent.
-	retried := 0
-	for i := range made[0] {
-		if r := srvRuns.get(faultPayload("c2s", i)); r > 1 {
-			if i%4 != 0 {
-				t.Errorf("call c2s %d, not idempotent, ran %d times on the server", i, r)
+	// No handler ran twice for a call not marked idempotent, and every
+	// call reached the peer it was meant for.
+	for _, fc := range clients {
+		for i := range fc.made[0] {
+			if r := srvRuns.get(faultPayload("c2s", fc.k, i)); r > 1 {
+				if i%4 != 0 {
+					t.Errorf("client %d: call c2s %d, not idempotent, ran %d times on the server", fc.k, i, r)
+				}
+				fc.retried++
 			}
-			retried++
+		}
+		for i := range fc.made[1] {
+			if r := fc.runs.get(faultPayload("s2c", fc.k, i)); r > 1 {
+				t.Errorf("client %d: call s2c %d ran %d times on the client", fc.k, i, r)
+			}
+		}
+		for _, ta := range []*tally{fc.up, fc.down} {
+			if ta.nproblems > 0 {
+				t.Errorf("client %d: %s: %d problems, the first: %s", fc.k, ta.name, ta.nproblems, strings.Join(ta.problems, "; "))
+			}
+		}
+		if s, c := fc.wrongAtServer.Load(), fc.wrongAtClient.Load(); s+c > 0 {
+			t.Errorf("client %d: calls that reached the wrong peer: %d of its own on another client's connection, %d for another client on its own", fc.k, s, c)
 		}
 	}
-	for i := range made[1] {
-		if r := cliRuns.get(faultPayload("s2c", i)); r > 1 {
-			t.Errorf("call s2c %d ran %d times on the client", i, r)
-		}
+	if k := strangers.Load(); k > 0 {
+		t.Errorf("the server saw %d connections or calls that name no client", k)
 	}
-	for _, ta := range []*tally{up, down} {
-		if ta.nproblems > 0 {
-			t.Errorf("%s: %d problems, the first: %s", ta.name, ta.nproblems, strings.Join(ta.problems, "; "))
-		}
+
+	// The figures of the links, before the clients close.
+	type linkFigures struct {
+		connects, disconnects int
+		causes                map[string]int
+		times                 []time.Duration
+	}
+	links := make([]linkFigures, nclients)
+	for k, fc := range clients {
+		lf := &links[k]
+		lf.connects, lf.disconnects = fc.events.counts()
+		lf.times = fc.events.reconnectTimes()
+		fc.events.mu.Lock()
+		lf.causes = maps.Clone(fc.events.causes)
+		fc.events.mu.Unlock()
 	}
 
 	// Afterwards: no connection on the server, goroutines and heap back.
-	cl.Close()
+	// The clients close at once, and closing must not hang either.
+	var closing sync.WaitGroup
+	for _, fc := range clients {
+		closing.Go(func() { fc.cl.Close() })
+	}
+	closed := make(chan struct{})
+	go func() {
+		closing.Wait()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(faultCloseTimeout):
+		var b strings.Builder
+		pprof.Lookup("goroutine").WriteTo(&b, 1)
+		t.Fatalf("the clients did not close within %v\n%s", faultCloseTimeout, b.String())
+	}
 	waitConnsDone(t, srv)
+	openAfter := len(srv.Conns())
 	srv.Close()
-	proxy.Close()
-	serverMu.Lock()
-	opened, closed := serverOpened, serverClosed
-	serverMu.Unlock()
-	if opened != closed {
-		t.Errorf("server: %d connections opened, %d closed", opened, closed)
+	for _, fc := range clients {
+		fc.proxy.Close()
+	}
+	pauses.Stop()
+	if o, c := serverOpened.Load(), serverClosed.Load(); o != c {
+		t.Errorf("server: %d connections opened, %d closed", o, c)
 	}
 	goroutinesAfter := runtime.NumGoroutine()
 	for deadline := time.Now().Add(10 * time.Second); goroutinesAfter > goroutinesBefore && time.Now().Before(deadline); {
@@ -611,7 +789,16 @@ func TestFaults(t *testing.T) {
 		pprof.Lookup("goroutine").WriteTo(&b, 1)
 		t.Errorf("%d goroutines after the run, %d before:\n%s", goroutinesAfter, goroutinesBefore, b.String())
 	}
-	srvRuns.runs, cliRuns.runs = nil, nil
+	// Drop what the test itself holds: the run counts and the ended
+	// connections.
+	srvRuns.runs = nil
+	for _, fc := range clients {
+		fc.runs.runs = nil
+		fc.events.mu.Lock()
+		fc.events.conns, fc.events.disconnects = nil, nil
+		fc.events.mu.Unlock()
+		fc.newest.set(nil)
+	}
 	runtime.GC()
 	runtime.GC()
 	runtime.ReadMemStats(&mem)
@@ -622,34 +809,89 @@ func TestFaults(t *testing.T) {
 		t.Errorf("heap: %d bytes before the run, %d after", heapBefore, heapAfter)
 	}
 
-	times := events.reconnectTimes()
-	pct := func(p int) time.Duration {
+	// The report: each client, then all of them.
+	pct := func(times []time.Duration, p int) time.Duration {
 		if len(times) == 0 {
 			return 0
 		}
 		return times[min(len(times)-1, len(times)*p/100)].Round(100 * time.Microsecond)
 	}
-	t.Logf(`fault run: seed %d, %d calls each way (at least), %d workers each way, %v per call, took %v
-faults: cut %d (%d hit a link), stall %d, half-open %d (%d links silenced), slow %d
-%s
-%s
-idempotent calls run more than once on the server: %d
-client: %d connects, %d disconnects (%s)
-reconnect time, OnDisconnect to the next OnConnect: p50 %v, p99 %v, max %v
-server: %d connections opened, %d closed, %d open after the client closed
-answers that found no waiting call (late: a call or keep-alive _ping_ past its deadline; or duplicate): to the client %d, to the server %d
-goroutines: %d before, %d after; heap: %.1f MiB before, %.1f MiB after
-the test process was starved (a 10 ms ticker late) for %v in all, %v at the longest`,
-		seed, n, faultWorkers, *faultCallTimeout, took.Round(100*time.Millisecond),
-		faults.Injected[testproxy.Cut], faults.Hit[testproxy.Cut], faults.Injected[testproxy.Stall],
-		faults.Injected[testproxy.HalfOpen], faults.Links[testproxy.HalfOpen], faults.Injected[testproxy.Slow],
-		up, down, retried,
-		connects, disconnects, strings.Join(causes, ", "),
-		pct(50), pct(99), pct(100),
-		opened, closed, len(srv.Conns()),
-		cliLog.get("response to no pending call"), srvLog.get("response to no pending call"),
-		goroutinesBefore, goroutinesAfter, float64(heapBefore)/(1<<20), float64(heapAfter)/(1<<20),
+	faultLine := func(st testproxy.Stats) string {
+		return fmt.Sprintf("faults: cut %d (%d hit a link), stall %d, half-open %d (%d links silenced), slow %d",
+			st.Injected[testproxy.Cut], st.Hit[testproxy.Cut], st.Injected[testproxy.Stall],
+			st.Injected[testproxy.HalfOpen], st.Links[testproxy.HalfOpen], st.Injected[testproxy.Slow])
+	}
+	causeList := func(causes map[string]int) string {
+		out := make([]string, 0, len(causes))
+		for cause, k := range causes {
+			out = append(out, fmt.Sprintf("%s %d", cause, k))
+		}
+		slices.Sort(out)
+		return strings.Join(out, ", ")
+	}
+	indent := func(s string) string { return "  " + strings.ReplaceAll(s, "\n", "\n  ") }
+	var (
+		b                                  strings.Builder
+		all                                = testproxy.Stats{Injected: map[testproxy.FaultKind]int{}, Hit: map[testproxy.FaultKind]int{}, Links: map[testproxy.FaultKind]int{}}
+		ups, downs                         []*tally
+		allTimes                           []time.Duration
+		allCauses                          = map[string]int{}
+		allConnects, allDisconnects        int
+		allRetried, allLateToClient        int
+		allWrongAtServer, allWrongAtClient int64
+	)
+	fmt.Fprintf(&b, "fault run: seed %d, %d clients at once, each through its own proxy with its own fault schedule (seed %d×1000+client); %d calls each way per client (at least), %d workers each way per client, %v per call, took %v\n",
+		seed, nclients, seed, n, faultWorkers, *faultCallTimeout, took.Round(100*time.Millisecond))
+	for _, fc := range clients {
+		connects, disconnects, times := links[fc.k].connects, links[fc.k].disconnects, links[fc.k].times
+		causes := causeList(links[fc.k].causes)
+		for cause, k := range links[fc.k].causes {
+			allCauses[cause] += k
+		}
+		late := fc.log.get("response to no pending call")
+		fmt.Fprintf(&b, "client %d:\n", fc.k)
+		fmt.Fprintf(&b, "  %s\n%s\n%s\n", faultLine(fc.faults), indent(fc.up.String()), indent(fc.down.String()))
+		fmt.Fprintf(&b, "  idempotent calls run more than once on the server: %d; calls that reached the wrong peer: %d\n",
+			fc.retried, fc.wrongAtServer.Load()+fc.wrongAtClient.Load())
+		fmt.Fprintf(&b, "  %d connects, %d disconnects (%s); reconnect time p50 %v, p99 %v, max %v\n",
+			connects, disconnects, causes, pct(times, 50), pct(times, 99), pct(times, 100))
+		fmt.Fprintf(&b, "  server: %d connections opened, %d closed; answers that found no waiting call, to the client: %d\n",
+			fc.opened.Load(), fc.closed.Load(), late)
+		for kind, v := range fc.faults.Injected {
+			all.Injected[kind] += v
+		}
+		for kind, v := range fc.faults.Hit {
+			all.Hit[kind] += v
+		}
+		for kind, v := range fc.faults.Links {
+			all.Links[kind] += v
+		}
+		ups, downs = append(ups, fc.up), append(downs, fc.down)
+		allTimes = append(allTimes, times...)
+		allConnects, allDisconnects = allConnects+connects, allDisconnects+disconnects
+		allRetried += fc.retried
+		allLateToClient += late
+		allWrongAtServer += fc.wrongAtServer.Load()
+		allWrongAtClient += fc.wrongAtClient.Load()
+	}
+	slices.Sort(allTimes)
+	fmt.Fprintf(&b, "all %d clients:\n", nclients)
+	fmt.Fprintf(&b, "  %s\n%s\n%s\n", faultLine(all), indent(sumTallies("client→server", ups).String()), indent(sumTallies("server→client", downs).String()))
+	fmt.Fprintf(&b, "  idempotent calls run more than once on the server: %d\n", allRetried)
+	fmt.Fprintf(&b, "  calls that reached the wrong peer: on the server, from another client's connection %d; on a client, meant for another %d\n",
+		allWrongAtServer, allWrongAtClient)
+	fmt.Fprintf(&b, "  %d connects, %d disconnects (%s)\n", allConnects, allDisconnects, causeList(allCauses))
+	fmt.Fprintf(&b, "  reconnect time, OnDisconnect to the next OnConnect: p50 %v, p99 %v, max %v\n",
+		pct(allTimes, 50), pct(allTimes, 99), pct(allTimes, 100))
+	fmt.Fprintf(&b, "server: %d connections opened, %d closed, %d open after the clients closed\n",
+		serverOpened.Load(), serverClosed.Load(), openAfter)
+	fmt.Fprintf(&b, "answers that found no waiting call (late: a call or keep-alive _ping_ past its deadline; or duplicate): to the clients %d, to the server %d\n",
+		allLateToClient, srvLog.get("response to no pending call"))
+	fmt.Fprintf(&b, "goroutines: %d before, %d after; heap: %.1f MiB before, %.1f MiB after\n",
+		goroutinesBefore, goroutinesAfter, float64(heapBefore)/(1<<20), float64(heapAfter)/(1<<20))
+	fmt.Fprintf(&b, "the test process was starved (a 10 ms ticker late) for %v in all, %v at the longest",
 		pauses.now().Round(time.Millisecond), time.Duration(pauses.longest.Load()).Round(time.Millisecond))
+	t.Log(b.String())
 }
 
 // TestStalledReaderWriteTimeout: with keep-alive off on both sides, a link
