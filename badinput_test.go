@@ -137,6 +137,11 @@ func TestBadInput(t *testing.T) {
 		"nested wrong type in struct": `argument "opts.size": expected an integer from 0 to 255, got number 300`,
 		"wrong slice element":         `argument "items[1]": expected an integer, got a string`,
 	}
+	// Internal failures say no more than that.
+	internalMessages := map[string]string{
+		"handler error":      "internal error",
+		"unencodable result": "internal error",
+	}
 	var log errorLog
 	block := make(chan struct{})
 	defer close(block)
@@ -166,6 +171,9 @@ func TestBadInput(t *testing.T) {
 				}
 				msg, _ := e["message"].(string)
 				if want, ok := paramMessages[tt.name]; ok && msg != want {
+					t.Errorf("error message %q, want %q", msg, want)
+				}
+				if want, ok := internalMessages[tt.name]; ok && msg != want {
 					t.Errorf("error message %q, want %q", msg, want)
 				}
 				if tt.code == CodeInvalidParams {
