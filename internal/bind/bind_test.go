@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"reflect"
 	"strconv"
 	"strings"
@@ -311,6 +312,28 @@ func TestDifferential(t *testing.T) {
 func FuzzBind(f *testing.F) {
 	for _, s := range seeds {
 		f.Add([]byte(s))
+	}
+	// The arguments of every request recorded from the Python library.
+	data, err := os.ReadFile("../../testdata/seed-vectors.jsonl")
+	if err != nil {
+		f.Fatal(err)
+	}
+	n := 0
+	for line := range bytes.Lines(data) {
+		var v struct{ Frame *string }
+		if json.Unmarshal(line, &v) != nil || v.Frame == nil {
+			continue
+		}
+		var fr struct {
+			Request *struct{ Arguments json.RawMessage }
+		}
+		if json.Unmarshal([]byte(*v.Frame), &fr) == nil && fr.Request != nil && fr.Request.Arguments != nil {
+			f.Add([]byte(fr.Request.Arguments))
+			n++
+		}
+	}
+	if n == 0 {
+		f.Fatal("no request arguments in the recorded vectors")
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		differ(t, data)
