@@ -36,6 +36,7 @@ type batchConn struct {
 	net.Conn
 	raw   syscall.RawConn // the socket's, for reading ahead; nil: none
 	ahead *ahead          // read ahead, not yet read; reader goroutine only
+	busy  bool            // the last socket read brought a lot: read ahead
 
 	mu       sync.Mutex
 	holding  bool
@@ -190,7 +191,10 @@ func (b *batchConn) flushLocked() error {
 // than its reader asked for, so that one read syscall brings several
 // frames (gorilla's own read buffer is small, to keep idle connections
 // small).
-const aheadSize = 64 << 10
+const (
+	aheadSize = 64 << 10
+	minAhead  = 512
+)
 
 // ahead is bytes read from a socket and not yet consumed: b[off:].
 type ahead struct {
@@ -214,10 +218,12 @@ func newBatchConn(c net.Conn) *batchConn {
 	return b
 }
 
-// Read reads what an earlier read took ahead, or from the socket: a small
-// read takes up to aheadSize from the socket into a pooled buffer, taken
-// only once the socket is readable, so that an idle connection, blocked
-// in Read, holds none. One goroutine reads.
+// Read reads what an earlier read took ahead, or from the socket. While
+// the peer sends a lot (the last socket read brought minAhead bytes or
+// more), a small read takes up to aheadSize from the socket into a pooled
+// buffer, taken only once the socket is readable, so that an idle
+// connection, blocked in Read, holds none; a connection that only sees
+// pings does not touch the pool. One goroutine reads.
 func (b *batchConn) Read(p []byte) (int, error) {
 	if a := b.ahead; a != nil {
 		n := copy(p, a.b[a.off:])
@@ -228,8 +234,10 @@ func (b *batchConn) Read(p []byte) (int, error) {
 		}
 		return n, nil
 	}
-	if b.raw == nil || len(p) >= aheadSize/2 || len(p) == 0 {
-		return b.Conn.Read(p)
+	if b.raw == nil || !b.busy || len(p) >= aheadSize/2 || len(p) == 0 {
+		n, err := b.Conn.Read(p)
+		b.busy = n >= min(len(p), minAhead)
+		return n, err
 	}
 	var (
 		a    *ahead
@@ -264,6 +272,7 @@ func (b *batchConn) Read(p []byte) (int, error) {
 		putAhead(a)
 		return 0, io.EOF
 	}
+	b.busy = n >= minAhead
 	a.b = a.b[:n]
 	k := copy(p, a.b)
 	if k == n {
