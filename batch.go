@@ -37,6 +37,12 @@ type batchConn struct {
 	raw   syscall.RawConn // the socket's, for reading ahead; nil: none
 	ahead *ahead          // read ahead, not yet read; reader goroutine only
 	busy  bool            // the last socket read brought a lot: read ahead
+	// readFn reads the socket into rbuf (made once: a closure per read
+	// would allocate); rn and rerr are its results.
+	readFn func(fd uintptr) bool
+	rbuf   *ahead
+	rn     int
+	rerr   error
 
 	mu       sync.Mutex
 	holding  bool
@@ -51,8 +57,9 @@ type batchConn struct {
 type batch struct {
 	b    []byte
 	segs []seg
-	size int      // bytes in b and in kept segs
-	iov  [][]byte // reused by flush
+	size int         // bytes in b and in kept segs
+	iov  [][]byte    // reused by flush
+	bufs net.Buffers // what flush writes: iov, consumed
 }
 
 type seg struct {
@@ -178,10 +185,10 @@ func (b *batchConn) flushLocked() error {
 			}
 			w.iov = append(w.iov, s.p)
 		}
-		iov := net.Buffers(w.iov)
-		_, err = iov.WriteTo(b.Conn) // one writev on a *net.TCPConn
+		w.bufs = w.iov                  // WriteTo consumes bufs; iov keeps the array
+		_, err = w.bufs.WriteTo(b.Conn) // one writev on a *net.TCPConn
 		clear(w.iov)
-		w.iov = w.iov[:0]
+		w.iov, w.bufs = w.iov[:0], nil
 	}
 	w.reset()
 	return err
@@ -214,8 +221,29 @@ func newBatchConn(c net.Conn) *batchConn {
 	b := &batchConn{Conn: c}
 	if sc, ok := c.(syscall.Conn); ok {
 		b.raw, _ = sc.SyscallConn()
+		b.readFn = b.readSocket
 	}
 	return b
+}
+
+// readSocket is RawConn.Read's function: it reads into a pooled buffer,
+// taken only now that the socket is readable.
+func (b *batchConn) readSocket(fd uintptr) bool {
+	a := aheadPool.Get().(*ahead)
+	var n int
+	var err error
+	for {
+		n, err = syscall.Read(int(fd), a.b)
+		if err != syscall.EINTR {
+			break
+		}
+	}
+	if err == syscall.EAGAIN {
+		putAhead(a) // nothing to read: wait without the buffer
+		return false
+	}
+	b.rbuf, b.rn, b.rerr = a, n, err
+	return true
 }
 
 // Read reads what an earlier read took ahead, or from the socket. While
@@ -239,26 +267,9 @@ func (b *batchConn) Read(p []byte) (int, error) {
 		b.busy = n >= min(len(p), minAhead)
 		return n, err
 	}
-	var (
-		a    *ahead
-		n    int
-		rerr error
-	)
-	err := b.raw.Read(func(fd uintptr) bool {
-		a = aheadPool.Get().(*ahead)
-		for {
-			n, rerr = syscall.Read(int(fd), a.b)
-			if rerr != syscall.EINTR {
-				break
-			}
-		}
-		if rerr == syscall.EAGAIN {
-			putAhead(a) // nothing to read: wait without the buffer
-			a = nil
-			return false
-		}
-		return true
-	})
+	err := b.raw.Read(b.readFn)
+	a, n, rerr := b.rbuf, b.rn, b.rerr
+	b.rbuf, b.rerr = nil, nil
 	switch {
 	case err != nil: // closed, or the read deadline passed
 		if a != nil {
