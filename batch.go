@@ -27,22 +27,15 @@ const minKeep = 2 << 10
 // held, writes are appended to a buffer that release sends, and a large
 // payload that the writer promised to keep intact until then (keep) is
 // referenced rather than copied: the batch goes out with one writev.
-// Write deadlines
-// are applied when bytes really go to the socket, which also saves a timer
-// update per frame. Writes from other goroutines (pings, pongs) pass
-// through, or join the batch while it is held. Idle connections hold no
-// buffer.
+// Write deadlines are applied when bytes really go to the socket, which
+// also saves a timer update per frame. Writes from other goroutines (pings,
+// pongs) pass through, or join the batch while it is held. Reads go
+// through Read. Idle connections hold no buffer.
 type batchConn struct {
 	net.Conn
-	raw   syscall.RawConn // the socket's, for reading ahead; nil: none
-	ahead *ahead          // read ahead, not yet read; reader goroutine only
-	busy  bool            // the last socket read brought a lot: read ahead
-	// readFn reads the socket into rbuf (made once: a closure per read
-	// would allocate); rn and rerr are its results.
-	readFn func(fd uintptr) bool
-	rbuf   *ahead
-	rn     int
-	rerr   error
+	rd    *aheadReader // made on the first busy read; reader goroutine only
+	busy  bool         // the last socket read brought a lot: read ahead
+	noRaw bool         // the socket has no RawConn: never read ahead
 
 	mu       sync.Mutex
 	holding  bool
@@ -217,18 +210,36 @@ func putAhead(a *ahead) {
 }
 
 // newBatchConn wraps c.
-func newBatchConn(c net.Conn) *batchConn {
-	b := &batchConn{Conn: c}
-	if sc, ok := c.(syscall.Conn); ok {
-		b.raw, _ = sc.SyscallConn()
-		b.readFn = b.readSocket
+func newBatchConn(c net.Conn) *batchConn { return &batchConn{Conn: c} }
+
+// aheadReader reads a socket ahead of its reader.
+type aheadReader struct {
+	raw    syscall.RawConn
+	readFn func(fd uintptr) bool // readSocket, made once: a closure per read would allocate
+	ahead  *ahead                // read, not yet consumed
+	got    *ahead                // readSocket's results: got, n, err
+	n      int
+	err    error
+}
+
+// newAheadReader returns a reader for c's socket, or nil if it has none.
+func newAheadReader(c net.Conn) *aheadReader {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return nil
 	}
-	return b
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	r := &aheadReader{raw: raw}
+	r.readFn = r.readSocket
+	return r
 }
 
 // readSocket is RawConn.Read's function: it reads into a pooled buffer,
 // taken only now that the socket is readable.
-func (b *batchConn) readSocket(fd uintptr) bool {
+func (r *aheadReader) readSocket(fd uintptr) bool {
 	a := aheadPool.Get().(*ahead)
 	var n int
 	var err error
@@ -242,7 +253,7 @@ func (b *batchConn) readSocket(fd uintptr) bool {
 		putAhead(a) // nothing to read: wait without the buffer
 		return false
 	}
-	b.rbuf, b.rn, b.rerr = a, n, err
+	r.got, r.n, r.err = a, n, err
 	return true
 }
 
@@ -253,23 +264,29 @@ func (b *batchConn) readSocket(fd uintptr) bool {
 // connection, blocked in Read, holds none; a connection that only sees
 // pings does not touch the pool. One goroutine reads.
 func (b *batchConn) Read(p []byte) (int, error) {
-	if a := b.ahead; a != nil {
+	r := b.rd
+	if r != nil && r.ahead != nil {
+		a := r.ahead
 		n := copy(p, a.b[a.off:])
 		a.off += n
 		if a.off == len(a.b) {
-			b.ahead = nil
+			r.ahead = nil
 			putAhead(a)
 		}
 		return n, nil
 	}
-	if b.raw == nil || !b.busy || len(p) >= aheadSize/2 || len(p) == 0 {
+	if r == nil && b.busy && !b.noRaw {
+		r = newAheadReader(b.Conn)
+		b.rd, b.noRaw = r, r == nil
+	}
+	if r == nil || !b.busy || len(p) >= aheadSize/2 || len(p) == 0 {
 		n, err := b.Conn.Read(p)
 		b.busy = n >= min(len(p), minAhead)
 		return n, err
 	}
-	err := b.raw.Read(b.readFn)
-	a, n, rerr := b.rbuf, b.rn, b.rerr
-	b.rbuf, b.rerr = nil, nil
+	err := r.raw.Read(r.readFn)
+	a, n, rerr := r.got, r.n, r.err
+	r.got, r.err = nil, nil
 	switch {
 	case err != nil: // closed, or the read deadline passed
 		if a != nil {
@@ -290,7 +307,7 @@ func (b *batchConn) Read(p []byte) (int, error) {
 		putAhead(a)
 	} else {
 		a.off = k
-		b.ahead = a
+		r.ahead = a
 	}
 	return k, nil
 }

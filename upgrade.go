@@ -13,7 +13,7 @@ import (
 // life. Conn.Request builds an *http.Request from it when first asked.
 type upgrade struct {
 	method, host, remoteAddr, pattern string
-	url                               *url.URL
+	url                               string // r.URL, as a string: smaller than a *url.URL; parsed by request
 	tls                               *tls.ConnectionState
 	header                            []string // name, value, ...: without the handshake's own fields
 	pathValues                        []string // name, value, ...
@@ -25,7 +25,7 @@ type upgrade struct {
 // detach records r, but not its body, context or connection, which would
 // pin net/http's buffers for the connection's life.
 func detach(r *http.Request) *upgrade {
-	u := &upgrade{method: r.Method, host: r.Host, remoteAddr: r.RemoteAddr, pattern: r.Pattern, url: r.URL, tls: r.TLS}
+	u := &upgrade{method: r.Method, host: r.Host, remoteAddr: r.RemoteAddr, pattern: r.Pattern, url: r.URL.String(), tls: r.TLS}
 	for k, vs := range r.Header {
 		switch k {
 		case "Connection", "Upgrade", "Sec-Websocket-Key", "Sec-Websocket-Version", "Sec-Websocket-Extensions":
@@ -58,18 +58,18 @@ func (u *upgrade) request() *http.Request {
 	u.once.Do(func() {
 		r := &http.Request{
 			Method:     u.method,
-			URL:        u.url,
+			URL:        parseURL(u.url),
 			Proto:      "HTTP/1.1",
 			ProtoMajor: 1,
 			ProtoMinor: 1,
 			Header:     make(http.Header, len(u.header)/2),
 			Host:       u.host,
 			RemoteAddr: u.remoteAddr,
-			RequestURI: u.url.RequestURI(),
 			TLS:        u.tls,
 			Pattern:    u.pattern,
 			Body:       http.NoBody,
 		}
+		r.RequestURI = r.URL.RequestURI()
 		for i := 0; i+1 < len(u.header); i += 2 {
 			r.Header[u.header[i]] = append(r.Header[u.header[i]], u.header[i+1])
 		}
@@ -100,4 +100,13 @@ func wildcards(pattern string) []string {
 		}
 		pattern = pattern[j+1:]
 	}
+}
+
+// parseURL parses what detach kept of a request's URL.
+func parseURL(s string) *url.URL {
+	u, err := url.Parse(s)
+	if err != nil { // it was a URL: not expected
+		return &url.URL{Path: s}
+	}
+	return u
 }
