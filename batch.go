@@ -36,6 +36,7 @@ type batchConn struct {
 	rd    *aheadReader // made on the first busy read; reader goroutine only
 	busy  bool         // the last socket read brought a lot: read ahead
 	noRaw bool         // the socket has no RawConn: never read ahead
+	vec   bool         // the socket writes net.Buffers with one writev
 
 	mu       sync.Mutex
 	holding  bool
@@ -90,7 +91,7 @@ func (b *batchConn) Write(p []byte) (int, error) {
 	if b.holding {
 		// p is kept by reference if it is the tail of the kept slice:
 		// gorilla passes a server's payload through after the header.
-		keep := len(p) >= minKeep && len(p) <= len(b.kept) && &p[len(p)-1] == &b.kept[len(b.kept)-1]
+		keep := b.vec && len(p) >= minKeep && len(p) <= len(b.kept) && &p[len(p)-1] == &b.kept[len(b.kept)-1]
 		full := b.buf.size+len(p) > maxBatch || !keep && len(b.buf.b)+len(p) > maxCopy
 		if full {
 			if err := b.flushLocked(); err != nil {
@@ -210,7 +211,10 @@ func putAhead(a *ahead) {
 }
 
 // newBatchConn wraps c.
-func newBatchConn(c net.Conn) *batchConn { return &batchConn{Conn: c} }
+func newBatchConn(c net.Conn) *batchConn {
+	_, vec := c.(*net.TCPConn) // TLS, for one, would make a record of each buffer
+	return &batchConn{Conn: c, vec: vec}
+}
 
 // aheadReader reads a socket ahead of its reader.
 type aheadReader struct {
