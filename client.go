@@ -161,7 +161,7 @@ func (cl *Client) connect(ctx context.Context) (*websocket.Conn, error) {
 		try++
 		ws, err := cl.dialOnce(ctx)
 		if err != nil {
-			if ctx.Err() == nil || !errors.Is(err, ctx.Err()) {
+			if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
 				last = err // a try's own failure, not ctx cutting it short
 			}
 			if isFinal(err) || ctx.Err() != nil {
