@@ -136,9 +136,11 @@ type ServerOptions struct {
 	// RemoteAddr behind a proxy); more are refused with 503. Zero means no
 	// cap.
 	MaxConnsPerAddr int
-	// HandshakeTimeout bounds writing the upgrade response. Zero means
-	// DefaultHandshakeTimeout (10 s). Reading the request is net/http's:
-	// set http.Server.ReadHeaderTimeout.
+	// HandshakeTimeout bounds writing the upgrade response, which only
+	// blocks for a client that does not read while the socket's buffers
+	// are full. Zero means DefaultHandshakeTimeout (10 s). Reading the
+	// request is net/http's: set http.Server.ReadHeaderTimeout, which
+	// net/http leaves unset.
 	HandshakeTimeout time.Duration
 }
 
