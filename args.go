@@ -28,9 +28,15 @@ func mustArgSpec[A any]() *argSpec {
 }
 
 // bindArgs decodes args into a new A; its errors are *Error with
-// CodeInvalidParams.
-func bindArgs[A any](s *argSpec, args []byte) (A, error) {
-	a, err := bind.Decode[A](s.b, args)
+// CodeInvalidParams. utf8ok says args is known to be valid UTF-8.
+func bindArgs[A any](s *argSpec, args []byte, utf8ok bool) (A, error) {
+	var a A
+	var err error
+	if utf8ok {
+		a, err = bind.DecodeUTF8[A](s.b, args)
+	} else {
+		a, err = bind.Decode[A](s.b, args)
+	}
 	if err != nil {
 		return a, &Error{Code: CodeInvalidParams, Message: err.Error()}
 	}

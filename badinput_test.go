@@ -213,6 +213,22 @@ func TestBinaryFrameAccepted(t *testing.T) {
 	}
 }
 
+// TestBinaryFrameInvalidUTF8: a binary frame is not checked as a whole, so
+// invalid UTF-8 in a string argument, short or long, is replaced by U+FFFD
+// as encoding/json does, never passed on.
+func TestBinaryFrameInvalidUTF8(t *testing.T) {
+	_, url := testServer(t, seedMux(), nil)
+	ws := rawDial(t, url)
+	for _, n := range []int{1, 5000} {
+		text := strings.Repeat("a", n) + "\xff" + strings.Repeat("b", n)
+		got := roundTripRaw(t, ws, websocket.BinaryMessage, `{"request": {"method": "echo", "arguments": {"text": "`+text+`"}, "call_id": "u"}}`)
+		want := strings.Repeat("a", n) + "\uFFFD" + strings.Repeat("b", n)
+		if resp, _ := got["response"].(map[string]any); resp == nil || resp["result"] != want {
+			t.Fatalf("length %d: answer %.200v, want the text with U+FFFD", n, got)
+		}
+	}
+}
+
 // TestDuplicateCallID: two requests with one call id both run and are both
 // answered; neither is lost.
 func TestDuplicateCallID(t *testing.T) {

@@ -299,8 +299,10 @@ func (c *Conn) readLoop() error {
 func (c *Conn) handleFrame(mt int, buf *buffer) {
 	var f wire.Frame
 	err := wire.Decode(buf.b, &f)
-	if err == nil && mt == websocket.TextMessage && !utf8.Valid(buf.b) {
-		err = errInvalidUTF8
+	if err == nil && mt == websocket.TextMessage {
+		if buf.utf8 = utf8.Valid(buf.b); !buf.utf8 {
+			err = errInvalidUTF8
+		}
 	}
 	if err != nil {
 		c.badFrame(&f, err)
@@ -431,7 +433,7 @@ func (c *Conn) runHandler(ctx context.Context, cc *callCtx, m *method, f *wire.F
 	defer c.wg.Done()
 	out := getBuf()
 	out.b = wire.AppendResponseStart(out.b)
-	typ, err := c.invoke(ctx, m, f, out)
+	typ, err := c.invoke(ctx, m, f, in.utf8, out)
 	if err == nil {
 		out.b = wire.AppendResponseEnd(out.b, typ, f.CallID)
 	} else {
@@ -475,7 +477,7 @@ func (c *Conn) runHandler(ctx context.Context, cc *callCtx, m *method, f *wire.F
 }
 
 // invoke runs the handler, turning a panic into an error.
-func (c *Conn) invoke(ctx context.Context, m *method, f *wire.Frame, out *buffer) (typ string, err error) {
+func (c *Conn) invoke(ctx context.Context, m *method, f *wire.Frame, utf8ok bool, out *buffer) (typ string, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			name := string(f.Method)
@@ -488,7 +490,7 @@ func (c *Conn) invoke(ctx context.Context, m *method, f *wire.Frame, out *buffer
 	// An unencodable result (errUnencodable) is an internal error like any
 	// other: runHandler reports it and the peer sees "internal error" unless
 	// the server opted in to details.
-	out.b, typ, err = m.serve(ctx, f.Args, out.b)
+	out.b, typ, err = m.serve(ctx, f.Args, utf8ok, out.b)
 	return typ, err
 }
 
@@ -1058,6 +1060,7 @@ type buffer struct {
 	close bool // a close frame
 	ping  bool // a ping control frame
 	slot  bool // holds a send-queue slot
+	utf8  bool // a frame read, checked to be valid UTF-8
 }
 
 var bufPool = sync.Pool{New: func() any { return &buffer{b: make([]byte, 0, 1024)} }}
@@ -1071,7 +1074,7 @@ func putBuf(b *buffer) {
 		return
 	}
 	b.b = b.b[:0]
-	b.close, b.ping, b.slot = false, false, false
+	b.close, b.ping, b.slot, b.utf8 = false, false, false, false
 	bufPool.Put(b)
 }
 

@@ -55,8 +55,8 @@ func RegisterUtilities(m *Mux) {
 		}
 		return c.callBack(a.MethodName, args), nil
 	})
-	m.add("get_response", &method{serve: func(ctx context.Context, args []byte, out []byte) ([]byte, string, error) {
-		a, err := bindArgs[getResponseParams](getResponseArgs, args)
+	m.add("get_response", &method{serve: func(ctx context.Context, args []byte, utf8ok bool, out []byte) ([]byte, string, error) {
+		a, err := bindArgs[getResponseParams](getResponseArgs, args, utf8ok)
 		if err != nil {
 			return out, "", err
 		}

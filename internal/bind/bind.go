@@ -168,20 +168,26 @@ func (b *Binder) Type() reflect.Type { return b.typ }
 // Decode binds args (a JSON object; nil means {}) into a new T, which must
 // be the type b was compiled for. Unlike [Binder.Bind], it keeps the value
 // off the heap when b needs no encoding/json.
-func Decode[T any](b *Binder, args []byte) (T, error) {
+func Decode[T any](b *Binder, args []byte) (T, error) { return decode[T](b, args, false) }
+
+// DecodeUTF8 is [Decode] for args already known to be valid UTF-8 (as a
+// checked text frame is): long strings are not checked again.
+func DecodeUTF8[T any](b *Binder, args []byte) (T, error) { return decode[T](b, args, true) }
+
+func decode[T any](b *Binder, args []byte, utf8ok bool) (T, error) {
 	if reflect.TypeFor[T]() != b.typ {
 		panic("bind: Decode into " + reflect.TypeFor[T]().String() + " with a binder for " + b.typ.String())
 	}
 	if b.fast {
 		var v T
-		_, soft, err := b.scan(args, unsafe.Pointer(&v), nil)
+		_, soft, err := b.scan(args, unsafe.Pointer(&v), nil, utf8ok)
 		if err == nil && soft != nil {
 			err = &Error{Msg: soft.msg}
 		}
 		return v, err
 	}
 	v := new(T)
-	err := b.Bind(args, unsafe.Pointer(v))
+	err := b.bind(args, unsafe.Pointer(v), utf8ok)
 	return *v, err
 }
 
@@ -189,12 +195,14 @@ func Decode[T any](b *Binder, args []byte) (T, error) {
 // type that dst points to. args must be valid JSON (as checked by
 // wire.Decode); Bind never fails on valid JSON other than with an *Error.
 // dst escapes to the heap; see [Decode].
-func (b *Binder) Bind(args []byte, dst unsafe.Pointer) error {
+func (b *Binder) Bind(args []byte, dst unsafe.Pointer) error { return b.bind(args, dst, false) }
+
+func (b *Binder) bind(args []byte, dst unsafe.Pointer, utf8ok bool) error {
 	if b.anyKey {
 		return b.unmarshalAll(args, dst)
 	}
 	var buf [4]pending
-	pend, soft, err := b.scan(args, dst, buf[:0])
+	pend, soft, err := b.scan(args, dst, buf[:0], utf8ok)
 	if err != nil {
 		return err
 	}
@@ -252,7 +260,7 @@ func (e *savedError) Error() string { return e.msg }
 // pend, which it returns. It returns the error to report now (unknown,
 // missing, malformed), and else the first saved type error, if any. scan
 // never leaks dst.
-func (b *Binder) scan(args []byte, dst unsafe.Pointer, pend []pending) (_ []pending, soft *savedError, err error) {
+func (b *Binder) scan(args []byte, dst unsafe.Pointer, pend []pending, utf8ok bool) (_ []pending, soft *savedError, err error) {
 	if args == nil {
 		args = emptyObject
 	}
@@ -301,7 +309,7 @@ func (b *Binder) scan(args []byte, dst unsafe.Pointer, pend []pending) (_ []pend
 			}
 		default:
 			var fail failure
-			end, fail = b.fields[n].decode(args, i, dst)
+			end, fail = b.fields[n].decode(args, i, dst, utf8ok)
 			if fail != 0 && soft == nil {
 				soft = b.fields[n].failed(fail, key, args[i:end])
 				soft.seq = seq
@@ -416,12 +424,15 @@ func (f *field) failed(fail failure, key, v []byte) *savedError {
 // decode decodes the value at args[i] into f of the struct at dst, and
 // returns the value's end (-1 if malformed), with the failure for which
 // encoding/json would save an error, if any.
-func (f *field) decode(args []byte, i int, dst unsafe.Pointer) (int, failure) {
+func (f *field) decode(args []byte, i int, dst unsafe.Pointer, utf8ok bool) (int, failure) {
 	end, flags := -1, 0
 	switch {
 	case i >= len(args):
 	case args[i] == '"':
 		end, flags = scanString(args, i)
+		if utf8ok {
+			flags &^= hasNonASCII
+		}
 	default:
 		end = skipValue(args, i)
 	}
