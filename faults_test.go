@@ -840,8 +840,12 @@ func TestFaults(t *testing.T) {
 		allRetried, allLateToClient        int
 		allWrongAtServer, allWrongAtClient int64
 	)
-	fmt.Fprintf(&b, "fault run: seed %d, %d clients at once, each through its own proxy with its own fault schedule (seed %d×1000+client); %d calls each way per client (at least), %d workers each way per client, %v per call, took %v\n",
-		seed, nclients, seed, n, faultWorkers, *faultCallTimeout, took.Round(100*time.Millisecond))
+	clientsAtOnce := fmt.Sprintf("%d clients at once", nclients)
+	if nclients == 1 {
+		clientsAtOnce = "1 client"
+	}
+	fmt.Fprintf(&b, "fault run: seed %d, %s, each through its own proxy with its own fault schedule (seed %d×1000+client); %d calls each way per client (at least), %d workers each way per client, %v per call, took %v\n",
+		seed, clientsAtOnce, seed, n, faultWorkers, *faultCallTimeout, took.Round(100*time.Millisecond))
 	for _, fc := range clients {
 		connects, disconnects, times := links[fc.k].connects, links[fc.k].disconnects, links[fc.k].times
 		causes := causeList(links[fc.k].causes)
