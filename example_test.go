@@ -1,6 +1,7 @@
 package wsrpc_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -114,4 +115,31 @@ func ExampleError() {
 	// Output:
 	// 1001 division by zero
 	// true missing required argument "Y"
+}
+
+// A handler that reads a large argument at once borrows it from the
+// frame, without a copy; it must not keep it past its return.
+func ExampleRawText() {
+	ctx := context.Background()
+	quiet := slog.New(slog.DiscardHandler)
+
+	mux := wsrpc.NewMux()
+	wsrpc.Register(mux, "count_lines", func(_ context.Context, a struct {
+		Text wsrpc.RawText `json:"text"`
+	}) (int, error) {
+		return bytes.Count(a.Text, []byte("\n")), nil // a.Text is not kept
+	})
+	srv := wsrpc.NewServer(mux, &wsrpc.ServerOptions{Logger: quiet})
+	defer srv.Close()
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+
+	cl, err := wsrpc.Dial(ctx, "ws"+strings.TrimPrefix(hs.URL, "http"), &wsrpc.DialOptions{Logger: quiet})
+	if err != nil {
+		panic(err)
+	}
+	defer cl.Close()
+	n, err := wsrpc.Call[int](ctx, cl, "count_lines", map[string]string{"text": "one\ntwo\nthree\n"})
+	fmt.Println(n, err)
+	// Output: 3 <nil>
 }

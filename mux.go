@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/wsrpc/wsrpc/internal/wire"
 )
@@ -180,6 +181,8 @@ func appendResult[R any](out []byte, r R, static string) ([]byte, string, error)
 	switch v := any(r).(type) {
 	case string:
 		return wire.AppendString(out, v), "str", nil
+	case RawText:
+		return wire.AppendString(out, unsafe.String(unsafe.SliceData(v), len(v))), "str", nil
 	case bool:
 		return strconv.AppendBool(out, v), "bool", nil
 	case int:

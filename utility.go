@@ -29,9 +29,11 @@ type ProcessDetails struct {
 //
 // Responses are kept per connection, at most 1,000 (the oldest go first).
 func RegisterUtilities(m *Mux) {
+	// The text is encoded into the answer before the handler's frame is
+	// released: RawText saves the copy of a large argument.
 	Register(m, "echo", func(ctx context.Context, a struct {
-		Text string `json:"text"`
-	}) (string, error) {
+		Text RawText `json:"text"`
+	}) (RawText, error) {
 		return a.Text, nil
 	})
 	Register(m, "get_process_details", func(context.Context, struct{}) (ProcessDetails, error) {

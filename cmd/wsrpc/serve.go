@@ -23,6 +23,8 @@ on /ws and /ws/{client_id}, logs connections to stderr, and exposes:
 
   add(a, b), multiply(a, b)   numbers; the result is a float
   concat(a, b)                strings
+  echo_string(text)           echo, with the text copied into a Go string
+                              (echo itself borrows it: wsrpc.RawText)
   register_wake_up_call(time_delta, name)
                               returns true at once, then time_delta seconds
                               later (at most 3600) calls
@@ -110,6 +112,12 @@ func newDemo(token string, logger *slog.Logger) *demo {
 	})
 	wsrpc.Register(d.mux, "concat", func(_ context.Context, p pair[string]) (string, error) {
 		return p.A + p.B, nil
+	})
+	// echo as most handlers take their arguments: a string of its own.
+	wsrpc.Register(d.mux, "echo_string", func(_ context.Context, a struct {
+		Text string `json:"text"`
+	}) (string, error) {
+		return a.Text, nil
 	})
 	wsrpc.Register(d.mux, "register_wake_up_call", d.registerWakeUpCall)
 

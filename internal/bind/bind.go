@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"unicode/utf8"
 	"unsafe"
 )
 
@@ -55,7 +56,13 @@ const (
 	kindInt
 	kindUint
 	kindFloat
+	kindBorrowed // Borrowed: the string's bytes, not copied
 )
+
+// Borrowed is the []byte type (wsrpc.RawText) whose fields are bound to a
+// string argument's bytes in the input, without a copy, when it has no
+// escapes. Package wsrpc sets it once, at init.
+var Borrowed reflect.Type
 
 // field is one keyword argument.
 type field struct {
@@ -107,7 +114,9 @@ func Compile(t reflect.Type) (*Binder, error) {
 			f.ptr, ft = true, ft.Elem()
 		}
 		f.typ = ft
-		if !reflect.PointerTo(ft).Implements(jsonUnmarshaler) && !reflect.PointerTo(ft).Implements(textUnmarshaler) && ft != numberType {
+		if Borrowed != nil && ft == Borrowed {
+			f.kind = kindBorrowed
+		} else if !reflect.PointerTo(ft).Implements(jsonUnmarshaler) && !reflect.PointerTo(ft).Implements(textUnmarshaler) && ft != numberType {
 			switch ft.Kind() {
 			case reflect.String:
 				f.kind = kindString
@@ -126,6 +135,9 @@ func Compile(t reflect.Type) (*Binder, error) {
 			b.fast = false
 		}
 		_, _, f.want = target(f.typ)
+		if f.kind == kindBorrowed {
+			f.want = "a string"
+		}
 		b.whole = b.whole || sf.quoted
 		b.fields = append(b.fields, f)
 	}
@@ -465,6 +477,16 @@ func (f *field) decode(args []byte, i int, dst unsafe.Pointer, utf8ok bool) (int
 	case kindString:
 		if v[0] == '"' {
 			*(*string)(p), ok = stringOf(v[1:len(v)-1], flags), true
+		}
+	case kindBorrowed:
+		if v[0] == '"' {
+			s := v[1 : len(v)-1]
+			if flags&hasEscape == 0 && (flags&hasNonASCII == 0 || utf8.Valid(s)) {
+				*(*[]byte)(p) = s[:len(s):len(s)] // no room to append over the input
+			} else {
+				*(*[]byte)(p) = appendUnquoted(make([]byte, 0, len(s)), s)
+			}
+			ok = true
 		}
 	case kindBool:
 		if v[0] == 't' || v[0] == 'f' {
