@@ -28,15 +28,9 @@ func mustArgSpec[A any]() *argSpec {
 }
 
 // bindArgs decodes args into a new A; its errors are *Error with
-// CodeInvalidParams. utf8ok says args is known to be valid UTF-8.
-func bindArgs[A any](s *argSpec, args []byte, utf8ok bool) (A, error) {
-	var a A
-	var err error
-	if utf8ok {
-		a, err = bind.DecodeUTF8[A](s.b, args)
-	} else {
-		a, err = bind.Decode[A](s.b, args)
-	}
+// CodeInvalidParams. h is what the frame's decoding found out about args.
+func bindArgs[A any](s *argSpec, args []byte, h bind.Hint) (A, error) {
+	a, err := bind.DecodeHint[A](s.b, args, h)
 	if err != nil {
 		return a, &Error{Code: CodeInvalidParams, Message: err.Error()}
 	}

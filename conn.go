@@ -20,6 +20,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/wsrpc/wsrpc/internal/bind"
 	"github.com/wsrpc/wsrpc/internal/wire"
 )
 
@@ -433,7 +434,8 @@ func (c *Conn) runHandler(ctx context.Context, cc *callCtx, m *method, f *wire.F
 	defer c.wg.Done()
 	out := getBuf()
 	out.b = wire.AppendResponseStart(out.b)
-	typ, err := c.invoke(ctx, m, f, in.utf8, out)
+	h := bind.Hint{UTF8: in.utf8, Str: f.Str, StrEnd: f.StrEnd, StrEsc: f.StrEsc}
+	typ, err := c.invoke(ctx, m, f, h, out)
 	if err == nil {
 		out.b = wire.AppendResponseEnd(out.b, typ, f.CallID)
 	} else {
@@ -477,7 +479,7 @@ func (c *Conn) runHandler(ctx context.Context, cc *callCtx, m *method, f *wire.F
 }
 
 // invoke runs the handler, turning a panic into an error.
-func (c *Conn) invoke(ctx context.Context, m *method, f *wire.Frame, utf8ok bool, out *buffer) (typ string, err error) {
+func (c *Conn) invoke(ctx context.Context, m *method, f *wire.Frame, h bind.Hint, out *buffer) (typ string, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			name := string(f.Method)
@@ -490,7 +492,7 @@ func (c *Conn) invoke(ctx context.Context, m *method, f *wire.Frame, utf8ok bool
 	// An unencodable result (errUnencodable) is an internal error like any
 	// other: runHandler reports it and the peer sees "internal error" unless
 	// the server opted in to details.
-	out.b, typ, err = m.serve(ctx, f.Args, utf8ok, out.b)
+	out.b, typ, err = m.serve(ctx, f.Args, h, out.b)
 	return typ, err
 }
 

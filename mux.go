@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"unsafe"
 
+	"github.com/wsrpc/wsrpc/internal/bind"
 	"github.com/wsrpc/wsrpc/internal/wire"
 )
 
@@ -63,10 +64,10 @@ type Mux struct {
 func NewMux() *Mux { return new(Mux) }
 
 // method is the internal form of a registered handler: it appends its
-// result's JSON to out and returns the result's type name. utf8ok says
-// args is known to be valid UTF-8.
+// result's JSON to out and returns the result's type name. h is what the
+// frame's decoding found out about args.
 type method struct {
-	serve func(ctx context.Context, args []byte, utf8ok bool, out []byte) ([]byte, string, error)
+	serve func(ctx context.Context, args []byte, h bind.Hint, out []byte) ([]byte, string, error)
 }
 
 func (m *Mux) lookup(name []byte) *method {
@@ -123,7 +124,7 @@ func (m *Mux) Methods() []string {
 // Handle registers h under name. It panics if name is empty, begins with
 // "_", or is already registered.
 func (m *Mux) Handle(name string, h Handler) {
-	m.add(name, &method{serve: func(ctx context.Context, args []byte, _ bool, out []byte) ([]byte, string, error) {
+	m.add(name, &method{serve: func(ctx context.Context, args []byte, _ bind.Hint, out []byte) ([]byte, string, error) {
 		if args == nil {
 			args = []byte("{}")
 		} else {
@@ -159,8 +160,8 @@ func Register[A, R any](m *Mux, name string, fn func(ctx context.Context, args A
 		panic("wsrpc: Register " + strconv.Quote(name) + ": " + err.Error())
 	}
 	static := staticTypeName(reflect.TypeFor[R]())
-	m.add(name, &method{serve: func(ctx context.Context, args []byte, utf8ok bool, out []byte) ([]byte, string, error) {
-		a, err := bindArgs[A](spec, args, utf8ok)
+	m.add(name, &method{serve: func(ctx context.Context, args []byte, h bind.Hint, out []byte) ([]byte, string, error) {
+		a, err := bindArgs[A](spec, args, h)
 		if err != nil {
 			return out, "", err
 		}

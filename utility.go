@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 
+	"github.com/wsrpc/wsrpc/internal/bind"
 	"github.com/wsrpc/wsrpc/internal/wire"
 )
 
@@ -57,8 +58,8 @@ func RegisterUtilities(m *Mux) {
 		}
 		return c.callBack(a.MethodName, args), nil
 	})
-	m.add("get_response", &method{serve: func(ctx context.Context, args []byte, utf8ok bool, out []byte) ([]byte, string, error) {
-		a, err := bindArgs[getResponseParams](getResponseArgs, args, utf8ok)
+	m.add("get_response", &method{serve: func(ctx context.Context, args []byte, h bind.Hint, out []byte) ([]byte, string, error) {
+		a, err := bindArgs[getResponseParams](getResponseArgs, args, h)
 		if err != nil {
 			return out, "", err
 		}

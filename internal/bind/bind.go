@@ -180,26 +180,35 @@ func (b *Binder) Type() reflect.Type { return b.typ }
 // Decode binds args (a JSON object; nil means {}) into a new T, which must
 // be the type b was compiled for. Unlike [Binder.Bind], it keeps the value
 // off the heap when b needs no encoding/json.
-func Decode[T any](b *Binder, args []byte) (T, error) { return decode[T](b, args, false) }
+func Decode[T any](b *Binder, args []byte) (T, error) { return decode[T](b, args, Hint{}) }
 
-// DecodeUTF8 is [Decode] for args already known to be valid UTF-8 (as a
-// checked text frame is): long strings are not checked again.
-func DecodeUTF8[T any](b *Binder, args []byte) (T, error) { return decode[T](b, args, true) }
+// Hint is what the frame decoder already found out about args, so that
+// the binder need not do it again.
+type Hint struct {
+	UTF8 bool // args is valid UTF-8 (a checked text frame)
+	// args[Str:StrEnd] is a string token, quotes included, with escapes
+	// if StrEsc; StrEnd is 0 if none is known.
+	Str, StrEnd int
+	StrEsc      bool
+}
 
-func decode[T any](b *Binder, args []byte, utf8ok bool) (T, error) {
+// DecodeHint is [Decode] with what h says of args taken as true.
+func DecodeHint[T any](b *Binder, args []byte, h Hint) (T, error) { return decode[T](b, args, h) }
+
+func decode[T any](b *Binder, args []byte, h Hint) (T, error) {
 	if reflect.TypeFor[T]() != b.typ {
 		panic("bind: Decode into " + reflect.TypeFor[T]().String() + " with a binder for " + b.typ.String())
 	}
 	if b.fast {
 		var v T
-		_, soft, err := b.scan(args, unsafe.Pointer(&v), nil, utf8ok)
+		_, soft, err := b.scan(args, unsafe.Pointer(&v), nil, &h)
 		if err == nil && soft != nil {
 			err = &Error{Msg: soft.msg}
 		}
 		return v, err
 	}
 	v := new(T)
-	err := b.bind(args, unsafe.Pointer(v), utf8ok)
+	err := b.bind(args, unsafe.Pointer(v), &h)
 	return *v, err
 }
 
@@ -207,14 +216,14 @@ func decode[T any](b *Binder, args []byte, utf8ok bool) (T, error) {
 // type that dst points to. args must be valid JSON (as checked by
 // wire.Decode); Bind never fails on valid JSON other than with an *Error.
 // dst escapes to the heap; see [Decode].
-func (b *Binder) Bind(args []byte, dst unsafe.Pointer) error { return b.bind(args, dst, false) }
+func (b *Binder) Bind(args []byte, dst unsafe.Pointer) error { return b.bind(args, dst, &Hint{}) }
 
-func (b *Binder) bind(args []byte, dst unsafe.Pointer, utf8ok bool) error {
+func (b *Binder) bind(args []byte, dst unsafe.Pointer, h *Hint) error {
 	if b.anyKey {
 		return b.unmarshalAll(args, dst)
 	}
 	var buf [4]pending
-	pend, soft, err := b.scan(args, dst, buf[:0], utf8ok)
+	pend, soft, err := b.scan(args, dst, buf[:0], h)
 	if err != nil {
 		return err
 	}
@@ -272,7 +281,7 @@ func (e *savedError) Error() string { return e.msg }
 // pend, which it returns. It returns the error to report now (unknown,
 // missing, malformed), and else the first saved type error, if any. scan
 // never leaks dst.
-func (b *Binder) scan(args []byte, dst unsafe.Pointer, pend []pending, utf8ok bool) (_ []pending, soft *savedError, err error) {
+func (b *Binder) scan(args []byte, dst unsafe.Pointer, pend []pending, h *Hint) (_ []pending, soft *savedError, err error) {
 	if args == nil {
 		args = emptyObject
 	}
@@ -321,7 +330,7 @@ func (b *Binder) scan(args []byte, dst unsafe.Pointer, pend []pending, utf8ok bo
 			}
 		default:
 			var fail failure
-			end, fail = b.fields[n].decode(args, i, dst, utf8ok)
+			end, fail = b.fields[n].decode(args, i, dst, h)
 			if fail != 0 && soft == nil {
 				soft = b.fields[n].failed(fail, key, args[i:end])
 				soft.seq = seq
@@ -436,13 +445,20 @@ func (f *field) failed(fail failure, key, v []byte) *savedError {
 // decode decodes the value at args[i] into f of the struct at dst, and
 // returns the value's end (-1 if malformed), with the failure for which
 // encoding/json would save an error, if any.
-func (f *field) decode(args []byte, i int, dst unsafe.Pointer, utf8ok bool) (int, failure) {
+func (f *field) decode(args []byte, i int, dst unsafe.Pointer, h *Hint) (int, failure) {
 	end, flags := -1, 0
 	switch {
 	case i >= len(args):
 	case args[i] == '"':
-		end, flags = scanString(args, i)
-		if utf8ok {
+		if i == h.Str && h.StrEnd > 0 {
+			end, flags = h.StrEnd, hasNonASCII // as scanLong, without looking
+			if h.StrEsc {
+				flags |= hasEscape
+			}
+		} else {
+			end, flags = scanString(args, i)
+		}
+		if h.UTF8 {
 			flags &^= hasNonASCII
 		}
 	default:

@@ -55,7 +55,7 @@ func TestBorrowed(t *testing.T) {
 				if utf8ok && tt.name == "invalid UTF-8" {
 					continue // the caller would have refused the frame
 				}
-				got, err := decode[borrowedArgs](b, in, utf8ok)
+				got, err := decode[borrowedArgs](b, in, Hint{UTF8: utf8ok})
 				if err != nil {
 					t.Fatalf("utf8ok=%v: %v", utf8ok, err)
 				}

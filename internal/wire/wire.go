@@ -56,9 +56,13 @@ type Frame struct {
 	CallID []byte
 
 	// Request fields.
-	Method    []byte // unescaped
-	Args      []byte // raw JSON object; nil when absent or null
-	TimeoutMS int64  // extension "timeout_ms": the caller's remaining time; 0 if none
+	Method []byte // unescaped
+	Args   []byte // raw JSON object; nil when absent or null
+	// Args[Str:StrEnd] is a long string token in Args (with its quotes),
+	// StrEsc if it has escapes; StrEnd is 0 if none was recorded.
+	Str, StrEnd int
+	StrEsc      bool
+	TimeoutMS   int64 // extension "timeout_ms": the caller's remaining time; 0 if none
 
 	// Response fields.
 	Result     []byte // raw JSON value; nil when absent
@@ -147,7 +151,16 @@ func Decode(data []byte, f *Frame) error {
 		return invalid("frame has both a request and a response")
 	case req != nil:
 		f.Kind = KindRequest
-		return decodeRequest(req, &e.field[partRequest], f)
+		err := decodeRequest(req, &e.field[partRequest], f)
+		if err == nil && f.Args != nil && s.lend > 0 {
+			// The longest string, if it is in the arguments: the binder
+			// need not look for its end again. Args is data[off:].
+			off := cap(data) - cap(f.Args)
+			if st, en := s.lstart-off, s.lend-off; st > 0 && en < len(f.Args) {
+				f.Str, f.StrEnd, f.StrEsc = st, en, s.lesc
+			}
+		}
+		return err
 	case resp != nil:
 		f.Kind = KindResponse
 		return decodeResponse(resp, &e.field[partResponse], f)
@@ -277,6 +290,12 @@ type scanner struct {
 	b   []byte
 	i   int
 	bad bool
+
+	// The longest long string token scanned (see strLong): from its
+	// opening quote at lstart to lend, after its closing quote; lesc if
+	// it has escapes. lcur is the start of the one being scanned.
+	lstart, lend, lcur int
+	lesc               bool
 }
 
 func (s *scanner) fail() {
@@ -535,6 +554,7 @@ func (s *scanner) str() (esc bool) {
 		for ; ; i += 8 {
 			if i+8 > end {
 				if end < len(b) {
+					s.lcur = s.i
 					return s.strLong(i, esc)
 				}
 				break
@@ -592,11 +612,13 @@ func (s *scanner) strLong(i int, esc bool) bool {
 		}
 		if s.b[i] == '"' {
 			s.i = i + 1
+			s.longest(esc)
 			return esc
 		}
 		end, e := strSpecial(s.b, i, esc)
 		if end > 0 {
 			s.i = end
+			s.longest(e)
 			return e
 		}
 		if end == 0 {
@@ -606,6 +628,14 @@ func (s *scanner) strLong(i int, esc bool) bool {
 	}
 	s.fail()
 	return false
+}
+
+// longest records the long string token that just ended at s.i, from
+// s.lcur, if it is the longest so far.
+func (s *scanner) longest(esc bool) {
+	if s.i-s.lcur > s.lend-s.lstart {
+		s.lstart, s.lend, s.lesc = s.lcur, s.i, esc
+	}
 }
 
 // strSpecial scans a string token from b[i] (not inside an escape) as str

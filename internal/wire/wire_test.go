@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"os"
 	"reflect"
@@ -157,6 +158,22 @@ func FuzzDecode(f *testing.F) {
 			}
 			if fr.Args != nil && (fr.Args[0] != '{' || !json.Valid(fr.Args)) {
 				t.Fatalf("args %q", fr.Args)
+			}
+			if fr.StrEnd > 0 {
+				// The recorded string is a whole string token in Args.
+				if fr.Str <= 0 || fr.StrEnd >= len(fr.Args) || fr.Str >= fr.StrEnd {
+					t.Fatalf("string at [%d:%d] in args of %d bytes", fr.Str, fr.StrEnd, len(fr.Args))
+				}
+				tok := fr.Args[fr.Str:fr.StrEnd]
+				var str string
+				if tok[0] != '"' || json.Unmarshal(tok, &str) != nil {
+					t.Fatalf("string at [%d:%d] is not a string token: %q", fr.Str, fr.StrEnd, tok)
+				}
+				if fr.StrEsc != bytes.Contains(tok, []byte{'\\'}) {
+					t.Fatalf("string %q: StrEsc %v", tok, fr.StrEsc)
+				}
+			} else if fr.Str != 0 || fr.StrEsc {
+				t.Fatalf("no string recorded, but Str %d StrEsc %v", fr.Str, fr.StrEsc)
 			}
 		case KindResponse:
 			if fr.Result != nil && !json.Valid(fr.Result) {
@@ -375,6 +392,33 @@ func TestHasControl(t *testing.T) {
 					t.Fatalf("plainPrefix(%q) = %d, want %d", s, got, want)
 				}
 			}
+		}
+	}
+}
+
+// TestLongStringHint: the longest long string of a request's arguments is
+// recorded, with its escapes, for the binder; one outside them is not.
+func TestLongStringHint(t *testing.T) {
+	long := strings.Repeat("x", 100)
+	for _, tt := range []struct {
+		frame, want string
+		esc         bool
+	}{
+		{`{"request": {"method": "echo", "arguments": {"text": "` + long + `"}, "call_id": "1"}}`, `"` + long + `"`, false},
+		{`{"request": {"method": "echo", "arguments": {"a": "short", "text": "` + long + `\n"}}}`, `"` + long + `\n"`, true},
+		{`{"request": {"method": "echo", "arguments": {"text": "short"}, "call_id": "` + long + `"}}`, "", false},
+		{`{"request": {"method": "echo", "arguments": {"a": "` + long + `", "b": "` + long + long + `"}}}`, `"` + long + long + `"`, false},
+	} {
+		var f Frame
+		if err := Decode([]byte(tt.frame), &f); err != nil {
+			t.Fatalf("%s: %v", tt.frame, err)
+		}
+		got := ""
+		if f.StrEnd > 0 {
+			got = string(f.Args[f.Str:f.StrEnd])
+		}
+		if got != tt.want || f.StrEsc != tt.esc {
+			t.Errorf("%.60s...: string %q esc %v, want %q esc %v", tt.frame, got, f.StrEsc, tt.want, tt.esc)
 		}
 	}
 }
