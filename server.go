@@ -14,8 +14,10 @@ import (
 	"github.com/gorilla/websocket"
 )
 
-// serverReadBuffer is the size of each server connection's read buffer.
-const serverReadBuffer = 512
+// serverReadBuffer is the size of each server connection's read buffer,
+// which an idle connection keeps: small, since a busy connection reads
+// ahead in bulk (batchConn).
+const serverReadBuffer = 256
 
 // serverWriteBuffer is the size of each server connection's write buffer.
 const serverWriteBuffer = 128
