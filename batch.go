@@ -2,7 +2,9 @@ package wsrpc
 
 import (
 	"bufio"
+	"encoding/binary"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -37,6 +39,7 @@ type batchConn struct {
 	busy  bool         // the last socket read brought a lot: read ahead
 	noRaw bool         // the socket has no RawConn: never read ahead
 	vec   bool         // the socket writes net.Buffers with one writev
+	hdr   [14]byte     // writeMasked's frame header; under mu
 
 	mu       sync.Mutex
 	holding  bool
@@ -343,4 +346,65 @@ func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	h.conn = newBatchConn(c)
 	return h.conn, brw, nil
+}
+
+// writeMasked writes p as one final, masked data frame of type mt, as a
+// client must send it: p is masked in place, so the caller gives it up,
+// and while the conn is held it is kept by reference rather than copied.
+// Control frames still go through gorilla, each in one Write, so they
+// never land inside this frame.
+func (b *batchConn) writeMasked(mt int, p []byte) error {
+	key := rand.Uint32()
+	maskBytes(p, key)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	hdr := b.hdr[:0]
+	hdr = append(hdr, 0x80|byte(mt)) // FIN, opcode
+	switch n := len(p); {
+	case n <= 125:
+		hdr = append(hdr, 0x80|byte(n)) // masked, length
+	case n <= 0xffff:
+		hdr = binary.BigEndian.AppendUint16(append(hdr, 0x80|126), uint16(n))
+	default:
+		hdr = binary.BigEndian.AppendUint64(append(hdr, 0x80|127), uint64(n))
+	}
+	hdr = binary.LittleEndian.AppendUint32(hdr, key)
+
+	if b.holding {
+		keep := b.vec && len(p) >= minKeep
+		copied := len(hdr)
+		if !keep {
+			copied += len(p)
+		}
+		if b.buf.size+len(hdr)+len(p) > maxBatch || len(b.buf.b)+copied > maxCopy {
+			if err := b.flushLocked(); err != nil {
+				return err
+			}
+		}
+		if keep || copied <= maxCopy {
+			b.buf.add(hdr, false)
+			b.buf.add(p, keep)
+			return nil
+		}
+	}
+	if err := b.flushLocked(); err != nil {
+		return err
+	}
+	// Not held (or too large to hold): one Write of a copy, rare.
+	_, err := b.Conn.Write(append(hdr[:len(hdr):len(hdr)], p...))
+	return err
+}
+
+// maskBytes XORs p with the masking key, whose first byte applies to
+// p[0] (the key as written little-endian after the header), eight bytes
+// at a time.
+func maskBytes(p []byte, key uint32) {
+	k := uint64(key) | uint64(key)<<32
+	for len(p) >= 8 {
+		binary.LittleEndian.PutUint64(p, binary.LittleEndian.Uint64(p)^k)
+		p = p[8:]
+	}
+	for i := range p {
+		p[i] ^= byte(k >> (8 * (i % 4)))
+	}
 }

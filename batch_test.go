@@ -1,13 +1,20 @@
 package wsrpc
 
 import (
+	"bufio"
+	"bytes"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/binary"
 	"fmt"
+	"io"
+	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 // TestLargeFramesBatched sends frames of many sizes at once both ways, so
@@ -54,5 +61,95 @@ func TestLargeFramesBatched(t *testing.T) {
 			}
 			wg.Wait()
 		})
+	}
+}
+
+// TestWriteMasked: a client's data frame written by batchConn.writeMasked
+// is one final, masked frame with the shortest length encoding, held or
+// not, whose payload unmasks to what was sent.
+func TestWriteMasked(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			close(accepted)
+			return
+		}
+		accepted <- c
+	}()
+	cc, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	sc, ok := <-accepted
+	if !ok {
+		t.Fatal("accept failed")
+	}
+	defer sc.Close()
+	b := newBatchConn(cc)
+	r := bufio.NewReader(sc)
+
+	for _, n := range []int{0, 1, 7, 125, 126, 127, 65535, 65536, 70000, maxBatch + 10} {
+		for _, held := range []bool{false, true} {
+			want := make([]byte, n)
+			for i := range want {
+				want[i] = byte('a' + i%26)
+			}
+			p := bytes.Clone(want)
+			done := make(chan error, 1)
+			go func() {
+				if held {
+					b.hold()
+				}
+				err := b.writeMasked(websocket.TextMessage, p)
+				if held {
+					if rerr := b.release(); err == nil {
+						err = rerr
+					}
+				}
+				done <- err
+			}()
+			var h [2]byte
+			if _, err := io.ReadFull(r, h[:]); err != nil {
+				t.Fatal(err)
+			}
+			if h[0] != 0x80|websocket.TextMessage || h[1]&0x80 == 0 {
+				t.Fatalf("n=%d held=%v: header %#x %#x, want FIN+text and the mask bit", n, held, h[0], h[1])
+			}
+			length := int(h[1] & 0x7f)
+			switch {
+			case n <= 125 && length != n, n > 125 && n <= 0xffff && length != 126, n > 0xffff && length != 127:
+				t.Fatalf("n=%d: length code %d", n, length)
+			case length == 126:
+				var l [2]byte
+				io.ReadFull(r, l[:])
+				length = int(binary.BigEndian.Uint16(l[:]))
+			case length == 127:
+				var l [8]byte
+				io.ReadFull(r, l[:])
+				length = int(binary.BigEndian.Uint64(l[:]))
+			}
+			var key [4]byte
+			io.ReadFull(r, key[:])
+			got := make([]byte, length)
+			if _, err := io.ReadFull(r, got); err != nil {
+				t.Fatal(err)
+			}
+			for i := range got {
+				got[i] ^= key[i%4]
+			}
+			if err := <-done; err != nil {
+				t.Fatalf("n=%d held=%v: %v", n, held, err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatalf("n=%d held=%v: payload differs", n, held)
+			}
+		}
 	}
 }

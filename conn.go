@@ -77,13 +77,16 @@ type config struct {
 // hands out its current Conn with [Client.Conn]. All methods are safe for
 // concurrent use.
 type Conn struct {
-	ws    *websocket.Conn
-	bc    *batchConn // ws's socket
-	id    string
-	cfg   *config
-	up    *upgrade // server side: the upgrade request
-	ext   bool
-	start time.Time
+	ws *websocket.Conn
+	bc *batchConn // ws's socket
+	// direct: a client's data frames are masked in place and written
+	// straight to bc (no TLS between), not copied through gorilla's writer.
+	direct bool
+	id     string
+	cfg    *config
+	up     *upgrade // server side: the upgrade request
+	ext    bool
+	start  time.Time
 
 	lastRead atomic.Int64 // time.Since(start) when a frame last arrived
 
@@ -147,6 +150,7 @@ func newConn(ws *websocket.Conn, cfg *config, up *upgrade) *Conn {
 		start: time.Now(),
 		slots: make(chan struct{}, cfg.maxQueue),
 	}
+	c.direct = up == nil && c.bc != nil && ws.NetConn() == net.Conn(c.bc)
 	ctx, cancel := context.WithCancelCause(context.WithValue(context.Background(), connKey{}, c))
 	c.ctx, c.cancel = ctx, cancel
 	ws.SetPingHandler(func(data string) error {
@@ -880,6 +884,9 @@ func (c *Conn) writeFrame(out *buffer) error {
 	mt := websocket.TextMessage
 	if c.cfg.binary {
 		mt = websocket.BinaryMessage
+	}
+	if c.direct {
+		return c.bc.writeMasked(mt, out.b)
 	}
 	return c.ws.WriteMessage(mt, out.b)
 }
