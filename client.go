@@ -112,10 +112,11 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Client, error
 			TLSClientConfig:  o.TLSConfig,
 			HandshakeTimeout: orDefault(o.HandshakeTimeout, DefaultHandshakeTimeout),
 			Subprotocols:     []string{extProtocol},
-			// A client masks what it sends, through its write buffer, and
-			// a message larger than the buffer goes out in several frames:
-			// a large buffer, taken from a pool only while a message is
-			// written, sends most messages as one frame.
+			// Over TLS, gorilla writes the data frames (elsewhere the Conn
+			// writes them itself: Conn.direct): it masks them through its
+			// write buffer, and a message larger than the buffer goes out
+			// in several frames. A large buffer, taken from a pool only
+			// while a message is written, sends most as one frame.
 			WriteBufferSize: clientWriteBuffer,
 			WriteBufferPool: &clientWritePool,
 		},
