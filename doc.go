@@ -24,8 +24,8 @@
 //
 // # Clients
 //
-// [Dial] connects, retrying with jittered exponential backoff (401 and 403
-// are final), and returns a [Client] that reconnects whenever the link
+// [Dial] connects, retrying with jittered exponential backoff (401, 403 and
+// certificate failures are final), and returns a [Client] that reconnects whenever the link
 // drops, runs OnConnect on each new connection, keeps the link alive with
 // pings, and exposes [DialOptions].Methods to the server. HTTP(S) proxies
 // come from the environment by default.
@@ -45,15 +45,19 @@
 // [Mux.Handle] takes raw JSON. Missing, unknown or mistyped arguments are
 // answered with [CodeInvalidParams], unknown methods with
 // [CodeMethodNotFound], a handler's panic with [CodeInternalError] (and a
-// [*PanicError] to the OnError hook); the connection lives on.
-// [RegisterUtilities] adds the Python library's utility methods.
+// [*PanicError] to the OnError hook); the connection lives on. An argument
+// of type [RawText] borrows a large string from its frame instead of
+// copying it, for handlers that read it at once. [RegisterUtilities] adds
+// the Python library's utility methods.
 //
 // # Concurrency
 //
 // Each connection has one reader, which never runs handlers itself: every
 // call runs in its own goroutine, so a slow handler blocks nothing and nested
 // calls cannot deadlock. One writer goroutine, started on demand, owns the
-// socket and drains a bounded queue. A handler's context carries its
+// socket and drains a bounded queue. Limits per connection
+// ([ServerOptions].MaxConcurrentCalls, MaxCallBytes, MaxMessageSize,
+// SendQueue) bound what one peer can make the other hold. A handler's context carries its
 // connection ([ConnFromContext]) and ends when the connection ends. Close
 // methods are idempotent and safe to call from handlers and hooks.
 //
