@@ -144,12 +144,7 @@ func TestBenchMethodError(t *testing.T) {
 
 func TestBenchConnectFailure(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	url := "ws://" + ln.Addr().String() + "/ws"
-	ln.Close() // nothing listens there now
+	url := deadURL(t)
 	r := runCmd(t, "", "bench", url, "--duration", "100ms")
 	if r.code != exitFail || r.stdout != "" || !strings.HasPrefix(r.stderr, "wsrpc: ") {
 		t.Errorf("exit %d, stdout %q, stderr %q; want %d and an error", r.code, r.stdout, r.stderr, exitFail)

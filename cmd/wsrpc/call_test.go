@@ -175,12 +175,7 @@ func TestCallToken(t *testing.T) {
 
 func TestCallNoServer(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	url := "ws://" + ln.Addr().String() + "/ws"
-	ln.Close() // nothing listens there now
+	url := deadURL(t)
 	r := runCmd(t, "", "call", url, "add", "a=1", "b=2")
 	if r.code != exitFail || r.stdout != "" {
 		t.Errorf("exit %d, stdout %q; want %d and nothing", r.code, r.stdout, exitFail)

@@ -181,3 +181,14 @@ func TestUsageErrors(t *testing.T) {
 		})
 	}
 }
+
+// deadURL returns a ws:// URL on 127.0.0.1 where nothing listens.
+func deadURL(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close() // nothing listens there once it returns
+	return "ws://" + ln.Addr().String() + "/ws"
+}
