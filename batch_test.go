@@ -128,15 +128,15 @@ func TestWriteMasked(t *testing.T) {
 				t.Fatalf("n=%d: length code %d", n, length)
 			case length == 126:
 				var l [2]byte
-				io.ReadFull(r, l[:])
+				mustRead(t, r, l[:])
 				length = int(binary.BigEndian.Uint16(l[:]))
 			case length == 127:
 				var l [8]byte
-				io.ReadFull(r, l[:])
+				mustRead(t, r, l[:])
 				length = int(binary.BigEndian.Uint64(l[:]))
 			}
 			var key [4]byte
-			io.ReadFull(r, key[:])
+			mustRead(t, r, key[:])
 			got := make([]byte, length)
 			if _, err := io.ReadFull(r, got); err != nil {
 				t.Fatal(err)
@@ -151,5 +151,12 @@ func TestWriteMasked(t *testing.T) {
 				t.Fatalf("n=%d held=%v: payload differs", n, held)
 			}
 		}
+	}
+}
+
+func mustRead(t *testing.T, r io.Reader, p []byte) {
+	t.Helper()
+	if _, err := io.ReadFull(r, p); err != nil {
+		t.Fatal(err)
 	}
 }
