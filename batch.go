@@ -26,10 +26,18 @@ const minKeep = 2 << 10
 // held, writes are appended to a buffer that release sends, and a large
 // payload that the writer promised to keep intact until then (keep) is
 // referenced rather than copied: the batch goes out with one writev.
-// Write deadlines are applied when bytes really go to the socket, which
-// also saves a timer update per frame. Writes from other goroutines (pings,
-// pongs) pass through, or join the batch while it is held. Reads go
-// through Read (readahead.go). Idle connections hold no buffer.
+// Writes from other goroutines (pings, pongs) pass through, or join the
+// batch while it is held. Reads go through Read (readahead.go). Idle
+// connections hold no buffer.
+//
+// Once the handshake is done, the batchConn owns the socket's write
+// deadline (own): every write to the socket gets one WriteTimeout from
+// when it starts, whoever writes, and the deadlines that gorilla and TLS
+// set through SetWriteDeadline are ignored. A control frame's short
+// deadline therefore never stays on the socket for the data frames that
+// follow it, and frames that bypass gorilla (writeMasked) are bounded as
+// much as those it writes. Before own, during the handshakes, deadlines
+// set through SetWriteDeadline apply as usual.
 type batchConn struct {
 	net.Conn
 	rd    *aheadReader // made on the first busy read; reader goroutine only
@@ -45,9 +53,11 @@ type batchConn struct {
 	mu       sync.Mutex
 	holding  bool
 	buf      *batch
-	kept     []byte    // may be referenced until release; see keep
-	deadline time.Time // the deadline the next socket write must have
-	applied  time.Time // the deadline the socket has
+	kept     []byte        // may be referenced until release; see keep
+	owned    bool          // own was called: timeout decides the deadline
+	timeout  time.Duration // after own: each socket write's bound; 0: none
+	deadline time.Time     // before own: the deadline the next socket write must have
+	applied  time.Time     // the deadline the socket has
 }
 
 // batch is what a held batchConn has to write: bytes copied into b, and
@@ -121,11 +131,57 @@ func (b *batchConn) keep(p []byte) {
 	b.mu.Unlock()
 }
 
-// SetWriteDeadline records t for the next write to the socket.
+// SetWriteDeadline records t for the next write to the socket, until own
+// was called; then it does nothing, since the batchConn sets the deadline
+// of each write itself.
 func (b *batchConn) SetWriteDeadline(t time.Time) error {
 	b.mu.Lock()
-	b.deadline = t
+	if !b.owned {
+		b.deadline = t
+	}
 	b.mu.Unlock()
+	return nil
+}
+
+// own makes the batchConn the only one to set the socket's write
+// deadline: from now on each write to the socket must end within timeout
+// of its start (timeout <= 0: no deadline).
+func (b *batchConn) own(timeout time.Duration) {
+	b.mu.Lock()
+	b.owned = true
+	b.timeout = max(timeout, 0)
+	b.mu.Unlock()
+}
+
+// deadlineSlack is how stale an owned deadline may get before a write
+// moves it: a write starts with between timeout-slack and timeout left,
+// and the deadline moves at most once per slack, saving a timer update
+// per write.
+func deadlineSlack(timeout time.Duration) time.Duration {
+	return min(time.Second, timeout/4)
+}
+
+// armLocked gives the socket the deadline that the next write must have.
+func (b *batchConn) armLocked() error {
+	want := b.deadline
+	if b.owned {
+		if b.timeout <= 0 {
+			want = time.Time{}
+		} else {
+			now := time.Now()
+			if left := b.applied.Sub(now); !b.applied.IsZero() && left > b.timeout-deadlineSlack(b.timeout) && left <= b.timeout {
+				return nil // fresh enough
+			}
+			want = now.Add(b.timeout)
+		}
+	}
+	if want.Equal(b.applied) {
+		return nil
+	}
+	if err := b.Conn.SetWriteDeadline(want); err != nil {
+		return err
+	}
+	b.applied = want
 	return nil
 }
 
@@ -162,12 +218,11 @@ func (b *batchConn) release() error {
 	return err
 }
 
+// flushLocked writes what is buffered, and in any case arms the deadline
+// for the write that may follow it.
 func (b *batchConn) flushLocked() error {
-	if !b.deadline.Equal(b.applied) {
-		if err := b.Conn.SetWriteDeadline(b.deadline); err != nil {
-			return err
-		}
-		b.applied = b.deadline
+	if err := b.armLocked(); err != nil {
+		return err
 	}
 	w := b.buf
 	if w == nil || w.size == 0 {

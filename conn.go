@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"runtime"
 	"runtime/debug"
 	"strconv"
@@ -60,7 +61,8 @@ type config struct {
 	keepAlive    KeepAlive     // Interval <= 0: off
 	pingRPC      bool          // keep-alive also calls _ping_ (clients)
 	binary       bool
-	maxQueue     int
+	maxQueue     int   // frames queued to write
+	maxQueueSize int64 // their bytes; 0: no limit
 	writeTimeout time.Duration
 	closeTimeout time.Duration
 	workers      *workers
@@ -107,14 +109,19 @@ type Conn struct {
 	stored       map[string]storedResponse // call_me_back answers
 	storedOrder  []string
 
-	wmu       sync.Mutex
-	wq        []*buffer
-	wspare    []*buffer
-	wrunning  bool
-	wclosed   bool
-	werr      error         // owned by the running writer
-	wdeadline time.Time     // when the writer last moved the write deadline
-	slots     chan struct{} // bounds queued frames
+	// wmu guards the send queue: the frames waiting for the writer, and
+	// the room they take.
+	wmu      sync.Mutex
+	wq       []*buffer
+	wspare   []*buffer
+	wrunning bool
+	wclosed  bool
+	qframes  int           // data frames queued or being written
+	qbytes   int64         // their bytes (buffer capacity)
+	room     chan struct{} // closed when room frees up; made by a waiter
+
+	werr      error // owned by the running writer
+	closeSent bool  // owned by the running writer: no data frame may follow
 
 	inHook     atomic.Int32 // reader is running a hook
 	wg         sync.WaitGroup
@@ -148,25 +155,42 @@ func newConn(ws *websocket.Conn, cfg *config, up *upgrade) *Conn {
 		up:    up,
 		ext:   ws.Subprotocol() == extProtocol,
 		start: time.Now(),
-		slots: make(chan struct{}, cfg.maxQueue),
 	}
 	c.direct = up == nil && c.bc != nil && ws.NetConn() == net.Conn(c.bc)
+	if c.bc != nil {
+		// From now on the socket's write deadline is the batchConn's:
+		// each write, data or control, direct or through gorilla, gets
+		// WriteTimeout from its start.
+		c.bc.own(cfg.writeTimeout)
+	}
 	ctx, cancel := context.WithCancelCause(context.WithValue(context.Background(), connKey{}, c))
 	c.ctx, c.cancel = ctx, cancel
 	ws.SetPingHandler(func(data string) error {
 		c.touch()
-		err := ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
-		if errors.Is(err, websocket.ErrCloseSent) {
+		// The deadline bounds only the wait for gorilla's write lock; the
+		// socket write is bounded by the batchConn (WriteTimeout).
+		err := ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(pongWait(cfg.writeTimeout)))
+		switch {
+		case err == nil, errors.Is(err, websocket.ErrCloseSent):
 			return nil
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			return fmt.Errorf("write: %w", err) // the peer stopped reading: the connection ends
 		}
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			return nil
+		if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+			return nil // gorilla's writer was busy for that long: skip this pong
 		}
 		return err
 	})
 	ws.SetPongHandler(func(string) error { c.touch(); return nil })
 	return c
+}
+
+// pongWait is how long a pong waits for gorilla's write lock.
+func pongWait(writeTimeout time.Duration) time.Duration {
+	if writeTimeout > 0 {
+		return writeTimeout
+	}
+	return DefaultWriteTimeout
 }
 
 // ID returns the connection's channel id: 32 hex digits this side made for
@@ -458,12 +482,23 @@ func (c *Conn) runHandler(ctx context.Context, cc *callCtx, m *method, f *wire.F
 		err != nil && errors.Is(cc.Err(), context.DeadlineExceeded))
 	if peerGaveUp {
 		putBuf(out)
-	} else {
-		c.send(out)
+		out = nil
+	} else if queued, ended := c.tryEnqueue(out); queued || ended {
+		out = nil
 	}
+	// out != nil: the send queue is full. The call waits for room holding
+	// its answer instead of its request, which goes now: the answer counts
+	// against MaxCallBytes in the request's place, so that answers waiting
+	// to be queued are bounded as the requests were.
+	var waitSize int64
 	c.mu.Lock()
-	c.calls--
 	c.callBytes -= int64(cap(in.b))
+	if out != nil {
+		waitSize = int64(cap(out.b))
+		c.callBytes += waitSize
+	} else {
+		c.endCallLocked()
+	}
 	if cc != nil && cc.idx >= 0 {
 		last := len(c.running) - 1
 		c.running[cc.idx] = c.running[last]
@@ -471,14 +506,27 @@ func (c *Conn) runHandler(ctx context.Context, cc *callCtx, m *method, f *wire.F
 		c.running[last] = nil
 		c.running = c.running[:last]
 	}
-	if c.calls == 0 && c.drained != nil {
-		close(c.drained)
-		c.drained = nil
-	}
 	c.mu.Unlock()
 	putBuf(in) // f and cc.id alias in: done with them
 	if cc != nil {
 		cc.cancel(context.Canceled, nil) // the handler returned
+	}
+	if out != nil {
+		c.send(out)
+		c.mu.Lock()
+		c.callBytes -= waitSize
+		c.endCallLocked()
+		c.mu.Unlock()
+	}
+}
+
+// endCallLocked counts a call as ended, and tells a drain waiting for the
+// last one. c.mu held.
+func (c *Conn) endCallLocked() {
+	c.calls--
+	if c.calls == 0 && c.drained != nil {
+		close(c.drained)
+		c.drained = nil
 	}
 }
 
@@ -745,56 +793,92 @@ func (c *Conn) send(out *buffer) {
 
 // trySend queues a frame only if there is room now.
 func (c *Conn) trySend(out *buffer) {
-	select {
-	case c.slots <- struct{}{}:
-		c.push(out, true)
-	default:
+	if queued, ended := c.tryEnqueue(out); !queued && !ended {
 		putBuf(out)
 	}
+}
+
+// fitsLocked reports whether the send queue has room for a data frame of
+// size bytes: fewer than maxQueue frames, and maxQueueSize bytes at most
+// with it, unless the queue is empty (a frame always fits alone). c.wmu
+// held.
+func (c *Conn) fitsLocked(size int64) bool {
+	if c.qframes == 0 {
+		return true
+	}
+	return c.qframes < c.cfg.maxQueue && (c.cfg.maxQueueSize <= 0 || c.qbytes+size <= c.cfg.maxQueueSize)
+}
+
+// tryEnqueue queues out if the send queue has room now, taking ownership
+// of it. Otherwise it returns false and out stays the caller's, unless the
+// connection has ended: then it reports that, having released out.
+func (c *Conn) tryEnqueue(out *buffer) (queued bool, ended bool) {
+	size := max(int64(cap(out.b)), 1)
+	c.wmu.Lock()
+	if c.wclosed {
+		c.wmu.Unlock()
+		putBuf(out)
+		return false, true
+	}
+	if !c.fitsLocked(size) {
+		c.wmu.Unlock()
+		return false, false
+	}
+	c.qframes++
+	c.qbytes += size
+	out.qsize = size
+	c.pushLocked(out)
+	return true, false
 }
 
 // enqueue waits for room in the send queue, then queues out. It takes
 // ownership of out.
 func (c *Conn) enqueue(ctx context.Context, out *buffer) error {
-	select {
-	case c.slots <- struct{}{}: // room now: the common case, without selectgo
-		if !c.push(out, true) {
+	for {
+		queued, ended := c.tryEnqueue(out)
+		if queued {
+			return nil
+		}
+		if ended {
 			c.mu.Lock()
 			defer c.mu.Unlock()
 			return c.endErr()
 		}
-		return nil
-	default:
+		c.wmu.Lock()
+		if c.room == nil {
+			c.room = make(chan struct{})
+		}
+		room := c.room
+		c.wmu.Unlock()
+		select {
+		case <-room:
+		case <-ctx.Done():
+			putBuf(out)
+			return ctx.Err()
+		case <-c.ctx.Done():
+			putBuf(out)
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			return c.endErr()
+		}
 	}
-	select {
-	case c.slots <- struct{}{}:
-	case <-ctx.Done():
-		putBuf(out)
-		return ctx.Err()
-	case <-c.ctx.Done():
-		putBuf(out)
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		return c.endErr()
-	}
-	if !c.push(out, true) {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		return c.endErr()
-	}
-	return nil
 }
 
-// push appends out to the queue and starts the writer if it is idle.
-// slot says out holds a slot of c.slots.
-func (c *Conn) push(out *buffer, slot bool) bool {
-	out.slot = slot
+// push queues a control frame, which takes no room in the send queue.
+func (c *Conn) push(out *buffer) bool {
 	c.wmu.Lock()
 	if c.wclosed {
 		c.wmu.Unlock()
-		c.release(out)
+		putBuf(out)
 		return false
 	}
+	c.pushLocked(out)
+	return true
+}
+
+// pushLocked appends out to the queue, unlocks c.wmu and starts the writer
+// if it is idle.
+func (c *Conn) pushLocked(out *buffer) {
 	c.wq = append(c.wq, out)
 	start := !c.wrunning
 	if start {
@@ -807,14 +891,32 @@ func (c *Conn) push(out *buffer, slot bool) bool {
 		t.c, t.write = c, true
 		c.cfg.workers.run(t)
 	}
-	return true
 }
 
-func (c *Conn) release(out *buffer) {
-	if out.slot {
-		<-c.slots
+// release frees the buffers of frames taken off the queue, and their room.
+func (c *Conn) release(q []*buffer) {
+	var frames int
+	var size int64
+	for i, out := range q {
+		if out.qsize > 0 {
+			frames++
+			size += out.qsize
+		}
+		putBuf(out)
+		q[i] = nil
 	}
-	putBuf(out)
+	if frames == 0 {
+		return
+	}
+	c.wmu.Lock()
+	c.qframes -= frames
+	c.qbytes -= size
+	room := c.room
+	c.room = nil
+	c.wmu.Unlock()
+	if room != nil {
+		close(room)
+	}
 }
 
 // writeLoop writes queued frames until the queue is empty, then exits; the
@@ -836,11 +938,10 @@ func (c *Conn) writeLoop() {
 		c.wspare = nil
 		c.wmu.Unlock()
 
-		// The deadline moves at most once a second: it need not be exact,
-		// and each move costs a timer update.
-		if now := time.Now(); c.werr == nil && c.cfg.writeTimeout > 0 && now.Sub(c.wdeadline) > time.Second {
-			c.wdeadline = now
-			c.werr = c.ws.SetWriteDeadline(now.Add(c.cfg.writeTimeout))
+		if c.bc == nil && c.werr == nil && c.cfg.writeTimeout > 0 {
+			// No batchConn to own the deadline (a socket that is not
+			// ours): gorilla sets this one on each of its writes.
+			c.werr = c.ws.SetWriteDeadline(time.Now().Add(c.cfg.writeTimeout))
 		}
 		// The frames go to the socket together, in one write where they fit.
 		if c.bc != nil {
@@ -849,11 +950,14 @@ func (c *Conn) writeLoop() {
 		// A payload may be written by reference (batchConn.keep): the
 		// buffers are released once the batch is out.
 		for _, out := range q {
-			if c.werr == nil {
+			if c.werr == nil && !c.closeSent {
 				if c.bc != nil {
 					c.bc.keep(out.b)
 				}
 				c.werr = c.writeFrame(out)
+				// Nothing may follow a close frame. gorilla would refuse
+				// its own writes (ErrCloseSent) but not the direct ones.
+				c.closeSent = out.close
 			}
 		}
 		if c.bc != nil {
@@ -861,10 +965,7 @@ func (c *Conn) writeLoop() {
 				c.werr = err
 			}
 		}
-		for i, out := range q {
-			c.release(out)
-			q[i] = nil
-		}
+		c.release(q)
 		if c.werr != nil {
 			c.fail(fmt.Errorf("write: %w", c.werr))
 		}
@@ -924,7 +1025,7 @@ func (c *Conn) close(code int, reason string, cause error) {
 		out := getBuf()
 		out.b = append(out.b, websocket.FormatCloseMessage(code, reason)...)
 		out.close = true
-		c.push(out, false)
+		c.push(out)
 		t := time.AfterFunc(c.cfg.closeTimeout, func() { c.ws.NetConn().Close() })
 		defer t.Stop()
 	}
@@ -963,9 +1064,7 @@ func (c *Conn) cleanup(readErr error) {
 	queued := c.wq
 	c.wq = nil
 	c.wmu.Unlock()
-	for _, out := range queued {
-		c.release(out)
-	}
+	c.release(queued)
 	c.ws.Close()
 	c.readerDone.close(&c.mu)
 	c.wg.Wait()
@@ -1066,10 +1165,10 @@ func (c *Conn) keepAliveCheck() bool {
 // buffer is a pooled frame buffer.
 type buffer struct {
 	b     []byte
-	close bool // a close frame
-	ping  bool // a ping control frame
-	slot  bool // holds a send-queue slot
-	utf8  bool // a frame read, checked to be valid UTF-8
+	close bool  // a close frame
+	ping  bool  // a ping control frame
+	qsize int64 // the room it takes in the send queue (data frames)
+	utf8  bool  // a frame read, checked to be valid UTF-8
 }
 
 var bufPool = sync.Pool{New: func() any { return &buffer{b: make([]byte, 0, 1024)} }}
@@ -1083,7 +1182,7 @@ func putBuf(b *buffer) {
 		return
 	}
 	b.b = b.b[:0]
-	b.close, b.ping, b.slot, b.utf8 = false, false, false, false
+	b.close, b.ping, b.utf8, b.qsize = false, false, false, 0
 	bufPool.Put(b)
 }
 

@@ -17,6 +17,7 @@ const (
 	DefaultKeepAliveInterval  = 30 * time.Second
 	DefaultMaxMessageSize     = 1 << 20
 	DefaultSendQueue          = 256
+	DefaultSendQueueBytes     = 4 << 20
 	DefaultWriteTimeout       = 10 * time.Second
 	DefaultHandshakeTimeout   = 10 * time.Second
 	DefaultMaxConcurrentCalls = 1024
@@ -102,9 +103,15 @@ type ServerOptions struct {
 	// DefaultMaxMessageSize (1 MiB); negative: no limit.
 	MaxMessageSize int64
 	// SendQueue bounds the frames queued for writing per connection;
-	// callers wait (bounded by their context) while it is full. Zero means
-	// DefaultSendQueue (256).
+	// callers and handlers wait (callers bounded by their context) while
+	// it is full. Zero means DefaultSendQueue (256).
 	SendQueue int
+	// SendQueueBytes bounds the bytes of the frames queued for writing per
+	// connection, answers included, as SendQueue bounds their number; a
+	// frame always fits in an empty queue, so one message of any size
+	// goes out. Zero means DefaultSendQueueBytes (4 MiB); negative: no
+	// limit.
+	SendQueueBytes int64
 	// WriteTimeout bounds each write to the socket; a peer that does not
 	// read for this long is disconnected. Zero means DefaultWriteTimeout
 	// (10 s); negative: none.
@@ -113,13 +120,14 @@ type ServerOptions struct {
 	// once; a call over it is answered at once with a CodeServerError
 	// error (ErrTooManyCalls). Zero means DefaultMaxConcurrentCalls (1024).
 	MaxConcurrentCalls int
-	// MaxCallBytes bounds the memory that the requests of one client's
-	// running calls hold: a call's frame stays in memory until its handler
-	// returns. A call that would go over it is answered at once with a
-	// CodeServerError error (ErrTooManyCalls); a call arriving while no
-	// other call runs is always taken, so one message of MaxMessageSize
-	// always fits. With MaxMessageSize and MaxConcurrentCalls it bounds a
-	// connection's memory. Zero means DefaultMaxCallBytes (16 MiB);
+	// MaxCallBytes bounds the memory that one client's running calls
+	// hold: a call's request stays in memory until its handler returns,
+	// and then its answer until the send queue has room for it. A call
+	// that would go over it is answered at once with a CodeServerError
+	// error (ErrTooManyCalls); a call arriving while no other call runs is
+	// always taken, so one message of MaxMessageSize always fits. With
+	// MaxMessageSize and SendQueueBytes it bounds a connection's memory
+	// (see docs/security.md). Zero means DefaultMaxCallBytes (16 MiB);
 	// negative: no limit.
 	MaxCallBytes int64
 	// SendErrorDetails sends the text of handler errors that are not
@@ -202,6 +210,8 @@ type DialOptions struct {
 	MaxMessageSize int64
 	// SendQueue: see ServerOptions.SendQueue.
 	SendQueue int
+	// SendQueueBytes: see ServerOptions.SendQueueBytes.
+	SendQueueBytes int64
 	// WriteTimeout: see ServerOptions.WriteTimeout.
 	WriteTimeout time.Duration
 	// MaxConcurrentCalls: see ServerOptions.MaxConcurrentCalls.
@@ -223,6 +233,7 @@ type common struct {
 	binary       bool
 	maxMessage   int64
 	sendQueue    int
+	sendBytes    int64
 	writeTimeout time.Duration
 	maxCalls     int
 	maxCallBytes int64
@@ -254,6 +265,7 @@ func (o common) config(mux *Mux) (*config, int64, error) {
 		keepAlive:    o.keepAlive,
 		binary:       o.binary,
 		maxQueue:     int(orDefault(int64(o.sendQueue), DefaultSendQueue)),
+		maxQueueSize: orDefault(o.sendBytes, DefaultSendQueueBytes),
 		writeTimeout: orDefault(o.writeTimeout, DefaultWriteTimeout),
 		closeTimeout: defaultCloseTimeout,
 		maxCalls:     int(orDefault(int64(o.maxCalls), DefaultMaxConcurrentCalls)),
