@@ -104,8 +104,6 @@ type Conn struct {
 	draining     bool
 	drained      chan struct{}
 	ka           *time.Timer
-	stored       map[string]storedResponse // call_me_back answers
-	storedOrder  []string
 
 	wmu       sync.Mutex
 	wq        []*buffer
