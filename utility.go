@@ -18,9 +18,24 @@ type ProcessDetails struct {
 	WorkingDir string   `json:"workingdir"`
 }
 
-// maxStoredResponses bounds the answers kept for get_response, per
-// connection.
-const maxStoredResponses = 1000
+// The utility methods' bounds, per connection. A peer may call
+// call_me_back at any rate; these keep what one connection can make the
+// process hold to about maxPendingCallbacks goroutines.
+const (
+	// maxPendingCallbacks bounds the calls call_me_back has made to the
+	// peer that still wait for its answer. Each holds a goroutine and a
+	// pending call (about 6 KiB) until the peer answers, the call times
+	// out (CallTimeout) or the connection ends. A trigger is answered at
+	// once, so a well-behaved peer has a handful pending; 64 leaves room
+	// for a test that fires a burst.
+	maxPendingCallbacks = 64
+	// maxStoredResponses bounds the answers kept for get_response.
+	maxStoredResponses = 1000
+)
+
+// errTooManyCallbacks answers a call_me_back over maxPendingCallbacks.
+var errTooManyCallbacks = Errorf(CodeServerError,
+	"call_me_back: too many callbacks pending (at most %d per connection)", maxPendingCallbacks)
 
 // RegisterUtilities adds to m the utility methods the Python library offers
 // as a ready set (RpcUtilityMethods), so that peers and tests written for it
@@ -34,8 +49,16 @@ const maxStoredResponses = 1000
 //   - get_response(call_id) returns the response kept for call_id, as
 //     {"result", "result_type", "call_id"}, and forgets it.
 //
-// Responses are kept per connection, at most 1,000 (the oldest go first).
-// They are dropped when their connection ends. Connections that
+// The methods are bounded per connection:
+//
+//   - At most 64 of call_me_back's calls wait for the peer's answer at
+//     once. A call_me_back over that is answered at once with a
+//     [CodeServerError] error, and calls nothing. A call ends when the
+//     peer answers, when it times out (CallTimeout) or when the
+//     connection ends.
+//   - At most 1,000 responses are kept: the oldest go first.
+//
+// Kept responses are dropped when their connection ends. Connections that
 // share m share nothing else: each sees only its own responses.
 func RegisterUtilities(m *Mux) { registerUtilities(m) }
 
@@ -115,8 +138,9 @@ type utilities struct {
 // connStore is one connection's share of [utilities]; utilities.mu guards
 // it.
 type connStore struct {
-	stored map[string]storedResponse // answers kept for get_response
-	order  []string                  // their call ids, oldest first
+	pending int                       // callbacks waiting for the peer
+	stored  map[string]storedResponse // answers kept for get_response
+	order   []string                  // their call ids, oldest first
 }
 
 // storeLocked returns c's entry, made if needed, or nil once c has ended;
@@ -144,7 +168,8 @@ func (u *utilities) storeLocked(c *Conn) *connStore {
 
 // callBack calls method on c's peer under a new call id, in a goroutine
 // that c owns (c.wg: Conn.Done waits for it), and keeps the response for
-// get_response.
+// get_response. It fails at once when maxPendingCallbacks calls wait
+// already.
 func (u *utilities) callBack(c *Conn, method string, args []byte) (string, error) {
 	id := wire.NewCallID()
 	u.mu.Lock()
@@ -153,11 +178,19 @@ func (u *utilities) callBack(c *Conn, method string, args []byte) (string, error
 		u.mu.Unlock()
 		return id, nil // ended: the id cannot reach the peer either
 	}
+	if s.pending >= maxPendingCallbacks {
+		u.mu.Unlock()
+		return "", errTooManyCallbacks
+	}
+	s.pending++
 	u.mu.Unlock()
 
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
+		u.mu.Lock()
+		s.pending--
+		u.mu.Unlock()
 		return id, nil
 	}
 	c.wg.Add(1)
@@ -167,6 +200,7 @@ func (u *utilities) callBack(c *Conn, method string, args []byte) (string, error
 		r := callPeer(c, method, args, id)
 		u.mu.Lock()
 		defer u.mu.Unlock()
+		s.pending--
 		if u.conns[c] == s {
 			s.keep(r)
 		}
