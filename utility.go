@@ -20,7 +20,8 @@ type ProcessDetails struct {
 
 // The utility methods' bounds, per connection. A peer may call
 // call_me_back at any rate; these keep what one connection can make the
-// process hold to about maxPendingCallbacks goroutines.
+// process hold to about maxPendingCallbacks goroutines and maxStoredBytes
+// of answers.
 const (
 	// maxPendingCallbacks bounds the calls call_me_back has made to the
 	// peer that still wait for its answer. Each holds a goroutine and a
@@ -31,6 +32,10 @@ const (
 	maxPendingCallbacks = 64
 	// maxStoredResponses bounds the answers kept for get_response.
 	maxStoredResponses = 1000
+	// maxStoredBytes bounds the answers kept for get_response, in bytes
+	// (see [storedResponse.size]): four answers of the default
+	// MaxMessageSize fit.
+	maxStoredBytes = 4 << 20
 )
 
 // errTooManyCallbacks answers a call_me_back over maxPendingCallbacks.
@@ -56,7 +61,10 @@ var errTooManyCallbacks = Errorf(CodeServerError,
 //     [CodeServerError] error, and calls nothing. A call ends when the
 //     peer answers, when it times out (CallTimeout) or when the
 //     connection ends.
-//   - At most 1,000 responses are kept: the oldest go first.
+//   - At most 1,000 responses, and at most 4 MiB of them (results and
+//     error messages), are kept: the oldest go first to make room. A
+//     response larger than 4 MiB on its own is kept as an error response
+//     ([CodeServerError]) saying it was too large.
 //
 // Kept responses are dropped when their connection ends. Connections that
 // share m share nothing else: each sees only its own responses.
@@ -126,6 +134,15 @@ type storedResponse struct {
 	Error      *Error          `json:"error,omitempty"`
 }
 
+// size is what r counts against maxStoredBytes: the bytes it holds.
+func (r storedResponse) size() int {
+	n := len(r.Result) + len(r.ResultType) + len(r.CallID)
+	if r.Error != nil {
+		n += len(r.Error.Message) + len(r.Error.Data)
+	}
+	return n
+}
+
 // utilities is the state of one Mux's utility methods, per connection. A
 // connection's entry is made by its first call_me_back and deleted when
 // the connection ends (context.AfterFunc on [Conn.Context]), so a Conn
@@ -141,6 +158,7 @@ type connStore struct {
 	pending int                       // callbacks waiting for the peer
 	stored  map[string]storedResponse // answers kept for get_response
 	order   []string                  // their call ids, oldest first
+	bytes   int                       // the sum of their sizes
 }
 
 // storeLocked returns c's entry, made if needed, or nil once c has ended;
@@ -230,16 +248,30 @@ func callPeer(c *Conn, method string, args []byte, id string) storedResponse {
 	return sr
 }
 
-// keep stores r, evicting the oldest response when maxStoredResponses are
-// kept.
+// keep stores r, evicting the oldest responses until it fits in
+// maxStoredResponses and maxStoredBytes. A response over maxStoredBytes on
+// its own is replaced by an error response saying so.
 func (s *connStore) keep(r storedResponse) {
-	if len(s.order) >= maxStoredResponses {
-		delete(s.stored, s.order[0])
+	if n := r.size(); n > maxStoredBytes {
+		r = storedResponse{
+			CallID:     r.CallID,
+			Result:     json.RawMessage("null"),
+			ResultType: "error",
+			Error: Errorf(CodeServerError, "call_me_back: response of %d bytes too large to keep (at most %d)",
+				n, maxStoredBytes),
+		}
+	}
+	n := r.size()
+	for len(s.order) > 0 && (len(s.order) >= maxStoredResponses || s.bytes+n > maxStoredBytes) {
+		old := s.order[0]
 		s.order[0] = ""
 		s.order = s.order[1:]
+		s.bytes -= s.stored[old].size()
+		delete(s.stored, old)
 	}
 	s.stored[r.CallID] = r
 	s.order = append(s.order, r.CallID)
+	s.bytes += n
 }
 
 // take removes and returns the response kept for c under id.
@@ -255,6 +287,7 @@ func (u *utilities) take(c *Conn, id string) (storedResponse, bool) {
 		return storedResponse{}, false
 	}
 	delete(s.stored, id)
+	s.bytes -= r.size()
 	if i := slices.Index(s.order, id); i >= 0 {
 		s.order = slices.Delete(s.order, i, i+1)
 	}
