@@ -106,8 +106,6 @@ type Conn struct {
 	draining     bool
 	drained      chan struct{}
 	ka           *time.Timer
-	stored       map[string]storedResponse // call_me_back answers
-	storedOrder  []string
 
 	// wmu guards the send queue: the frames waiting for the writer, and
 	// the room they take.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"slices"
+	"sync"
 
 	"github.com/wsrpc/wsrpc/internal/bind"
 	"github.com/wsrpc/wsrpc/internal/wire"
@@ -15,6 +17,30 @@ type ProcessDetails struct {
 	Cmd        []string `json:"cmd"`
 	WorkingDir string   `json:"workingdir"`
 }
+
+// The utility methods' bounds, per connection. A peer may call
+// call_me_back at any rate; these keep what one connection can make the
+// process hold to about maxPendingCallbacks goroutines and maxStoredBytes
+// of answers.
+const (
+	// maxPendingCallbacks bounds the calls call_me_back has made to the
+	// peer that still wait for its answer. Each holds a goroutine and a
+	// pending call (about 6 KiB) until the peer answers, the call times
+	// out (CallTimeout) or the connection ends. A trigger is answered at
+	// once, so a well-behaved peer has a handful pending; 64 leaves room
+	// for a test that fires a burst.
+	maxPendingCallbacks = 64
+	// maxStoredResponses bounds the answers kept for get_response.
+	maxStoredResponses = 1000
+	// maxStoredBytes bounds the answers kept for get_response, in bytes
+	// (see [storedResponse.size]): four answers of the default
+	// MaxMessageSize fit.
+	maxStoredBytes = 4 << 20
+)
+
+// errTooManyCallbacks answers a call_me_back over maxPendingCallbacks.
+var errTooManyCallbacks = Errorf(CodeServerError,
+	"call_me_back: too many callbacks pending (at most %d per connection)", maxPendingCallbacks)
 
 // RegisterUtilities adds to m the utility methods the Python library offers
 // as a ready set (RpcUtilityMethods), so that peers and tests written for it
@@ -28,8 +54,26 @@ type ProcessDetails struct {
 //   - get_response(call_id) returns the response kept for call_id, as
 //     {"result", "result_type", "call_id"}, and forgets it.
 //
-// Responses are kept per connection, at most 1,000 (the oldest go first).
-func RegisterUtilities(m *Mux) {
+// The methods are bounded per connection:
+//
+//   - At most 64 of call_me_back's calls wait for the peer's answer at
+//     once. A call_me_back over that is answered at once with a
+//     [CodeServerError] error, and calls nothing. A call ends when the
+//     peer answers, when it times out (CallTimeout) or when the
+//     connection ends.
+//   - At most 1,000 responses, and at most 4 MiB of them (results and
+//     error messages), are kept: the oldest go first to make room. A
+//     response larger than 4 MiB on its own is kept as an error response
+//     ([CodeServerError]) saying it was too large.
+//
+// Kept responses are dropped when their connection ends. Connections that
+// share m share nothing else: each sees only its own responses.
+func RegisterUtilities(m *Mux) { registerUtilities(m) }
+
+// registerUtilities is RegisterUtilities; it returns the methods' state for
+// tests.
+func registerUtilities(m *Mux) *utilities {
+	u := &utilities{conns: make(map[*Conn]*connStore)}
 	// The text is encoded into the answer before the handler's frame is
 	// released: RawText saves the copy of a large argument.
 	Register(m, "echo", func(ctx context.Context, a struct {
@@ -56,15 +100,14 @@ func RegisterUtilities(m *Mux) {
 		if err != nil {
 			return "", Errorf(CodeInvalidParams, "call_me_back: args: %v", err)
 		}
-		return c.callBack(a.MethodName, args), nil
+		return u.callBack(c, a.MethodName, args)
 	})
 	m.add("get_response", &method{serve: func(ctx context.Context, args []byte, h bind.Hint, out []byte) ([]byte, string, error) {
 		a, err := bindArgs[getResponseParams](getResponseArgs, args, h)
 		if err != nil {
 			return out, "", err
 		}
-		c := ConnFromContext(ctx)
-		r, ok := c.takeResponse(a.CallID)
+		r, ok := u.take(ConnFromContext(ctx), a.CallID)
 		if !ok {
 			return out, "", Errorf(CodeInvalidParams, "get_response: no response kept for call id %q", a.CallID)
 		}
@@ -74,6 +117,7 @@ func RegisterUtilities(m *Mux) {
 		}
 		return append(out, b...), "Any", nil // the Python library's result_type for it
 	}})
+	return u
 }
 
 type getResponseParams struct {
@@ -90,64 +134,162 @@ type storedResponse struct {
 	Error      *Error          `json:"error,omitempty"`
 }
 
-const maxStoredResponses = 1000
+// size is what r counts against maxStoredBytes: the bytes it holds.
+func (r storedResponse) size() int {
+	n := len(r.Result) + len(r.ResultType) + len(r.CallID)
+	if r.Error != nil {
+		n += len(r.Error.Message) + len(r.Error.Data)
+	}
+	return n
+}
 
-// callBack calls method on the peer under a new call id, in a goroutine the
-// connection owns, and keeps the response for get_response.
-func (c *Conn) callBack(method string, args []byte) string {
+// utilities is the state of one Mux's utility methods, per connection. A
+// connection's entry is made by its first call_me_back and deleted when
+// the connection ends (context.AfterFunc on [Conn.Context]), so a Conn
+// holds nothing for them.
+type utilities struct {
+	mu    sync.Mutex
+	conns map[*Conn]*connStore // guarded by mu, and so is each *connStore
+}
+
+// connStore is one connection's share of [utilities]; utilities.mu guards
+// it.
+type connStore struct {
+	pending int                       // callbacks waiting for the peer
+	stored  map[string]storedResponse // answers kept for get_response
+	order   []string                  // their call ids, oldest first
+	bytes   int                       // the sum of their sizes
+}
+
+// storeLocked returns c's entry, made if needed, or nil once c has ended;
+// u.mu held.
+func (u *utilities) storeLocked(c *Conn) *connStore {
+	if s := u.conns[c]; s != nil {
+		return s
+	}
+	ctx := c.Context()
+	if ctx.Err() != nil {
+		// Ended: an entry made now would never be deleted.
+		return nil
+	}
+	s := &connStore{stored: make(map[string]storedResponse)}
+	u.conns[c] = s
+	context.AfterFunc(ctx, func() {
+		u.mu.Lock()
+		defer u.mu.Unlock()
+		if u.conns[c] == s {
+			delete(u.conns, c)
+		}
+	})
+	return s
+}
+
+// callBack calls method on c's peer under a new call id, in a goroutine
+// that c owns (c.wg: Conn.Done waits for it), and keeps the response for
+// get_response. It fails at once when maxPendingCallbacks calls wait
+// already.
+func (u *utilities) callBack(c *Conn, method string, args []byte) (string, error) {
 	id := wire.NewCallID()
+	u.mu.Lock()
+	s := u.storeLocked(c)
+	if s == nil {
+		u.mu.Unlock()
+		return id, nil // ended: the id cannot reach the peer either
+	}
+	if s.pending >= maxPendingCallbacks {
+		u.mu.Unlock()
+		return "", errTooManyCallbacks
+	}
+	s.pending++
+	u.mu.Unlock()
+
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
-		return id
+		u.mu.Lock()
+		s.pending--
+		u.mu.Unlock()
+		return id, nil
 	}
 	c.wg.Add(1)
 	c.mu.Unlock()
 	go func() {
 		defer c.wg.Done()
-		sr := storedResponse{CallID: id, Result: json.RawMessage("null")}
-		r, err := c.roundTrip(c.ctx, method, args, id)
-		switch {
-		case err != nil:
-			sr.ResultType = "error"
-			sr.Error = toWireError(err)
-		case r.remoteError() != nil:
-			sr.ResultType = "error"
-			sr.Error = r.remoteError()
-		default:
-			if r.result != nil {
-				sr.Result = append(json.RawMessage(nil), r.result...)
-			}
-			sr.ResultType = string(r.typ)
+		r := callPeer(c, method, args, id)
+		u.mu.Lock()
+		defer u.mu.Unlock()
+		s.pending--
+		if u.conns[c] == s {
+			s.keep(r)
 		}
-		putBuf(r.buf)
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		if c.stored == nil {
-			c.stored = make(map[string]storedResponse)
-		}
-		if len(c.storedOrder) >= maxStoredResponses {
-			delete(c.stored, c.storedOrder[0])
-			c.storedOrder = c.storedOrder[1:]
-		}
-		c.stored[id] = sr
-		c.storedOrder = append(c.storedOrder, id)
 	}()
-	return id
+	return id, nil
 }
 
-func (c *Conn) takeResponse(id string) (storedResponse, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	r, ok := c.stored[id]
-	if ok {
-		delete(c.stored, id)
-		for i, s := range c.storedOrder {
-			if s == id {
-				c.storedOrder = append(c.storedOrder[:i], c.storedOrder[i+1:]...)
-				break
-			}
+// callPeer makes one call_me_back call and returns what get_response
+// will tell of it.
+func callPeer(c *Conn, method string, args []byte, id string) storedResponse {
+	sr := storedResponse{CallID: id, Result: json.RawMessage("null")}
+	r, err := c.roundTrip(c.Context(), method, args, id)
+	switch {
+	case err != nil:
+		sr.ResultType = "error"
+		sr.Error = toWireError(err)
+	case r.remoteError() != nil:
+		sr.ResultType = "error"
+		sr.Error = r.remoteError()
+	default:
+		if r.result != nil {
+			sr.Result = append(json.RawMessage(nil), r.result...)
+		}
+		sr.ResultType = string(r.typ)
+	}
+	putBuf(r.buf)
+	return sr
+}
+
+// keep stores r, evicting the oldest responses until it fits in
+// maxStoredResponses and maxStoredBytes. A response over maxStoredBytes on
+// its own is replaced by an error response saying so.
+func (s *connStore) keep(r storedResponse) {
+	if n := r.size(); n > maxStoredBytes {
+		r = storedResponse{
+			CallID:     r.CallID,
+			Result:     json.RawMessage("null"),
+			ResultType: "error",
+			Error: Errorf(CodeServerError, "call_me_back: response of %d bytes too large to keep (at most %d)",
+				n, maxStoredBytes),
 		}
 	}
-	return r, ok
+	n := r.size()
+	for len(s.order) > 0 && (len(s.order) >= maxStoredResponses || s.bytes+n > maxStoredBytes) {
+		old := s.order[0]
+		s.order[0] = ""
+		s.order = s.order[1:]
+		s.bytes -= s.stored[old].size()
+		delete(s.stored, old)
+	}
+	s.stored[r.CallID] = r
+	s.order = append(s.order, r.CallID)
+	s.bytes += n
+}
+
+// take removes and returns the response kept for c under id.
+func (u *utilities) take(c *Conn, id string) (storedResponse, bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	s := u.conns[c]
+	if s == nil {
+		return storedResponse{}, false
+	}
+	r, ok := s.stored[id]
+	if !ok {
+		return storedResponse{}, false
+	}
+	delete(s.stored, id)
+	s.bytes -= r.size()
+	if i := slices.Index(s.order, id); i >= 0 {
+		s.order = slices.Delete(s.order, i, i+1)
+	}
+	return r, true
 }
