@@ -168,7 +168,9 @@ func (cl *Client) connect(ctx context.Context) (*websocket.Conn, error) {
 			if isFinal(err) || ctx.Err() != nil {
 				return nil, backoff.Permanent(err)
 			}
-			cl.cfg.logger.Warn("connect failed", "url", cl.logURL, "try", try, "err", err)
+			// Routine: Dial returns the error if the tries run out, and a
+			// reconnect that gives up for good is logged by run.
+			cl.cfg.logger.Debug("connect try failed", "url", cl.logURL, "try", try, "err", err)
 		}
 		return ws, err
 	}
@@ -305,7 +307,7 @@ func trimBody(b []byte) string {
 func (cl *Client) run(ws *websocket.Conn, started chan<- error) {
 	for {
 		c := newConn(ws, cl.cfg, nil)
-		c.logger().Info("connected", "url", cl.logURL, "extensions", c.ext)
+		c.logger().Debug("connected", "url", cl.logURL, "extensions", c.ext)
 		cl.mu.Lock()
 		if cl.closed {
 			cl.mu.Unlock()
@@ -331,12 +333,18 @@ func (cl *Client) run(ws *websocket.Conn, started chan<- error) {
 			return
 		}
 		if cl.opts.DisableReconnect {
+			cl.cfg.logger.Debug("client ended: the connection ended and DisableReconnect is set", "url", cl.logURL, "err", c.Err())
 			cl.end(c.Err())
 			return
 		}
-		c.logger().Info("reconnecting", "url", cl.logURL, "cause", c.Err())
+		c.logger().Debug("reconnecting", "url", cl.logURL, "cause", c.Err())
 		var err error
 		if ws, err = cl.connect(cl.ctx); err != nil {
+			if !errors.Is(err, ErrClosed) {
+				// Only Done and Err tell of it, and no caller waits on
+				// them as it happens: an operator must see it.
+				cl.cfg.logger.Error("client gave up reconnecting", "url", cl.logURL, "err", err)
+			}
 			cl.end(err)
 			return
 		}
@@ -350,13 +358,6 @@ func (cl *Client) end(err error) {
 		cl.err = err
 	}
 	cl.mu.Unlock()
-	switch {
-	case errors.Is(err, ErrClosed):
-	case isNormalClose(err):
-		cl.cfg.logger.Info("client ended: the server closed the connection", "url", cl.logURL, "err", err)
-	default:
-		cl.cfg.logger.Error("client gave up", "url", cl.logURL, "err", err)
-	}
 	cl.cfg.workers.stop()
 	close(cl.ended)
 }

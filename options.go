@@ -86,7 +86,19 @@ type ServerOptions struct {
 	// *Error, and results that cannot be encoded. It must not block.
 	OnError func(c *Conn, err error)
 	// Logger receives the server's logs. Nil means slog.Default(); use
-	// slog.New(slog.DiscardHandler) to silence it.
+	// slog.New(slog.DiscardHandler) to silence it. Only what needs an
+	// operator, and reaches no caller as an error, is logged above Debug:
+	//   - Error: a handler panicked (with the stack; OnError gets a
+	//     *PanicError too).
+	//   - Debug: connections opened and closed, whatever the cause
+	//     (OnDisconnect gets it, keep-alive timeouts included); upgrades
+	//     refused by Authenticate, the Origin check, MaxConns,
+	//     MaxConnsPerAddr or a shutdown (the client gets the status);
+	//     bad frames from a peer (OnError gets them, and a peer must not
+	//     be able to flood the log); frames dropped because the
+	//     connection ended; answers to no pending call.
+	//
+	// Nothing is logged at Info or Warn.
 	Logger *slog.Logger
 
 	// CallTimeout bounds the server's calls to clients whose context has
@@ -187,7 +199,19 @@ type DialOptions struct {
 	OnDisconnect func(c *Conn, err error)
 	// OnError receives errors no caller waits for; see ServerOptions.OnError.
 	OnError func(c *Conn, err error)
-	// Logger receives the client's logs. Nil means slog.Default().
+	// Logger receives the client's logs. Nil means slog.Default(); use
+	// slog.New(slog.DiscardHandler) to silence it. As on a server (see
+	// ServerOptions.Logger), only what reaches no caller as an error is
+	// logged above Debug:
+	//   - Error: a handler panicked; the client gave up reconnecting for
+	//     good (a final answer, or Retry's MaxTries or MaxElapsedTime ran
+	//     out; Done and Err tell too).
+	//   - Debug: connected, disconnected (OnDisconnect gets the cause),
+	//     reconnecting, each connect try that failed (Dial returns the
+	//     error of its first connect), the end of a client with
+	//     DisableReconnect, and the frame events of ServerOptions.Logger.
+	//
+	// Nothing is logged at Info or Warn.
 	Logger *slog.Logger
 
 	// CallTimeout bounds calls whose context has no deadline, including
