@@ -7,13 +7,19 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 )
+
+// A web server's page, as a wrong URL gets it.
+const htmlPage = "<!DOCTYPE html>\n<html>\n<head><title>Welcome</title></head>\n<body><h1>It works!</h1></body>\n</html>\n"
 
 // logRecorder keeps the records of a logger at Info level, as JSON lines.
 type logRecorder struct {
@@ -64,6 +70,209 @@ func (lr *logRecorder) wantNoRecords(t *testing.T, what string) {
 	}
 }
 
+// countingServer serves h on a loopback httptest server and counts its
+// requests; second is closed when the second request arrives.
+func countingServer(t *testing.T, h http.HandlerFunc) (hs *httptest.Server, requests *atomic.Int32, second <-chan struct{}) {
+	t.Helper()
+	requests = new(atomic.Int32)
+	again := make(chan struct{})
+	hs = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if requests.Add(1) == 2 {
+			close(again)
+		}
+		h(w, r)
+	}))
+	hs.Config.ErrorLog = log.New(io.Discard, "", 0)
+	hs.Start()
+	t.Cleanup(hs.Close)
+	return hs, requests, again
+}
+
+// dialNoDeadline dials under a context without a deadline, as
+// context.Background() is, and fails the test if the server sees a second
+// try (then it cancels the dial, which would retry without end).
+func dialNoDeadline(t *testing.T, rawURL string, second <-chan struct{}, opts *DialOptions) error {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() {
+		cl, err := Dial(ctx, rawURL, opts)
+		if cl != nil {
+			cl.Close()
+			err = errors.New("Dial succeeded")
+		}
+		errc <- err
+	}()
+	select {
+	case err := <-errc:
+		return err
+	case <-second:
+		t.Errorf("Dial(%s) tried again: the answer is final", rawURL)
+		cancel()
+		return <-errc
+	}
+}
+
+// wantOneLine fails the test if err's text spans lines or shows HTML.
+func wantOneLine(t *testing.T, err error) {
+	t.Helper()
+	if s := err.Error(); strings.ContainsAny(s, "\r\n") || strings.Contains(s, "<") || strings.Contains(strings.ToLower(s), "html") {
+		t.Errorf("error text is not one line of text: %q", s)
+	}
+}
+
+// TestDialWrongURLIsFinal: an answer that says the URL names no WebSocket
+// endpoint ends Dial after one try, under a context without a deadline
+// and the default Retry, with an *HTTPError and one line of text that
+// shows no page.
+func TestDialWrongURLIsFinal(t *testing.T) {
+	longText := strings.Repeat("x", maxBodyMessage+1)
+	type test struct {
+		name     string
+		h        http.HandlerFunc
+		status   int
+		message  string // HTTPError.Message
+		wantText string // the error's text after "wsrpc: connect URL: "
+	}
+	tests := []test{
+		{
+			name:     "404 from ServeMux",
+			h:        http.NotFound,
+			status:   http.StatusNotFound,
+			message:  "404 page not found",
+			wantText: "HTTP 404 Not Found: 404 page not found",
+		},
+		{
+			name: "404 page",
+			h: func(w http.ResponseWriter, _ *http.Request) {
+				w.Header().Set("Content-Type", "text/html; charset=utf-8")
+				w.WriteHeader(http.StatusNotFound)
+				io.WriteString(w, htmlPage)
+			},
+			status:   http.StatusNotFound,
+			wantText: "HTTP 404 Not Found",
+		},
+		{
+			name: "404 HTML sent as plain text",
+			h: func(w http.ResponseWriter, _ *http.Request) {
+				w.Header().Set("Content-Type", "text/plain")
+				w.WriteHeader(http.StatusNotFound)
+				io.WriteString(w, "<h1>Not Found</h1>")
+			},
+			status:   http.StatusNotFound,
+			wantText: "HTTP 404 Not Found",
+		},
+		{
+			name:     "404 long text",
+			h:        func(w http.ResponseWriter, _ *http.Request) { http.Error(w, longText, http.StatusNotFound) },
+			status:   http.StatusNotFound,
+			wantText: "HTTP 404 Not Found",
+		},
+		{
+			name: "404 lines of text",
+			h: func(w http.ResponseWriter, _ *http.Request) {
+				http.Error(w, "no such path\nsee the docs", http.StatusNotFound)
+			},
+			status:   http.StatusNotFound,
+			wantText: "HTTP 404 Not Found",
+		},
+		{
+			name: "200 page",
+			h: func(w http.ResponseWriter, _ *http.Request) {
+				w.Header().Set("Content-Type", "text/html; charset=utf-8")
+				io.WriteString(w, htmlPage)
+			},
+			status:   http.StatusOK,
+			wantText: "not a WebSocket endpoint: HTTP 200 OK, expected 101 Switching Protocols",
+		},
+		{
+			name:     "200 text",
+			h:        func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "hello") },
+			status:   http.StatusOK,
+			wantText: "not a WebSocket endpoint: HTTP 200 OK, expected 101 Switching Protocols",
+		},
+		{
+			name:     "204",
+			h:        func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) },
+			status:   http.StatusNoContent,
+			wantText: "not a WebSocket endpoint: HTTP 204 No Content, expected 101 Switching Protocols",
+		},
+		{
+			name: "301 redirect",
+			h: func(w http.ResponseWriter, r *http.Request) {
+				http.Redirect(w, r, "/elsewhere", http.StatusMovedPermanently)
+			},
+			status:   http.StatusMovedPermanently,
+			wantText: "not a WebSocket endpoint: HTTP 301 Moved Permanently, expected 101 Switching Protocols",
+		},
+	}
+	for _, code := range []int{http.StatusBadRequest, http.StatusMethodNotAllowed, http.StatusGone, http.StatusUpgradeRequired, http.StatusNotImplemented} {
+		tests = append(tests, test{
+			name:     fmt.Sprint(code),
+			h:        func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "nope", code) },
+			status:   code,
+			message:  "nope",
+			wantText: statusLine(code) + ": nope",
+		})
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			hs, requests, second := countingServer(t, tt.h)
+			url := wsURLOf(hs, "/x")
+			logger, logs := infoLogger()
+			err := dialNoDeadline(t, url, second, &DialOptions{Logger: logger})
+			he, ok := errors.AsType[*HTTPError](err)
+			if !ok {
+				t.Fatalf("Dial: err = %v, want an *HTTPError", err)
+			}
+			if he.StatusCode != tt.status || he.Message != tt.message {
+				t.Errorf("Dial: HTTPError{%d, %q}, want {%d, %q}", he.StatusCode, he.Message, tt.status, tt.message)
+			}
+			if want := "wsrpc: connect " + url + ": " + tt.wantText; err.Error() != want {
+				t.Errorf("Dial: error text\n%q, want\n%q", err.Error(), want)
+			}
+			wantOneLine(t, err)
+			if n := requests.Load(); n != 1 {
+				t.Errorf("server saw %d requests, want 1", n)
+			}
+			logs.wantNoRecords(t, "a failed Dial")
+		})
+	}
+}
+
+// TestDialRetriesPassingFailures: answers that may change (408, 429, 5xx
+// but 501) are retried up to MaxTries; the tries log nothing at Info, and
+// the error names the last answer in one line.
+func TestDialRetriesPassingFailures(t *testing.T) {
+	for _, code := range []int{
+		http.StatusRequestTimeout, http.StatusTooManyRequests, http.StatusInternalServerError,
+		http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout,
+	} {
+		t.Run(fmt.Sprint(code), func(t *testing.T) {
+			hs, requests, _ := countingServer(t, func(w http.ResponseWriter, _ *http.Request) {
+				http.Error(w, "try later", code)
+			})
+			url := wsURLOf(hs, "/ws")
+			logger, logs := infoLogger()
+			_, err := Dial(ctxT(t), url, &DialOptions{
+				Logger: logger,
+				Retry:  RetryOptions{InitialInterval: time.Millisecond, MaxInterval: 5 * time.Millisecond, MaxTries: 3},
+			})
+			if he, ok := errors.AsType[*HTTPError](err); !ok || he.StatusCode != code {
+				t.Fatalf("Dial: err = %v, want an *HTTPError with status %d", err, code)
+			}
+			if want := "wsrpc: connect " + url + ": " + statusLine(code) + ": try later"; err.Error() != want {
+				t.Errorf("Dial: error text\n%q, want\n%q", err.Error(), want)
+			}
+			if n := requests.Load(); n != 3 {
+				t.Errorf("server saw %d requests, want 3 (MaxTries)", n)
+			}
+			logs.wantNoRecords(t, "Dial's retries")
+		})
+	}
+}
+
 // brokenable wraps a handler: while broken is set it answers with status
 // and counts the requests it refused.
 func brokenable(broken *atomic.Bool, status int, refused *atomic.Int32) func(http.Handler) http.Handler {
@@ -77,6 +286,38 @@ func brokenable(broken *atomic.Bool, status int, refused *atomic.Int32) func(htt
 			next.ServeHTTP(w, r)
 		})
 	}
+}
+
+// TestReconnectRetriesWrongURL: once a client has connected, a 404 on
+// reconnect (a server being deployed) is retried with backoff, quietly,
+// until the endpoint is back.
+func TestReconnectRetriesWrongURL(t *testing.T) {
+	ctx := ctxT(t)
+	var broken atomic.Bool
+	var refused atomic.Int32
+	srv := NewServer(utilMux(), &ServerOptions{Logger: quiet()})
+	hs := wsHTTPServer(t, srv, false, brokenable(&broken, http.StatusNotFound, &refused))
+	logger, logs := infoLogger()
+	connected := make(chan struct{}, 4)
+	cl := testDial(t, wsURLOf(hs, "/ws"), &DialOptions{
+		Logger:    logger,
+		Retry:     fastRetry,
+		OnConnect: func(context.Context, *Conn) error { sendNoWait(connected, struct{}{}); return nil },
+	})
+	recv(ctx, t, connected, "the first OnConnect")
+
+	broken.Store(true)
+	serverConn(t, srv).Close()
+	pollUntil(t, "three refused reconnect tries", func() bool { return refused.Load() >= 3 })
+	select {
+	case <-cl.Done():
+		t.Fatalf("the client gave up on a 404 after it had connected: %v", cl.Err())
+	default:
+	}
+	broken.Store(false)
+	recv(ctx, t, connected, "the OnConnect of the reconnect")
+	mustEcho(ctx, t, cl, "after the 404s")
+	logs.wantNoRecords(t, "a reconnect through 404s")
 }
 
 // TestReconnectGiveUpLogged: a client whose reconnect runs out of tries

@@ -39,8 +39,11 @@ type KeepAlive struct {
 }
 
 // RetryOptions configures how a [Client] retries connecting, on [Dial] and
-// on every reconnect: jittered exponential backoff. A refusal with HTTP 401
-// or 403 is final and never retried.
+// on every reconnect: jittered exponential backoff. Some answers are final
+// and never retried, whatever the options: 401 and 403, and certificate
+// failures, always; on Dial's first connect also the answers that say the
+// URL names no WebSocket endpoint (400, 404, 405, 410, 426, 501, and any
+// 2xx or 3xx). Reconnects retry those. [Dial] gives the whole rule.
 type RetryOptions struct {
 	// InitialInterval is the first wait. Zero means 100 ms.
 	InitialInterval time.Duration
