@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net"
 	"net/http"
 	"net/url"
@@ -14,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/cenkalti/backoff/v5"
 	"github.com/gorilla/websocket"
@@ -50,14 +53,28 @@ const clientWriteBuffer = 64 << 10
 var clientWritePool sync.Pool
 
 // Dial connects to the server at rawURL (ws://, wss://, http:// or
-// https://), retrying with backoff per opts.Retry until ctx ends. A refusal
-// (401 or 403) and a TLS certificate failure on either side are not
-// retried: they would fail again. It returns once the connection is up and
-// OnConnect, if any, returned. ctx bounds only this first connect.
+// https://), retrying with backoff per opts.Retry until ctx ends. It
+// returns once the connection is up and OnConnect, if any, returned. ctx
+// bounds only this first connect.
 //
-// A refusal returns an error wrapping *[HTTPError]; a try that outlasts
-// HandshakeTimeout fails with [ErrHandshakeTimeout]. When ctx ends first,
-// the error wraps both ctx's error and the last try's.
+// An answer that would be the same on every try is final: Dial returns it
+// at once, after one try. Final are:
+//   - a refusal: 401 Unauthorized or 403 Forbidden;
+//   - a TLS certificate failure on either side;
+//   - a URL that names no WebSocket endpoint: 400 Bad Request, 404 Not
+//     Found, 405 Method Not Allowed, 410 Gone, 426 Upgrade Required, 501
+//     Not Implemented, and any 2xx or 3xx answer (a web page, a redirect:
+//     "not a WebSocket endpoint").
+//
+// Everything else is retried: network errors, timeouts, 408 Request
+// Timeout, 429 Too Many Requests, 5xx other than 501, and other statuses.
+// Once the client has connected, its reconnects treat only refusals and
+// certificate failures as final: a wrong-URL answer then may come from a
+// server being deployed, so it is retried with backoff like the rest.
+//
+// An HTTP answer returns an error wrapping *[HTTPError] with its status; a
+// try that outlasts HandshakeTimeout fails with [ErrHandshakeTimeout]. When
+// ctx ends first, the error wraps both ctx's error and the last try's.
 func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Client, error) {
 	var o DialOptions
 	if opts != nil {
@@ -123,7 +140,7 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Client, error
 	}
 	cl.ctx, cl.cancel = context.WithCancel(context.Background())
 
-	ws, err := cl.connect(ctx)
+	ws, err := cl.connect(ctx, true)
 	if err != nil {
 		cl.cancel()
 		return nil, err
@@ -143,8 +160,9 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Client, error
 }
 
 // connect dials with retries until it succeeds, the retry limits are hit,
-// the server refuses with 401 or 403, or ctx (or the client) ends.
-func (cl *Client) connect(ctx context.Context) (*websocket.Conn, error) {
+// a try fails for good (isFinal), or ctx (or the client) ends. first is
+// Dial's connect, before the client ever connected.
+func (cl *Client) connect(ctx context.Context, first bool) (*websocket.Conn, error) {
 	r := cl.opts.Retry
 	b := &backoff.ExponentialBackOff{
 		InitialInterval:     orDefault(r.InitialInterval, 100*time.Millisecond),
@@ -165,10 +183,12 @@ func (cl *Client) connect(ctx context.Context) (*websocket.Conn, error) {
 			if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
 				last = err // a try's own failure, not ctx cutting it short
 			}
-			if isFinal(err) || ctx.Err() != nil {
+			if isFinal(err, first) || ctx.Err() != nil {
 				return nil, backoff.Permanent(err)
 			}
-			cl.cfg.logger.Warn("connect failed", "url", cl.logURL, "try", try, "err", err)
+			// Routine: Dial returns the error if the tries run out, and a
+			// reconnect that gives up for good is logged by run.
+			cl.cfg.logger.Debug("connect try failed", "url", cl.logURL, "try", try, "err", err)
 		}
 		return ws, err
 	}
@@ -239,9 +259,7 @@ func (cl *Client) dialOnce(ctx context.Context) (*websocket.Conn, error) {
 			return nil, fmt.Errorf("%w after %v (%v)", ErrHandshakeTimeout, cl.dialer.HandshakeTimeout, err)
 		}
 		if resp != nil && errors.Is(err, websocket.ErrBadHandshake) {
-			body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-			resp.Body.Close()
-			return nil, &HTTPError{StatusCode: resp.StatusCode, Message: trimBody(body)}
+			return nil, answerError(resp)
 		}
 		return nil, err
 	}
@@ -251,12 +269,71 @@ func (cl *Client) dialOnce(ctx context.Context) (*websocket.Conn, error) {
 	return ws, nil
 }
 
-// isFinal reports whether a connect error would recur on every try: the
-// server refused (401, 403), or a certificate failed verification on
-// either side.
-func isFinal(err error) bool {
+// answerError is the error for an answer to the upgrade other than a valid
+// 101: an *HTTPError, said in one line, without the body unless that is a
+// short line of plain text.
+func answerError(resp *http.Response) error {
+	msg := bodyMessage(resp)
+	he := &HTTPError{StatusCode: resp.StatusCode}
+	switch {
+	case resp.StatusCode == http.StatusSwitchingProtocols:
+		return &handshakeError{he, "bad WebSocket handshake: HTTP 101 Switching Protocols without a valid Upgrade, Connection or Sec-WebSocket-Accept header"}
+	case resp.StatusCode < 400:
+		// A page, a redirect: an HTTP server, but no WebSocket here.
+		return &handshakeError{he, "not a WebSocket endpoint: " + statusLine(resp.StatusCode) + ", expected 101 Switching Protocols"}
+	}
+	he.Message = msg
+	return he
+}
+
+// handshakeError is an *HTTPError whose status is no error status, with a
+// text that says what went wrong instead.
+type handshakeError struct {
+	he   *HTTPError
+	text string
+}
+
+func (e *handshakeError) Error() string { return "wsrpc: " + e.text }
+func (e *handshakeError) Unwrap() error { return e.he }
+
+// maxBodyMessage bounds the body an HTTPError keeps as its Message.
+const maxBodyMessage = 200
+
+// bodyMessage returns an answer's body if it is a short line of printable
+// plain text (as http.Error writes), and "" otherwise: an HTML page, a long
+// or multi-line body, or control characters have no place in an error's
+// one line, nor in logs.
+func bodyMessage(resp *http.Response) string {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024)) // gorilla keeps at most 1 KiB
+	resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "" {
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "text/plain" {
+			return ""
+		}
+	}
+	s := strings.TrimSpace(string(b)) // http.Error ends the text with "\n"
+	if len(s) > maxBodyMessage || !utf8.ValidString(s) || strings.HasPrefix(s, "<") {
+		return ""
+	}
+	for _, r := range s {
+		if !unicode.IsPrint(r) {
+			return ""
+		}
+	}
+	return s
+}
+
+// isFinal reports whether a connect error would recur on every try, so
+// that it is not retried (see Dial for the rule): the server refused (401,
+// 403), a certificate failed verification on either side, or, on the
+// first connect, the URL names no WebSocket endpoint (wrongURL).
+func isFinal(err error, first bool) bool {
 	if he, ok := errors.AsType[*HTTPError](err); ok {
-		return he.StatusCode == http.StatusUnauthorized || he.StatusCode == http.StatusForbidden
+		switch he.StatusCode {
+		case http.StatusUnauthorized, http.StatusForbidden:
+			return true
+		}
+		return first && wrongURL(he.StatusCode)
 	}
 	var (
 		unknownCA x509.UnknownAuthorityError
@@ -278,6 +355,20 @@ func isFinal(err error) bool {
 	return false
 }
 
+// wrongURL reports whether an answer to the upgrade says that the URL names
+// no WebSocket endpoint: the answer of a web server, a redirect, or a
+// status that says the path or the method is wrong. 408, 429 and 5xx other
+// than 501 are passing conditions, and 101 (a handshake gorilla rejected)
+// may be a proxy's glitch: those are retried.
+func wrongURL(status int) bool {
+	switch status {
+	case http.StatusBadRequest, http.StatusNotFound, http.StatusMethodNotAllowed,
+		http.StatusGone, http.StatusUpgradeRequired, http.StatusNotImplemented:
+		return true
+	}
+	return status >= 200 && status < 400
+}
+
 // isDeadline reports whether err is a deadline passing (the handshake's).
 func isDeadline(err error) bool {
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) {
@@ -293,19 +384,12 @@ type trimPrefixErr struct{ err error }
 func (e trimPrefixErr) Error() string { return strings.TrimPrefix(e.err.Error(), "wsrpc: ") }
 func (e trimPrefixErr) Unwrap() error { return e.err }
 
-func trimBody(b []byte) string {
-	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r' || b[len(b)-1] == ' ') {
-		b = b[:len(b)-1]
-	}
-	return string(b)
-}
-
 // run serves each connection and reconnects when it drops, until the
 // client is closed or a reconnect fails for good.
 func (cl *Client) run(ws *websocket.Conn, started chan<- error) {
 	for {
 		c := newConn(ws, cl.cfg, nil)
-		c.logger().Info("connected", "url", cl.logURL, "extensions", c.ext)
+		c.logger().Debug("connected", "url", cl.logURL, "extensions", c.ext)
 		cl.mu.Lock()
 		if cl.closed {
 			cl.mu.Unlock()
@@ -331,12 +415,18 @@ func (cl *Client) run(ws *websocket.Conn, started chan<- error) {
 			return
 		}
 		if cl.opts.DisableReconnect {
+			cl.cfg.logger.Debug("client ended: the connection ended and DisableReconnect is set", "url", cl.logURL, "err", c.Err())
 			cl.end(c.Err())
 			return
 		}
-		c.logger().Info("reconnecting", "url", cl.logURL, "cause", c.Err())
+		c.logger().Debug("reconnecting", "url", cl.logURL, "cause", c.Err())
 		var err error
-		if ws, err = cl.connect(cl.ctx); err != nil {
+		if ws, err = cl.connect(cl.ctx, false); err != nil {
+			if !errors.Is(err, ErrClosed) {
+				// Only Done and Err tell of it, and no caller waits on
+				// them as it happens: an operator must see it.
+				cl.cfg.logger.Error("client gave up reconnecting", "url", cl.logURL, "err", err)
+			}
 			cl.end(err)
 			return
 		}
@@ -350,13 +440,6 @@ func (cl *Client) end(err error) {
 		cl.err = err
 	}
 	cl.mu.Unlock()
-	switch {
-	case errors.Is(err, ErrClosed):
-	case isNormalClose(err):
-		cl.cfg.logger.Info("client ended: the server closed the connection", "url", cl.logURL, "err", err)
-	default:
-		cl.cfg.logger.Error("client gave up", "url", cl.logURL, "err", err)
-	}
 	cl.cfg.workers.stop()
 	close(cl.ended)
 }

@@ -1068,11 +1068,7 @@ func (c *Conn) cleanup(readErr error) {
 	c.wg.Wait()
 	c.done.close(&c.mu)
 
-	level := slog.LevelInfo
-	if !errors.Is(cause, ErrClosed) && !isNormalClose(cause) {
-		level = slog.LevelWarn
-	}
-	c.logger().Log(context.Background(), level, "disconnected", "err", cause)
+	c.logger().Debug("disconnected", "err", cause) // OnDisconnect gets the cause
 	if c.cfg.onDisconnect != nil {
 		c.cfg.onDisconnect(c, cause)
 	}
@@ -1113,7 +1109,7 @@ func (c *Conn) report(err error) {
 
 // reportFromReader is report for errors found by the read loop.
 func (c *Conn) reportFromReader(err error) {
-	c.logger().Warn("bad frame", "err", err)
+	c.logger().Debug("bad frame", "err", err) // the peer's doing, and OnError gets it
 	c.inHook.Add(1)
 	defer c.inHook.Add(-1)
 	c.report(err)
@@ -1150,7 +1146,7 @@ func (c *Conn) keepAliveCheck() bool {
 	ka := c.cfg.keepAlive
 	idle := time.Since(c.start) - time.Duration(c.lastRead.Load())
 	if idle > ka.Interval+ka.Timeout {
-		c.logger().Warn("keep-alive: peer silent", "idle", idle)
+		c.logger().Debug("keep-alive: peer silent", "idle", idle)
 		c.fail(ErrKeepAliveTimeout)
 		return false
 	}

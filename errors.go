@@ -73,17 +73,31 @@ var (
 
 // HTTPError is an HTTP status at the WebSocket upgrade. A server's
 // Authenticate hook returns one to refuse with that status, and [Dial]
-// returns one (wrapped) when the server refused the upgrade. 401 and 403 are
-// final: a client does not retry them.
+// returns one (wrapped) when the server answered the upgrade with anything
+// but a valid 101 Switching Protocols. Which statuses a client retries is
+// described at [Dial].
 type HTTPError struct {
 	StatusCode int
-	Message    string // the response body, or the reason to send
+	// Message is the reason to send, on a server. On a client it is the
+	// response body when that is a short line of plain text (as
+	// http.Error writes) and the status an error status, and empty
+	// otherwise: an HTML page, or a long or multi-line body, is dropped.
+	Message string
 }
 
 func (e *HTTPError) Error() string {
-	s := "wsrpc: http status " + strconv.Itoa(e.StatusCode) + " " + http.StatusText(e.StatusCode)
+	s := "wsrpc: " + statusLine(e.StatusCode)
 	if e.Message != "" && e.Message != http.StatusText(e.StatusCode) {
 		s += ": " + e.Message
+	}
+	return s
+}
+
+// statusLine names an HTTP status: "HTTP 404 Not Found".
+func statusLine(code int) string {
+	s := "HTTP " + strconv.Itoa(code)
+	if t := http.StatusText(code); t != "" {
+		s += " " + t
 	}
 	return s
 }

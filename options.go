@@ -40,8 +40,11 @@ type KeepAlive struct {
 }
 
 // RetryOptions configures how a [Client] retries connecting, on [Dial] and
-// on every reconnect: jittered exponential backoff. A refusal with HTTP 401
-// or 403 is final and never retried.
+// on every reconnect: jittered exponential backoff. Some answers are final
+// and never retried, whatever the options: 401 and 403, and certificate
+// failures, always; on Dial's first connect also the answers that say the
+// URL names no WebSocket endpoint (400, 404, 405, 410, 426, 501, and any
+// 2xx or 3xx). Reconnects retry those. [Dial] gives the whole rule.
 type RetryOptions struct {
 	// InitialInterval is the first wait. Zero means 100 ms.
 	InitialInterval time.Duration
@@ -87,7 +90,19 @@ type ServerOptions struct {
 	// *Error, and results that cannot be encoded. It must not block.
 	OnError func(c *Conn, err error)
 	// Logger receives the server's logs. Nil means slog.Default(); use
-	// slog.New(slog.DiscardHandler) to silence it.
+	// slog.New(slog.DiscardHandler) to silence it. Only what needs an
+	// operator, and reaches no caller as an error, is logged above Debug:
+	//   - Error: a handler panicked (with the stack; OnError gets a
+	//     *PanicError too).
+	//   - Debug: connections opened and closed, whatever the cause
+	//     (OnDisconnect gets it, keep-alive timeouts included); upgrades
+	//     refused by Authenticate, the Origin check, MaxConns,
+	//     MaxConnsPerAddr or a shutdown (the client gets the status);
+	//     bad frames from a peer (OnError gets them, and a peer must not
+	//     be able to flood the log); frames dropped because the
+	//     connection ended; answers to no pending call.
+	//
+	// Nothing is logged at Info or Warn.
 	Logger *slog.Logger
 
 	// CallTimeout bounds the server's calls to clients whose context has
@@ -195,7 +210,19 @@ type DialOptions struct {
 	OnDisconnect func(c *Conn, err error)
 	// OnError receives errors no caller waits for; see ServerOptions.OnError.
 	OnError func(c *Conn, err error)
-	// Logger receives the client's logs. Nil means slog.Default().
+	// Logger receives the client's logs. Nil means slog.Default(); use
+	// slog.New(slog.DiscardHandler) to silence it. As on a server (see
+	// ServerOptions.Logger), only what reaches no caller as an error is
+	// logged above Debug:
+	//   - Error: a handler panicked; the client gave up reconnecting for
+	//     good (a final answer, or Retry's MaxTries or MaxElapsedTime ran
+	//     out; Done and Err tell too).
+	//   - Debug: connected, disconnected (OnDisconnect gets the cause),
+	//     reconnecting, each connect try that failed (Dial returns the
+	//     error of its first connect), the end of a client with
+	//     DisableReconnect, and the frame events of ServerOptions.Logger.
+	//
+	// Nothing is logged at Info or Warn.
 	Logger *slog.Logger
 
 	// CallTimeout bounds calls whose context has no deadline, including

@@ -106,7 +106,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if refusal != "" {
 		s.mu.Unlock()
-		s.cfg.logger.Info("connection refused", "remote", r.RemoteAddr, "status", http.StatusServiceUnavailable, "reason", refusal)
+		s.cfg.logger.Debug("connection refused", "remote", r.RemoteAddr, "status", http.StatusServiceUnavailable, "reason", refusal)
 		http.Error(w, refusal, http.StatusServiceUnavailable)
 		return
 	}
@@ -132,7 +132,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 					msg = http.StatusText(status)
 				}
 			}
-			s.cfg.logger.Info("connection refused", "remote", r.RemoteAddr, "path", r.URL.Path, "status", status, "err", err)
+			s.cfg.logger.Debug("connection refused", "remote", r.RemoteAddr, "path", r.URL.Path, "status", status, "err", err)
 			http.Error(w, msg, status)
 			return
 		}
@@ -161,7 +161,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		go s.keepAlive(s.keeper, s.kept)
 	}
 	s.mu.Unlock()
-	c.logger().Info("connected", "path", r.URL.Path, "extensions", c.ext)
+	c.logger().Debug("connected", "path", r.URL.Path, "extensions", c.ext)
 	// The connection gets a goroutine of its own, and ServeHTTP returns:
 	// net/http then frees what it held for the request (its goroutine's
 	// stack, the response and connection write buffers).
@@ -263,7 +263,7 @@ func (s *Server) checkOrigin(r *http.Request) bool {
 			return true
 		}
 	}
-	s.cfg.logger.Info("connection refused: origin not allowed", "remote", r.RemoteAddr, "origin", origin)
+	s.cfg.logger.Debug("connection refused: origin not allowed", "remote", r.RemoteAddr, "origin", origin)
 	return false
 }
 

@@ -75,7 +75,7 @@ func runServe(ctx context.Context, args []string, std stdio) int {
 	if len(pos) > 0 {
 		return usageError(std, "serve", fmt.Sprintf("unexpected argument %q", pos[0]))
 	}
-	logger := slog.New(slog.NewTextHandler(std.err, nil))
+	logger := slog.New(slog.NewTextHandler(std.err, &slog.HandlerOptions{Level: slog.LevelDebug})) // the library logs connections at Debug
 	ln, err := net.Listen("tcp", f.addr)
 	if err != nil {
 		return failure(std, err)
