@@ -117,6 +117,44 @@ func ExampleError() {
 	// true missing required argument "Y"
 }
 
+// Client.Call decodes the result into a value of the caller's; its error
+// says what became of the call.
+func ExampleClient_Call() {
+	ctx := context.Background()
+	quiet := slog.New(slog.DiscardHandler)
+	mux := wsrpc.NewMux()
+	wsrpc.Register(mux, "add", func(_ context.Context, a struct {
+		A float64 `json:"a"`
+		B float64 `json:"b"`
+	}) (float64, error) {
+		return a.A + a.B, nil
+	})
+	srv := wsrpc.NewServer(mux, &wsrpc.ServerOptions{Logger: quiet})
+	defer srv.Close()
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	cl, err := wsrpc.Dial(ctx, "ws"+strings.TrimPrefix(hs.URL, "http"), &wsrpc.DialOptions{Logger: quiet})
+	if err != nil {
+		panic(err)
+	}
+	defer cl.Close()
+
+	var sum float64
+	err = cl.Call(ctx, "add", map[string]any{"a": 1, "b": 2}, &sum) // or sum, err = wsrpc.Call[float64](...)
+	var e *wsrpc.Error
+	switch {
+	case err == nil:
+		fmt.Println(sum)
+	case errors.As(err, &e): // the peer answered with an error: e.Code, e.Message, e.Data
+		fmt.Println(e.Code, e.Message)
+	case errors.Is(err, context.DeadlineExceeded): // timed out (the ctx's deadline, or CallTimeout)
+	case errors.Is(err, wsrpc.ErrConnectionLost): // the link dropped mid-call: the outcome is unknown
+	case errors.Is(err, wsrpc.ErrNotConnected): // the client is reconnecting (see WaitForReady)
+	case errors.Is(err, wsrpc.ErrClosed): // closed by this side
+	}
+	// Output: 3
+}
+
 // A handler that reads a large argument at once borrows it from the
 // frame, without a copy; it must not keep it past its return.
 func ExampleRawText() {
