@@ -6,23 +6,18 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
+	"log"
 	"net"
 	"net/http"
-	"os"
 
 	"github.com/wsrpc/wsrpc"
 )
 
 func main() {
-	if err := run(context.Background(), os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-}
+	ctx := context.Background()
 
-func run(ctx context.Context, w io.Writer) error {
-	// The server's greet asks its caller who it is, then greets it.
+	// Server: greet asks its caller who it is, then greets it. A handler's
+	// context carries the calling connection.
 	mux := wsrpc.NewMux()
 	wsrpc.Register(mux, "greet", func(ctx context.Context, _ struct{}) (string, error) {
 		caller := wsrpc.ConnFromContext(ctx)
@@ -34,33 +29,29 @@ func run(ctx context.Context, w io.Writer) error {
 	})
 	srv := wsrpc.NewServer(mux, nil)
 	defer srv.Close()
-
 	routes := http.NewServeMux()
 	routes.Handle("/ws", srv)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return err
+		log.Fatal(err)
 	}
-	hs := &http.Server{Handler: routes}
-	go hs.Serve(ln)
-	defer hs.Close()
+	defer ln.Close()
+	go http.Serve(ln, routes) // returns when ln is closed
 
-	// The client exposes whoami to the server.
+	// Client: exposes whoami to the server, then calls greet.
 	methods := wsrpc.NewMux()
 	wsrpc.Register(methods, "whoami", func(context.Context, struct{}) (string, error) {
-		fmt.Fprintln(w, "client: the server asks who I am")
+		fmt.Println("client: the server asks who I am")
 		return "gopher", nil
 	})
-	client, err := wsrpc.Dial(ctx, "ws://"+ln.Addr().String()+"/ws", &wsrpc.DialOptions{Methods: methods})
+	cl, err := wsrpc.Dial(ctx, "ws://"+ln.Addr().String()+"/ws", &wsrpc.DialOptions{Methods: methods})
 	if err != nil {
-		return err
+		log.Fatal(err)
 	}
-	defer client.Close()
-
-	greeting, err := wsrpc.Call[string](ctx, client, "greet", nil)
+	defer cl.Close()
+	greeting, err := wsrpc.Call[string](ctx, cl, "greet", nil)
 	if err != nil {
-		return err
+		log.Fatal(err)
 	}
-	fmt.Fprintln(w, "server:", greeting)
-	return nil
+	fmt.Println("server:", greeting)
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"log/slog"
 	"testing"
 
@@ -9,17 +8,16 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	slog.SetDefault(slog.New(slog.DiscardHandler)) // the example logs with the default logger
+	slog.SetDefault(slog.New(slog.DiscardHandler)) // the program logs with the default logger
 	goleak.VerifyTestMain(m)
 }
 
-func TestRun(t *testing.T) {
-	var out bytes.Buffer
-	if err := run(t.Context(), &out); err != nil {
-		t.Fatal(err)
-	}
-	want := "client: the server asks who I am\nserver: hello, gopher\n"
-	if got := out.String(); got != want {
-		t.Errorf("output %q, want %q", got, want)
-	}
+// Example runs the program as go run ./examples/bidirectional does
+// (README.md shows main.go as it is). A failure ends the test binary
+// through log.Fatal, which fails the test.
+func Example() {
+	main()
+	// Output:
+	// client: the server asks who I am
+	// server: hello, gopher
 }

@@ -5,57 +5,50 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
+	"log"
 	"net"
 	"net/http"
-	"os"
 
 	"github.com/wsrpc/wsrpc"
 )
 
-func main() {
-	if err := run(context.Background(), os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-}
-
-// concatArgs are concat's keyword arguments.
-type concatArgs struct {
+// ConcatArgs are concat's keyword arguments: {"a": ..., "b": ...}.
+type ConcatArgs struct {
 	A string `json:"a"`
 	B string `json:"b"`
 }
 
-func run(ctx context.Context, w io.Writer) error {
-	// The server exposes concat(a, b) on /ws.
+func main() {
+	ctx := context.Background()
+
+	// Server: methods on a Mux, served as an http.Handler on any router.
 	mux := wsrpc.NewMux()
-	wsrpc.Register(mux, "concat", func(ctx context.Context, args concatArgs) (string, error) {
-		return args.A + args.B, nil
+	wsrpc.Register(mux, "concat", func(ctx context.Context, a ConcatArgs) (string, error) {
+		return a.A + a.B, nil
 	})
 	srv := wsrpc.NewServer(mux, nil)
-	defer srv.Close() // closes the WebSockets, which http.Server.Close leaves open
-
+	defer srv.Close() // closes the WebSockets, which closing the listener leaves open
 	routes := http.NewServeMux()
 	routes.Handle("/ws", srv)
+
+	// Listen before serving: an address in use stops the program here,
+	// before the client can reach whatever holds it. Port 0 is a free port.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return err
+		log.Fatal(err)
 	}
-	hs := &http.Server{Handler: routes}
-	go hs.Serve(ln)
-	defer hs.Close()
+	defer ln.Close()
+	go http.Serve(ln, routes) // returns when ln is closed
 
-	// The client connects and calls it.
-	client, err := wsrpc.Dial(ctx, "ws://"+ln.Addr().String()+"/ws", nil)
+	// Client: dial (with retries), call, decode the result.
+	cl, err := wsrpc.Dial(ctx, "ws://"+ln.Addr().String()+"/ws", nil)
 	if err != nil {
-		return err
+		log.Fatal(err)
 	}
-	defer client.Close()
-
-	s, err := wsrpc.Call[string](ctx, client, "concat", concatArgs{A: "hello", B: " world"})
+	defer cl.Close()
+	s, err := wsrpc.Call[string](ctx, cl, "concat", ConcatArgs{A: "hello", B: " world"})
 	if err != nil {
-		return err
+		log.Fatal(err)
 	}
-	fmt.Fprintln(w, s)
-	return nil
+	fmt.Println(s) // hello world
 }
