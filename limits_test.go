@@ -5,8 +5,12 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/url"
+	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/gorilla/websocket"
 )
@@ -168,4 +172,99 @@ func TestMaxMessageSize(t *testing.T) {
 	if got, err := Call[string](ctxT(t), other, "echo", textArgs{"ok"}); err != nil || got != "ok" {
 		t.Errorf("other connection: %q, %v", got, err)
 	}
+}
+
+// TestPeerThatStopsReadingMemoryBound: a peer that sends echo calls of
+// nearly MaxMessageSize and never reads its socket holds no more of the
+// server than the documented bound (MaxMessageSize for the frame being
+// read, MaxCallBytes for the running calls' requests and waiting answers,
+// SendQueueBytes for the queue), while another client on the same server
+// is served as usual. With a send queue bounded only in frames, the same
+// peer held one answer per queue slot: about 250 MiB here.
+func TestPeerThatStopsReadingMemoryBound(t *testing.T) {
+	const (
+		maxMessage = 1 << 20
+		maxCall    = 4 << 20
+		queueBytes = 1 << 20
+		bound      = maxMessage + maxCall + queueBytes
+		slack      = 4 << 20 // socket batches, pools, the test's own allocations
+	)
+	srv, u := testServer(t, utilMux(), &ServerOptions{
+		KeepAlive:      KeepAlive{Interval: -1},
+		WriteTimeout:   time.Minute, // the test ends the peer itself
+		MaxMessageSize: maxMessage,
+		MaxCallBytes:   maxCall,
+		SendQueueBytes: queueBytes,
+	})
+	other := testDial(t, u, nil)
+	ctx := ctxT(t)
+	mustEcho(ctx, t, other, "before")
+
+	nc, err := net.Dial("tcp", hostOf(t, u))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wsURL, _ := url.Parse(u)
+	ws, _, err := websocket.NewClient(nc, wsURL, nil, 1024, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Repeat("x", maxMessage-200)
+	frame := []byte(`{"request":{"method":"echo","arguments":{"text":"` + text + `"},"call_id":"1"}}`)
+
+	runtime.GC()
+	var base runtime.MemStats
+	runtime.ReadMemStats(&base)
+
+	const frames = 300 // 300 MiB: far more than the sockets hold
+	var sent atomic.Int32
+	sender := make(chan struct{})
+	go func() {
+		defer close(sender)
+		for range frames {
+			if ws.WriteMessage(websocket.TextMessage, frame) != nil {
+				return
+			}
+			sent.Add(1)
+		}
+	}()
+	// Sample the server's heap until the peer sent everything or has been
+	// held up (no frame taken) for a second: the server stopped reading.
+	var peak uint64
+	last, lastAt := int32(-1), time.Now()
+	for {
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		peak = max(peak, ms.HeapInuse)
+		n := sent.Load()
+		if n == frames {
+			break
+		}
+		if n != last {
+			last, lastAt = n, time.Now()
+		} else if time.Since(lastAt) > time.Second {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// What the server holds now, garbage collected: the peer is stalled,
+	// so nothing moves.
+	runtime.GC()
+	var held runtime.MemStats
+	runtime.ReadMemStats(&held)
+	grew := int64(held.HeapAlloc) - int64(base.HeapAlloc)
+	t.Logf("peer sent %d frames of %d KiB before the server stopped reading; the server holds %.1f MiB more (bound %.0f MiB + %.0f MiB slack; peak in use with garbage %.1f MiB more)",
+		sent.Load(), len(frame)>>10, float64(grew)/(1<<20), float64(bound)/(1<<20), float64(slack)/(1<<20),
+		float64(int64(peak)-int64(base.HeapInuse))/(1<<20))
+	if grew > bound+slack {
+		t.Errorf("a peer that does not read held %.1f MiB, over the bound of %.0f MiB", float64(grew)/(1<<20), float64(bound)/(1<<20))
+	}
+	if sent.Load() == frames {
+		t.Errorf("the server read all %d frames from a peer that reads nothing", frames)
+	}
+	mustEcho(ctx, t, other, "meanwhile") // another connection is not held up
+
+	ws.Close() // the peer goes; its connection ends and frees what it held
+	<-sender
+	pollUntil(t, "the peer's connection to end", func() bool { return len(srv.Conns()) == 1 })
 }
