@@ -43,6 +43,11 @@ type Client struct {
 	closed bool
 	err    error         // why the client ended, once it has
 	ended  chan struct{} // closed when the client ended for good
+	// serving counts the connections whose goroutines (reader, writer,
+	// handlers, hooks, OnDisconnect) have not all returned yet; idle is
+	// closed when it drops to 0 while Close waits.
+	serving int
+	idle    chan struct{}
 
 }
 
@@ -399,9 +404,13 @@ func (cl *Client) run(ws *websocket.Conn, started chan<- error) {
 		}
 		cl.conn = c
 		close(cl.ready)
+		cl.serving++
 		cl.mu.Unlock()
 
-		go c.serve(started)
+		go func(started chan<- error) {
+			c.serve(started)
+			cl.served()
+		}(started)
 		started = nil
 		<-c.readerDone.wait(&c.mu)
 
@@ -543,11 +552,27 @@ func (cl *Client) Err() error {
 	return cl.err
 }
 
+// served counts a connection's goroutines as all returned.
+func (cl *Client) served() {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	if cl.serving--; cl.serving == 0 && cl.idle != nil {
+		close(cl.idle)
+		cl.idle = nil
+	}
+}
+
 // Close closes the connection (status 1000) and stops reconnecting. Calls
-// in flight fail with [ErrClosed]. It is idempotent and safe to call from
-// handlers and hooks. It returns when the reconnect loop and the socket are
-// done; handlers still running have their contexts canceled and return on
-// their own ([Conn.Done]).
+// in flight fail with [ErrClosed]; handlers' contexts are canceled. It is
+// idempotent and safe to call from handlers and hooks.
+//
+// Close returns once every goroutine the client runs has returned: the
+// reconnect loop, each connection's reader and writer, the handlers and
+// hooks, OnDisconnect included. It waits for them at most CloseTimeout
+// after the socket closed, which is what a handler that ignores its
+// context's end, or one that calls Close itself, costs it; then it
+// returns and they end on their own. The close handshake takes at most
+// CloseTimeout as well.
 func (cl *Client) Close() error {
 	cl.mu.Lock()
 	cl.closed = true
@@ -558,5 +583,34 @@ func (cl *Client) Close() error {
 		c.Close()
 	}
 	<-cl.ended
+	if cl.waitServed(cl.cfg.closeTimeout) {
+		cl.cfg.workers.stopAndWait()
+	}
 	return nil
+}
+
+// waitServed waits up to d for every connection's goroutines to return,
+// and reports whether they did.
+func (cl *Client) waitServed(d time.Duration) bool {
+	cl.mu.Lock()
+	if cl.serving == 0 {
+		cl.mu.Unlock()
+		return true
+	}
+	if cl.idle == nil {
+		cl.idle = make(chan struct{})
+	}
+	idle := cl.idle
+	cl.mu.Unlock()
+	if d <= 0 {
+		return false
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-idle:
+		return true
+	case <-t.C:
+		return false
+	}
 }

@@ -224,7 +224,8 @@ func (c *Conn) RemoteAddr() net.Addr { return c.ws.RemoteAddr() }
 func (c *Conn) Context() context.Context { return c.ctx }
 
 // Done returns a channel that is closed when the connection has ended and
-// all its goroutines, handlers included, have returned.
+// all its goroutines, handlers and hooks included, have returned, after
+// OnDisconnect.
 func (c *Conn) Done() <-chan struct{} { return c.done.wait(&c.mu) }
 
 // lazyDone is a channel closed once, made only when someone waits for it:
@@ -1066,12 +1067,12 @@ func (c *Conn) cleanup(readErr error) {
 	c.ws.Close()
 	c.readerDone.close(&c.mu)
 	c.wg.Wait()
-	c.done.close(&c.mu)
 
 	c.logger().Debug("disconnected", "err", cause) // OnDisconnect gets the cause
 	if c.cfg.onDisconnect != nil {
 		c.cfg.onDisconnect(c, cause)
 	}
+	c.done.close(&c.mu)
 }
 
 func isNormalClose(err error) bool {

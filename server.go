@@ -277,8 +277,10 @@ func (s *Server) Conns() []*Conn {
 // Shutdown shuts the server down gracefully: it refuses new connections,
 // answers new calls from clients with a "server shutting down" error, lets
 // the calls in flight finish, then closes every connection with status 1001
-// (going away) and waits until they have ended. If ctx ends first, it closes
-// what remains at once and returns ctx's error.
+// (going away) and waits until they have ended: their readers, writers,
+// handlers and hooks, OnDisconnect included. If ctx ends first, it closes
+// what remains at once, waits at most CloseTimeout more for the handlers
+// (their contexts canceled) and returns ctx's error.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.shutdown = true
@@ -294,33 +296,18 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	wg.Wait()
 	s.stopKeepAlive()
-	defer s.cfg.workers.stop()
-	if err := ctx.Err(); err != nil {
-		return err // calls were cut short
-	}
-
-	s.mu.Lock()
-	if s.active == 0 {
-		s.mu.Unlock()
-		return ctx.Err()
-	}
-	if s.idle == nil {
-		s.idle = make(chan struct{})
-	}
-	idle := s.idle
-	s.mu.Unlock()
-	select {
-	case <-idle:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	s.wait(ctx)
+	return ctx.Err() // non-nil: calls were cut short
 }
 
 // Close closes every connection at once (status 1001) and refuses new ones.
 // Calls in flight on either side fail; handlers' contexts are canceled.
-// Close returns when the connections' sockets are closed; each [Conn.Done]
-// tells when its handlers have returned.
+// Close returns once the goroutines the Server runs have returned: each
+// connection's reader and writer, the handlers and hooks, OnDisconnect
+// included, and the keep-alive and idle workers. It waits for the close
+// handshakes at most CloseTimeout, and as long again for handlers that
+// ignore their context's end (or that call Close themselves); then it
+// returns and they end on their own.
 func (s *Server) Close() error {
 	s.mu.Lock()
 	s.shutdown = true
@@ -332,8 +319,44 @@ func (s *Server) Close() error {
 	}
 	wg.Wait()
 	s.stopKeepAlive()
-	s.cfg.workers.stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	s.wait(ctx)
 	return nil
+}
+
+// wait waits until no ServeHTTP call or connection goroutine is left,
+// until ctx ends and then at most CloseTimeout more, and stops the idle
+// workers: it waits for them too when everything else has ended.
+func (s *Server) wait(ctx context.Context) {
+	s.mu.Lock()
+	if s.active == 0 {
+		s.mu.Unlock()
+		s.cfg.workers.stopAndWait()
+		return
+	}
+	if s.idle == nil {
+		s.idle = make(chan struct{})
+	}
+	idle := s.idle
+	s.mu.Unlock()
+	select {
+	case <-idle:
+		s.cfg.workers.stopAndWait()
+		return
+	case <-ctx.Done():
+	}
+	if grace := s.cfg.closeTimeout; grace > 0 {
+		t := time.NewTimer(grace)
+		defer t.Stop()
+		select {
+		case <-idle:
+			s.cfg.workers.stopAndWait()
+			return
+		case <-t.C:
+		}
+	}
+	s.cfg.workers.stop()
 }
 
 func (s *Server) snapshot() []*Conn {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -120,4 +121,85 @@ func TestShutdownExpiredContext(t *testing.T) {
 		t.Errorf("client call cut by Shutdown: err = %v, want ErrConnectionLost", err)
 	}
 	recv(ctx, t, cl.Done(), "the client to end")
+}
+
+// lingeringHandler is a method "linger" that, once its context ends, takes
+// a while to clean up before it returns, and then records that it did.
+func lingeringHandler(m *Mux, started chan<- struct{}, returned *atomic.Bool) {
+	m.HandleFunc("linger", func(ctx context.Context, _ json.RawMessage) (any, error) {
+		started <- struct{}{}
+		<-ctx.Done()
+		time.Sleep(200 * time.Millisecond) // cleaning up
+		returned.Store(true)
+		return nil, ctx.Err()
+	})
+}
+
+// TestClientCloseWaits: Client.Close returns only once the client's
+// handlers have returned and OnDisconnect has run, so that a program's
+// final bookkeeping is done when Close returns.
+func TestClientCloseWaits(t *testing.T) {
+	ctx := ctxT(t)
+	started := make(chan struct{}, 1)
+	var handlerReturned, disconnectDone atomic.Bool
+	methods := NewMux()
+	lingeringHandler(methods, started, &handlerReturned)
+	srv, u := testServer(t, nil, nil)
+	cl := testDial(t, u, &DialOptions{
+		Methods: methods,
+		OnDisconnect: func(*Conn, error) {
+			time.Sleep(200 * time.Millisecond) // final bookkeeping
+			disconnectDone.Store(true)
+		},
+	})
+	sc := serverConn(t, srv)
+	go sc.Call(ctx, "linger", nil, nil)
+	recv(ctx, t, started, "the client's handler to start")
+	cl.Close()
+	if !handlerReturned.Load() {
+		t.Error("Client.Close returned before the client's handler did")
+	}
+	if !disconnectDone.Load() {
+		t.Error("Client.Close returned before OnDisconnect did")
+	}
+}
+
+// TestServerCloseWaits: Server.Close and Shutdown return only once the
+// server's handlers have returned and OnDisconnect has run.
+func TestServerCloseWaits(t *testing.T) {
+	for _, how := range []string{"Close", "Shutdown"} {
+		t.Run(how, func(t *testing.T) {
+			ctx := ctxT(t)
+			started := make(chan struct{}, 1)
+			var handlerReturned, disconnectDone atomic.Bool
+			m := NewMux()
+			lingeringHandler(m, started, &handlerReturned)
+			srv, u := testServer(t, m, &ServerOptions{
+				OnDisconnect: func(*Conn, error) {
+					time.Sleep(200 * time.Millisecond)
+					disconnectDone.Store(true)
+				},
+			})
+			cl := testDial(t, u, &DialOptions{DisableReconnect: true})
+			go cl.Call(ctx, "linger", nil, nil)
+			recv(ctx, t, started, "the server's handler to start")
+			if how == "Close" {
+				srv.Close()
+			} else {
+				// An ended context: Shutdown cuts the call short at once,
+				// and still waits for the handler to return.
+				sctx, cancel := context.WithCancel(ctx)
+				cancel()
+				if err := srv.Shutdown(sctx); !errors.Is(err, context.Canceled) {
+					t.Errorf("Shutdown: %v, want context.Canceled", err)
+				}
+			}
+			if !handlerReturned.Load() {
+				t.Errorf("Server.%s returned before the handler did", how)
+			}
+			if !disconnectDone.Load() {
+				t.Errorf("Server.%s returned before OnDisconnect did", how)
+			}
+		})
+	}
 }

@@ -44,6 +44,7 @@ type workers struct {
 	tasks chan *task // unbuffered: a send succeeds only to an idle worker
 	quit  chan struct{}
 	once  sync.Once
+	wg    sync.WaitGroup // the workers running
 }
 
 func newWorkers() *workers {
@@ -55,7 +56,7 @@ func (w *workers) run(t *task) {
 	select {
 	case w.tasks <- t:
 	default:
-		go w.loop(t)
+		w.wg.Go(func() { w.loop(t) })
 	}
 }
 
@@ -85,3 +86,10 @@ func (w *workers) loop(t *task) {
 
 // stop makes idle workers exit, and busy ones once their call returned.
 func (w *workers) stop() { w.once.Do(func() { close(w.quit) }) }
+
+// stopAndWait stops the workers and waits until they have exited: at once
+// when every connection using them has ended.
+func (w *workers) stopAndWait() {
+	w.stop()
+	w.wg.Wait()
+}
