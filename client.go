@@ -48,7 +48,6 @@ type Client struct {
 	// closed when it drops to 0 while Close waits.
 	serving int
 	idle    chan struct{}
-
 }
 
 // clientWriteBuffer is the size of the write buffers clients take from
