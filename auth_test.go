@@ -29,9 +29,9 @@ func TestAuthRefusalIsFinal(t *testing.T) {
 			var attempts atomic.Int32
 			srv := NewServer(utilMux(), &ServerOptions{
 				Logger: quiet(),
-				Authenticate: func(*http.Request) error {
+				Authenticate: func(*http.Request) (any, error) {
 					attempts.Add(1)
-					return tt.err
+					return nil, tt.err
 				},
 			})
 			hs := wsHTTPServer(t, srv, false, nil)
@@ -103,19 +103,26 @@ func TestAuthSeesRequest(t *testing.T) {
 	type seen struct{ token, clientID string }
 	hookSaw := make(chan seen, 2)
 	mux := NewMux()
+	type user struct{ name string }
 	Register(mux, "whoami", func(ctx context.Context, _ struct{}) (map[string]string, error) {
 		c := ConnFromContext(ctx)
-		return map[string]string{"client_id": c.PathValue("client_id"), "token": c.Request().Header.Get("X-Token")}, nil
+		u, _ := c.Identity().(*user)
+		if u == nil {
+			return nil, Errorf(CodeInternalError, "no identity on the connection")
+		}
+		return map[string]string{"client_id": c.PathValue("client_id"), "token": c.Request().Header.Get("X-Token"), "user": u.name}, nil
 	})
+	connectSaw := make(chan any, 1)
 	srv := NewServer(mux, &ServerOptions{
 		Logger: quiet(),
-		Authenticate: func(r *http.Request) error {
+		Authenticate: func(r *http.Request) (any, error) {
 			hookSaw <- seen{r.Header.Get("X-Token"), r.PathValue("client_id")}
 			if r.Header.Get("X-Token") != "s3cret" {
-				return &HTTPError{StatusCode: http.StatusUnauthorized}
+				return nil, &HTTPError{StatusCode: http.StatusUnauthorized}
 			}
-			return nil
+			return &user{name: "user-" + r.PathValue("client_id")}, nil
 		},
+		OnConnect: func(_ context.Context, c *Conn) error { connectSaw <- c.Identity(); return nil },
 	})
 	hs := wsHTTPServer(t, srv, false, nil)
 
@@ -127,8 +134,14 @@ func TestAuthSeesRequest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got["client_id"] != "alice" || got["token"] != "s3cret" {
-		t.Errorf("whoami = %v, want client_id alice and token s3cret", got)
+	if got["client_id"] != "alice" || got["token"] != "s3cret" || got["user"] != "user-alice" {
+		t.Errorf("whoami = %v, want client_id alice, token s3cret and the identity user-alice", got)
+	}
+	if u, ok := recv(ctx, t, connectSaw, "OnConnect").(*user); !ok || u.name != "user-alice" {
+		t.Errorf("OnConnect saw the identity %v, want user-alice", u)
+	}
+	if id := cl.Conn().Identity(); id != nil {
+		t.Errorf("a client's connection has the identity %v, want nil", id)
 	}
 
 	_, err = tryDial(ctx, t, wsURLOf(hs, "/ws/mallory"), &DialOptions{Header: http.Header{"X-Token": {"guess"}}, Retry: manyTries})

@@ -87,6 +87,9 @@ type Conn struct {
 	id     string
 	cfg    *config
 	up     *upgrade // server side: the upgrade request
+	// identity is what the server's Authenticate returned; set before
+	// the connection is served, read-only after.
+	identity any
 	ext    bool
 	start  time.Time
 
@@ -213,6 +216,11 @@ func (c *Conn) PathValue(name string) string {
 	}
 	return c.up.pathValue(name)
 }
+
+// Identity returns what the server's Authenticate hook returned for the
+// request that opened the connection (such as the user who connected), or
+// nil on a client's connection and on a server without the hook.
+func (c *Conn) Identity() any { return c.identity }
 
 // RemoteAddr returns the peer's network address.
 func (c *Conn) RemoteAddr() net.Addr { return c.ws.RemoteAddr() }

@@ -62,11 +62,14 @@ type RetryOptions struct {
 // field, means the documented default.
 type ServerOptions struct {
 	// Authenticate, if set, sees each upgrade request before the WebSocket
-	// is accepted. Returning nil accepts it. Returning an *[HTTPError]
-	// refuses it with that status (use 401 or 403); any other error refuses
-	// it with 403. The error's text is not sent to the client unless it is
-	// an HTTPError's Message.
-	Authenticate func(r *http.Request) error
+	// is accepted. Returning a nil error accepts it, and the identity it
+	// returns (a user id, a claims struct, or nil) goes with the
+	// connection: handlers and hooks read it with [Conn.Identity], so
+	// that none has to parse the request again. Returning an *[HTTPError]
+	// refuses it with that status (use 401 or 403); any other error
+	// refuses it with 403. The error's text is not sent to the client
+	// unless it is an HTTPError's Message.
+	Authenticate func(r *http.Request) (identity any, err error)
 
 	// OriginPatterns lists host patterns (path.Match syntax, such as
 	// "*.example.com" or "localhost:8080") that a browser's Origin header

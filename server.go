@@ -122,8 +122,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 
+	var identity any
 	if s.opts.Authenticate != nil {
-		if err := s.opts.Authenticate(r); err != nil {
+		var err error
+		if identity, err = s.opts.Authenticate(r); err != nil {
 			status, msg := http.StatusForbidden, http.StatusText(http.StatusForbidden)
 			if he, ok := errors.AsType[*HTTPError](err); ok {
 				status = he.StatusCode
@@ -146,6 +148,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ws.SetReadLimit(s.maxMessage)
 	}
 	c := newConn(ws, s.cfg, detach(r))
+	c.identity = identity
 	s.mu.Lock()
 	if s.shutdown {
 		s.mu.Unlock()

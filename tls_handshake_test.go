@@ -152,7 +152,9 @@ func identityMux() *Mux {
 	Register(mux, "whoami", func(ctx context.Context, _ struct{}) (map[string]any, error) {
 		r := ConnFromContext(ctx).Request()
 		verified := r.TLS != nil && len(r.TLS.VerifiedChains) > 0
-		return map[string]any{"cn": peerCN(r), "verified": verified}, nil
+		// Authenticate's identity, where it returned one: the same name.
+		id, _ := ConnFromContext(ctx).Identity().(string)
+		return map[string]any{"cn": peerCN(r), "verified": verified, "identity": id}, nil
 	})
 	return mux
 }
@@ -205,9 +207,9 @@ func TestMutualTLS(t *testing.T) {
 		hookSaw := make(chan string, 1)
 		srv := NewServer(identityMux(), &ServerOptions{
 			Logger: quiet(),
-			Authenticate: func(r *http.Request) error {
+			Authenticate: func(r *http.Request) (any, error) {
 				hookSaw <- peerCN(r)
-				return nil
+				return peerCN(r), nil
 			},
 		})
 		hs, _ := mtlsServer(t, srv, ca)
@@ -221,8 +223,8 @@ func TestMutualTLS(t *testing.T) {
 		if err != nil {
 			t.Fatalf("whoami: %v", err)
 		}
-		if got["cn"] != "alice" || got["verified"] != true {
-			t.Errorf("whoami = %v, want cn alice from a verified chain", got)
+		if got["cn"] != "alice" || got["verified"] != true || got["identity"] != "alice" {
+			t.Errorf("whoami = %v, want cn alice from a verified chain, and the identity Authenticate gave", got)
 		}
 	})
 
@@ -231,7 +233,7 @@ func TestMutualTLS(t *testing.T) {
 		var hookCalls atomic.Int32
 		srv := NewServer(identityMux(), &ServerOptions{
 			Logger:       quiet(),
-			Authenticate: func(*http.Request) error { hookCalls.Add(1); return nil },
+			Authenticate: func(*http.Request) (any, error) { hookCalls.Add(1); return nil, nil },
 		})
 		hs, logged := mtlsServer(t, srv, ca)
 		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -314,7 +316,7 @@ func TestMutualTLS(t *testing.T) {
 			var hookCalls atomic.Int32
 			srv := NewServer(identityMux(), &ServerOptions{
 				Logger:       quiet(),
-				Authenticate: func(*http.Request) error { hookCalls.Add(1); return nil },
+				Authenticate: func(*http.Request) (any, error) { hookCalls.Add(1); return nil, nil },
 			})
 			hs, logged := mtlsServer(t, srv, ca)
 			stranger := newTestCA(t, tt.caName).issue(t, "alice", x509.ExtKeyUsageClientAuth)
@@ -337,12 +339,13 @@ func TestMutualTLS(t *testing.T) {
 		var tries atomic.Int32
 		srv := NewServer(identityMux(), &ServerOptions{
 			Logger: quiet(),
-			Authenticate: func(r *http.Request) error {
+			Authenticate: func(r *http.Request) (any, error) {
 				tries.Add(1)
-				if cn := peerCN(r); cn != "alice" {
-					return &HTTPError{StatusCode: http.StatusForbidden, Message: "unknown client " + cn}
+				cn := peerCN(r)
+				if cn != "alice" {
+					return nil, &HTTPError{StatusCode: http.StatusForbidden, Message: "unknown client " + cn}
 				}
-				return nil
+				return cn, nil
 			},
 		})
 		hs, _ := mtlsServer(t, srv, ca)

@@ -123,11 +123,11 @@ func newDemo(token string, logger *slog.Logger) *demo {
 
 	opts := &wsrpc.ServerOptions{Logger: logger}
 	if token != "" {
-		opts.Authenticate = func(r *http.Request) error {
+		opts.Authenticate = func(r *http.Request) (any, error) {
 			if subtle.ConstantTimeCompare([]byte(r.Header.Get("X-Token")), []byte(token)) != 1 {
-				return &wsrpc.HTTPError{StatusCode: http.StatusForbidden}
+				return nil, &wsrpc.HTTPError{StatusCode: http.StatusForbidden}
 			}
-			return nil
+			return nil, nil
 		}
 	}
 	d.srv = wsrpc.NewServer(d.mux, opts)
