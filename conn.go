@@ -90,8 +90,8 @@ type Conn struct {
 	// identity is what the server's Authenticate returned; set before
 	// the connection is served, read-only after.
 	identity any
-	ext    bool
-	start  time.Time
+	ext      bool
+	start    time.Time
 
 	lastRead atomic.Int64 // time.Since(start) when a frame last arrived
 
