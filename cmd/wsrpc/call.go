@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/wsrpc/wsrpc"
@@ -32,12 +34,14 @@ get_process_details, call_me_back and get_response.
 Flags:
   --args JSON     keyword arguments as a JSON object; "-" reads it from stdin
   --header K:V    add the header K to the upgrade request (repeatable)
-  --timeout D     bound connecting and the call together (default 10s; 0: none)
+  --timeout D     bound the whole command: connecting, the call and closing
+                  (default 10s; 0: none)
   -v              log the connection to stderr
 
 Exit status: 0 on success; 1 when the method answered with an error, whose
 code and message go to stderr; 2 for any other failure: bad usage, no
-server, connection refused (401, 403), timeout.
+server, connection refused (401, 403), timeout, interruption (SIGINT or
+SIGTERM: "wsrpc: interrupted").
 
 Examples:
   wsrpc call ws://127.0.0.1:9000/ws add a=1 b=2
@@ -118,9 +122,11 @@ func runCall(ctx context.Context, args []string, std stdio) int {
 	}
 	methods := wsrpc.NewMux()
 	wsrpc.RegisterUtilities(methods)
+	var socks sockets
 	client, err := wsrpc.Dial(ctx, url, &wsrpc.DialOptions{
 		Methods:          methods,
 		Header:           f.header,
+		NetDialContext:   socks.dial,
 		Retry:            wsrpc.RetryOptions{MaxTries: dialTries},
 		DisableReconnect: true,
 		Logger:           logger,
@@ -128,7 +134,7 @@ func runCall(ctx context.Context, args []string, std stdio) int {
 	if err != nil {
 		return callFailure(ctx, std, f.timeout, err)
 	}
-	defer client.Close()
+	defer closeClient(ctx, client, &socks)
 
 	var result json.RawMessage
 	if err := client.Call(ctx, method, params, &result); err != nil {
@@ -141,6 +147,49 @@ func runCall(ctx context.Context, args []string, std stdio) int {
 	out.WriteByte('\n')
 	std.out.Write(out.Bytes())
 	return exitOK
+}
+
+// sockets keeps the TCP connections a client opens (its NetDialContext),
+// so that they can be closed under it when the command's time is up.
+type sockets struct {
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func (s *sockets) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	c, err := new(net.Dialer).DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.conns = append(s.conns, c)
+	s.mu.Unlock()
+	return c, nil
+}
+
+func (s *sockets) closeAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.conns {
+		c.Close()
+	}
+}
+
+// closeClient closes client within ctx's time: Close sends a close frame
+// and waits for the server's (up to wsrpc.DefaultCloseTimeout), and a server
+// that stopped reading never sends one. When ctx ends first (--timeout, or
+// an interrupt), the sockets close under the client, so that --timeout
+// bounds the whole command.
+func closeClient(ctx context.Context, client *wsrpc.Client, socks *sockets) {
+	cut := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(cut)
+		socks.closeAll()
+	})
+	client.Close()
+	if !stop() {
+		<-cut
+	}
 }
 
 // callArgs merges the key=value pairs onto the JSON object argsJSON.
@@ -188,7 +237,13 @@ func callFailure(ctx context.Context, std stdio, timeout time.Duration, err erro
 		}
 		return failure(std, errors.New(msg))
 	}
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+	switch cerr := ctx.Err(); {
+	case errors.Is(cerr, context.Canceled):
+		// SIGINT or SIGTERM: whatever the client made of its context
+		// ending (a canceled context, an i/o timeout on the socket) is
+		// noise.
+		return failure(std, errors.New("interrupted"))
+	case errors.Is(cerr, context.DeadlineExceeded):
 		return failure(std, fmt.Errorf("timed out after %v: %s", timeout, errText(err)))
 	}
 	return failure(std, err)

@@ -29,8 +29,14 @@ type result struct {
 // runCmd runs the command line args in-process with stdin as its input.
 func runCmd(t *testing.T, stdin string, args ...string) result {
 	t.Helper()
+	return runCmdContext(t.Context(), stdin, args...)
+}
+
+// runCmdContext is runCmd with ctx in place of the signals that end a
+// command.
+func runCmdContext(ctx context.Context, stdin string, args ...string) result {
 	var out, errOut bytes.Buffer
-	code := run(t.Context(), args, strings.NewReader(stdin), &out, &errOut)
+	code := run(ctx, args, strings.NewReader(stdin), &out, &errOut)
 	return result{code, out.String(), errOut.String()}
 }
 
