@@ -35,7 +35,7 @@ Flags:
   --args JSON     keyword arguments as a JSON object; "-" reads it from stdin
   --header K:V    add the header K to the upgrade request (repeatable)
   --timeout D     bound the whole command: connecting, the call and closing
-                  (default 10s; 0: none)
+                  (default 10s; 0: none); D has a unit: 500ms, 5s, 1m
   -v              log the connection to stderr
 
 Exit status: 0 on success; 1 when the method answered with an error, whose
@@ -81,7 +81,7 @@ func (f *callFlags) flagSet() *flag.FlagSet {
 	fs.StringVar(&f.args, "args", "", "")
 	f.header = make(http.Header)
 	fs.Var(headerFlag(f.header), "header", "")
-	fs.DurationVar(&f.timeout, "timeout", 10*time.Second, "")
+	durationVar(fs, &f.timeout, "timeout", 10*time.Second)
 	fs.BoolVar(&f.verbose, "v", false, "")
 	return fs
 }
@@ -196,8 +196,9 @@ func closeClient(ctx context.Context, client *wsrpc.Client, socks *sockets) {
 func callArgs(argsJSON string, pairs []string) (json.RawMessage, error) {
 	args := make(map[string]json.RawMessage)
 	if strings.TrimSpace(argsJSON) != "" {
-		if err := json.Unmarshal([]byte(argsJSON), &args); err != nil || args == nil {
-			return nil, fmt.Errorf("--args: want a JSON object, got %q", argsJSON)
+		var err error
+		if args, err = argsObject(argsJSON); err != nil {
+			return nil, fmt.Errorf("--args: %w", err)
 		}
 	}
 	for _, p := range pairs {
@@ -208,6 +209,42 @@ func callArgs(argsJSON string, pairs []string) (json.RawMessage, error) {
 		args[k] = argValue(v)
 	}
 	return json.Marshal(args)
+}
+
+// argsObject decodes the JSON object s, or says what is wrong with it.
+func argsObject(s string) (map[string]json.RawMessage, error) {
+	var args map[string]json.RawMessage
+	err := json.Unmarshal([]byte(s), &args)
+	if se, ok := errors.AsType[*json.SyntaxError](err); ok {
+		if se.Offset >= int64(len(s)) && strings.HasPrefix(se.Error(), "unexpected end") {
+			return nil, errors.New("invalid JSON: it ends before the value is complete")
+		}
+		// Offset counts the bytes read, the bad one included: it is the
+		// bad byte's position, counting from 1.
+		return nil, fmt.Errorf("invalid JSON at byte %d: %v", se.Offset, se)
+	}
+	if te, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
+		return nil, fmt.Errorf("must be a JSON object, such as {\"a\": 1}, not %s", jsonKind(te.Value))
+	}
+	if err != nil {
+		return nil, err
+	}
+	if args == nil {
+		return nil, errors.New("must be a JSON object, such as {\"a\": 1}, not null")
+	}
+	return args, nil
+}
+
+// jsonKind names a kind of JSON value, as json.UnmarshalTypeError.Value
+// does, with its article.
+func jsonKind(v string) string {
+	switch v {
+	case "array":
+		return "an array"
+	case "bool":
+		return "a boolean"
+	}
+	return "a " + v // number, string
 }
 
 // argValue is v as JSON if it is valid JSON, else as a JSON string.
