@@ -50,7 +50,18 @@ func runCmdContext(ctx context.Context, stdin string, args ...string) result {
 // It returns the ws:// URL of /ws.
 func startDemo(t *testing.T, token string) string {
 	t.Helper()
+	_, url := startDemoWith(t, token, nil)
+	return url
+}
+
+// startDemoWith is startDemo; it returns the demo server too, after setup,
+// if not nil, adjusted it.
+func startDemoWith(t *testing.T, token string, setup func(*demo)) (*demo, string) {
+	t.Helper()
 	d := newDemo(token, slog.New(slog.DiscardHandler))
+	if setup != nil {
+		setup(d)
+	}
 	d.mux.HandleFunc("args", func(_ context.Context, args json.RawMessage) (any, error) {
 		return args, nil
 	})
@@ -72,7 +83,25 @@ func startDemo(t *testing.T, token string) string {
 			t.Errorf("serve: %v", err)
 		}
 	})
-	return "ws://" + ln.Addr().String() + "/ws"
+	return d, "ws://" + ln.Addr().String() + "/ws"
+}
+
+// lockedBuffer is a bytes.Buffer safe for concurrent use.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // firstLine is an io.Writer that passes on the first line written to it.

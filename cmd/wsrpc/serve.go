@@ -34,11 +34,18 @@ on /ws and /ws/{client_id}, logs connections to stderr, and exposes:
                               the utility methods of fastapi_websocket_rpc
   _ping_, _get_channel_id_    the built-ins
 
+On SIGINT or SIGTERM it stops accepting connections and gives the calls in
+flight 5s to finish; then it closes the connections that still have calls
+running, logs how many at WARN, and exits with status 0 all the same.
+
 Flags:
   --addr HOST:PORT   address to listen on (default 127.0.0.1:9000);
                      port 0 picks a free port, printed on startup
   --token T          accept only connections whose upgrade request has the
                      header "X-Token: T"; refuse others with 403
+
+Exit status: 0 after SIGINT or SIGTERM, drained or not; 2 for bad usage or
+a server that cannot listen or fails.
 
 Examples:
   wsrpc serve
@@ -46,9 +53,14 @@ Examples:
   wsrpc call ws://127.0.0.1:9000/ws multiply a=6 b=7
 `
 
-// shutdownTimeout bounds the graceful part of a shutdown: calls in flight
-// get this long to finish before their connections are closed.
-const shutdownTimeout = 5 * time.Second
+const (
+	// shutdownTimeout bounds the graceful part of a shutdown: calls in
+	// flight get this long to finish before their connections are closed.
+	shutdownTimeout = 5 * time.Second
+	// cutGrace is how long the handlers of the calls a shutdown cut short
+	// get to return, once their contexts are canceled.
+	cutGrace = 2 * time.Second
+)
 
 // maxWakeUpDelay caps register_wake_up_call's time_delta.
 const maxWakeUpDelay = time.Hour
@@ -67,6 +79,12 @@ func (f *serveFlags) flagSet() *flag.FlagSet {
 }
 
 func runServe(ctx context.Context, args []string, std stdio) int {
+	return serveCommand(ctx, args, std, nil)
+}
+
+// serveCommand is runServe; setup, if not nil, adjusts the demo server
+// before it serves (tests add methods and shorten the drain).
+func serveCommand(ctx context.Context, args []string, std stdio, setup func(*demo)) int {
 	var f serveFlags
 	pos, code, ok := parseArgs(f.flagSet(), args, serveHelp, std)
 	if !ok {
@@ -80,7 +98,11 @@ func runServe(ctx context.Context, args []string, std stdio) int {
 	if err != nil {
 		return failure(std, err)
 	}
-	if err := newDemo(f.token, logger).serve(ctx, ln, std.out); err != nil {
+	d := newDemo(f.token, logger)
+	if setup != nil {
+		setup(d)
+	}
+	if err := d.serve(ctx, ln, std.out); err != nil {
 		return failure(std, err)
 	}
 	return exitOK
@@ -93,6 +115,8 @@ type demo struct {
 	srv *wsrpc.Server
 	log *slog.Logger
 
+	drain time.Duration // how long a shutdown drains; newDemo sets shutdownTimeout
+
 	mu      sync.Mutex
 	stopped bool           // no new wake-up calls
 	wakeUps sync.WaitGroup // pending wake-up calls
@@ -102,7 +126,7 @@ type demo struct {
 // newDemo returns the demo server. A non-empty token is required in the
 // X-Token header of every upgrade request.
 func newDemo(token string, logger *slog.Logger) *demo {
-	d := &demo{mux: wsrpc.NewMux(), log: logger, quit: make(chan struct{})}
+	d := &demo{mux: wsrpc.NewMux(), log: logger, drain: shutdownTimeout, quit: make(chan struct{})}
 	wsrpc.RegisterUtilities(d.mux)
 	wsrpc.Register(d.mux, "add", func(_ context.Context, p pair[float64]) (float64, error) {
 		return p.A + p.B, nil
@@ -207,15 +231,7 @@ func (d *demo) serve(ctx context.Context, ln net.Listener, stdout io.Writer) err
 	case <-ctx.Done():
 		d.log.Info("shutting down")
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
-	defer cancel()
-	// http.Server.Shutdown stops accepting but ignores WebSockets (hijacked
-	// connections); the wsrpc server's Shutdown drains and closes those.
-	herr := hs.Shutdown(sctx)
-	serr := d.srv.Shutdown(sctx)
-	if serr != nil {
-		d.srv.Close()
-	}
+	serr := d.shutdown(hs)
 	if err == nil {
 		err = <-served
 	}
@@ -223,7 +239,67 @@ func (d *demo) serve(ctx context.Context, ln net.Listener, stdout io.Writer) err
 		err = nil
 	}
 	d.stop()
-	return errors.Join(err, herr, serr)
+	return errors.Join(err, serr)
+}
+
+// shutdown stops hs and drains the WebSocket connections: the calls in
+// flight get d.drain to finish. A drain that runs out of time is no error:
+// the connections with calls still running are closed, logged at WARN with
+// their number, and shutdown waits (up to cutGrace) for their handlers to
+// return.
+func (d *demo) shutdown(hs *http.Server) error {
+	sctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	busy := -1 // connections not drained when the time ran out
+	late := make(chan struct{})
+	timer := time.AfterFunc(d.drain, func() {
+		defer close(late)
+		busy = d.busyConns()
+		cancel()
+	})
+	// http.Server.Shutdown stops accepting but ignores WebSockets (hijacked
+	// connections); the wsrpc server's Shutdown drains and closes those.
+	herr := hs.Shutdown(sctx)
+	serr := d.srv.Shutdown(sctx)
+	if !timer.Stop() {
+		<-late
+	}
+	if busy < 0 {
+		return errors.Join(herr, serr) // drained in time
+	}
+	if errors.Is(herr, context.Canceled) {
+		d.log.Warn("shutdown: drain timed out; closing the HTTP requests still running", "drain", d.drain)
+		hs.Close()
+		herr = nil
+	}
+	if errors.Is(serr, context.Canceled) {
+		d.log.Warn("shutdown: drain timed out; cutting the calls still running", "drain", d.drain, "conns", busy)
+		serr = nil
+		d.srv.Close()
+		// Shutdown again only waits for the closed connections to end:
+		// their handlers have had their contexts canceled.
+		gctx, gcancel := context.WithTimeout(context.Background(), cutGrace)
+		defer gcancel()
+		if d.srv.Shutdown(gctx) != nil {
+			d.log.Warn("shutdown: handlers did not return in time after their calls were cut", "grace", cutGrace)
+		}
+	}
+	return errors.Join(herr, serr)
+}
+
+// busyConns returns the number of connections that have not ended yet: at
+// the end of the drain, those with calls still running (and any still
+// waiting for the client's close frame).
+func (d *demo) busyConns() int {
+	n := 0
+	for _, c := range d.srv.Conns() {
+		select {
+		case <-c.Done():
+		default:
+			n++
+		}
+	}
+	return n
 }
 
 // stop ends the pending wake-up calls and waits for them.

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"strings"
@@ -129,5 +130,82 @@ func TestServeListenError(t *testing.T) {
 	r := runCmd(t, "", "serve", "--addr", "127.0.0.1:-1")
 	if r.code != exitFail || !strings.HasPrefix(r.stderr, "wsrpc: listen tcp") {
 		t.Errorf("exit %d, stderr %q; want %d and the listen error", r.code, r.stderr, exitFail)
+	}
+}
+
+// serveRun is a wsrpc serve command running in the test.
+type serveRun struct {
+	url    string
+	stderr *lockedBuffer
+	cancel context.CancelFunc
+	code   chan int
+}
+
+// startServe runs wsrpc serve on a free loopback port, as the program does,
+// with setup (if not nil) applied to its demo server, until stop.
+func startServe(t *testing.T, setup func(*demo)) *serveRun {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &serveRun{stderr: new(lockedBuffer), cancel: cancel, code: make(chan int, 1)}
+	stdout := newFirstLine()
+	go func() {
+		s.code <- serveCommand(ctx, []string{"--addr", "127.0.0.1:0"}, stdio{out: stdout, err: s.stderr}, setup)
+	}()
+	t.Cleanup(func() { s.stop() })
+	select {
+	case line := <-stdout.line:
+		s.url = strings.TrimPrefix(line, "wsrpc: serving on ")
+	case c := <-s.code:
+		s.code <- c
+		t.Fatalf("serve exited with %d: %s", c, s.stderr.String())
+	}
+	return s
+}
+
+// stop stops the command, as SIGINT does, and returns its exit status.
+func (s *serveRun) stop() int {
+	s.cancel()
+	c := <-s.code
+	s.code <- c // for the next stop
+	return c
+}
+
+// TestServeDrainTimeout stops wsrpc serve while a call runs past the drain
+// time: the call is cut, a warning says how many connections were, and the
+// exit status is 0.
+func TestServeDrainTimeout(t *testing.T) {
+	t.Parallel()
+	started := make(chan struct{}, 1)
+	s := startServe(t, func(d *demo) {
+		d.drain = 300 * time.Millisecond
+		d.mux.HandleFunc("block", func(ctx context.Context, _ json.RawMessage) (any, error) {
+			started <- struct{}{}
+			<-ctx.Done() // until its connection is closed
+			return nil, ctx.Err()
+		})
+	})
+	busy := dialQuiet(t, s.url, nil)
+	dialQuiet(t, s.url, nil) // idle: drained at once
+	called := make(chan error, 1)
+	go func() {
+		_, err := wsrpc.Call[any](context.Background(), busy, "block", nil)
+		called <- err
+	}()
+	<-started
+
+	if c := s.stop(); c != exitOK {
+		t.Errorf("serve exited with %d, want 0; stderr:\n%s", c, s.stderr.String())
+	}
+	if err := <-called; err == nil {
+		t.Error("the call in flight succeeded; want it cut")
+	}
+	var warning string
+	for line := range strings.Lines(s.stderr.String()) {
+		if strings.Contains(line, "level=WARN") && strings.Contains(line, "drain timed out") {
+			warning = line
+		}
+	}
+	if !strings.Contains(warning, " conns=1\n") {
+		t.Errorf("no warning that the drain cut 1 connection; stderr:\n%s", s.stderr.String())
 	}
 }
