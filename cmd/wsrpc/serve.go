@@ -19,7 +19,8 @@ import (
 const serveHelp = `Usage: wsrpc serve [flags]
 
 Run the demo server until SIGINT or SIGTERM. It serves RPC over WebSockets
-on /ws and /ws/{client_id}, logs connections to stderr, and exposes:
+on /ws and /ws/{client_id}, logs each connection and disconnection to
+stderr, and exposes:
 
   add(a, b), multiply(a, b)   numbers; the result is a float
   concat(a, b)                strings
@@ -145,7 +146,18 @@ func newDemo(token string, logger *slog.Logger) *demo {
 	})
 	wsrpc.Register(d.mux, "register_wake_up_call", d.registerWakeUpCall)
 
-	opts := &wsrpc.ServerOptions{Logger: logger}
+	opts := &wsrpc.ServerOptions{
+		Logger: logger,
+		// Connections are logged here, at INFO, whatever level the
+		// library logs them at.
+		OnConnect: func(_ context.Context, c *wsrpc.Conn) error {
+			d.log.Info("connected", "conn", c.ID(), "remote", c.RemoteAddr().String(), "path", c.Request().URL.Path)
+			return nil
+		},
+		OnDisconnect: func(c *wsrpc.Conn, err error) {
+			d.log.Info("disconnected", "conn", c.ID(), "cause", err)
+		},
+	}
 	if token != "" {
 		opts.Authenticate = func(r *http.Request) (any, error) {
 			if subtle.ConstantTimeCompare([]byte(r.Header.Get("X-Token")), []byte(token)) != 1 {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -207,5 +208,30 @@ func TestServeDrainTimeout(t *testing.T) {
 	}
 	if !strings.Contains(warning, " conns=1\n") {
 		t.Errorf("no warning that the drain cut 1 connection; stderr:\n%s", s.stderr.String())
+	}
+}
+
+// TestServeLogsConnections checks that wsrpc serve logs each connection and
+// disconnection at INFO itself, whatever the library logs.
+func TestServeLogsConnections(t *testing.T) {
+	t.Parallel()
+	s := startServe(t, nil)
+	client := dialQuiet(t, s.url+"/alice", nil)
+	id, err := wsrpc.Call[string](t.Context(), client, "_get_channel_id_", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client.Close()
+	if c := s.stop(); c != exitOK {
+		t.Errorf("serve exited with %d", c)
+	}
+	logs := s.stderr.String()
+	for _, pattern := range []string{
+		`level=INFO msg=connected conn=` + id + ` remote=127\.0\.0\.1:\d+ path=/ws/alice\n`,
+		`level=INFO msg=disconnected conn=` + id + ` cause="[^"\n]*1000[^"\n]*"\n`,
+	} {
+		if !regexp.MustCompile(`(?m)^time=\S+ ` + pattern).MatchString(logs) {
+			t.Errorf("no line matching %q in stderr:\n%s", pattern, logs)
+		}
 	}
 }
