@@ -30,7 +30,10 @@ stderr, and exposes:
                               returns true at once, then time_delta seconds
                               later (at most 3600) calls
                               wake_up(message="Good morning!", name=name)
-                              on the caller
+                              on the caller. name is at most 1024 bytes.
+                              At most 100 wake-up calls may be pending per
+                              connection, and 10,000 in all; more are
+                              refused with error -32000
   echo, get_process_details, call_me_back, get_response
                               the utility methods of fastapi_websocket_rpc
   _ping_, _get_channel_id_    the built-ins
@@ -63,8 +66,18 @@ const (
 	cutGrace = 2 * time.Second
 )
 
-// maxWakeUpDelay caps register_wake_up_call's time_delta.
-const maxWakeUpDelay = time.Hour
+const (
+	// maxWakeUpDelay caps register_wake_up_call's time_delta.
+	maxWakeUpDelay = time.Hour
+	// maxWakeUpsPerConn caps the wake-up calls pending on one connection:
+	// registered, and not yet made or still waiting for the answer.
+	maxWakeUpsPerConn = 100
+	// maxWakeUps caps the wake-up calls pending on the whole server.
+	maxWakeUps = 10000
+	// maxWakeUpName caps the bytes of register_wake_up_call's name, which
+	// a pending wake-up call keeps.
+	maxWakeUpName = 1024
+)
 
 // serveFlags are the flags of wsrpc serve.
 type serveFlags struct {
@@ -116,18 +129,40 @@ type demo struct {
 	srv *wsrpc.Server
 	log *slog.Logger
 
-	drain time.Duration // how long a shutdown drains; newDemo sets shutdownTimeout
+	// Set before serve; newDemo sets the defaults.
+	drain         time.Duration // shutdownTimeout
+	maxPerConn    int           // maxWakeUpsPerConn
+	maxAllWakeUps int           // maxWakeUps
 
-	mu      sync.Mutex
-	stopped bool           // no new wake-up calls
-	wakeUps sync.WaitGroup // pending wake-up calls
-	quit    chan struct{}  // closed on stop: wake-up calls give up
+	mu       sync.Mutex
+	stopped  bool                        // no new wake-up calls
+	pending  map[*wsrpc.Conn]connWakeUps // pending wake-up calls, by connection
+	nPending int                         // all of them
+	wakeUps  sync.WaitGroup              // one per pending wake-up call
+}
+
+// connWakeUps is the wake-up calls pending on one connection.
+type connWakeUps map[*wakeUpCall]struct{}
+
+// wakeUpCall is one pending wake-up call. It holds a timer, not a
+// goroutine, until it is due.
+type wakeUpCall struct {
+	conn  *wsrpc.Conn
+	name  string
+	timer *time.Timer
 }
 
 // newDemo returns the demo server. A non-empty token is required in the
 // X-Token header of every upgrade request.
 func newDemo(token string, logger *slog.Logger) *demo {
-	d := &demo{mux: wsrpc.NewMux(), log: logger, drain: shutdownTimeout, quit: make(chan struct{})}
+	d := &demo{
+		mux:           wsrpc.NewMux(),
+		log:           logger,
+		drain:         shutdownTimeout,
+		maxPerConn:    maxWakeUpsPerConn,
+		maxAllWakeUps: maxWakeUps,
+		pending:       make(map[*wsrpc.Conn]connWakeUps),
+	}
 	wsrpc.RegisterUtilities(d.mux)
 	wsrpc.Register(d.mux, "add", func(_ context.Context, p pair[float64]) (float64, error) {
 		return p.A + p.B, nil
@@ -155,6 +190,7 @@ func newDemo(token string, logger *slog.Logger) *demo {
 			return nil
 		},
 		OnDisconnect: func(c *wsrpc.Conn, err error) {
+			d.dropWakeUps(c)
 			d.log.Info("disconnected", "conn", c.ID(), "cause", err)
 		},
 	}
@@ -183,37 +219,102 @@ type wakeUpArgs struct {
 
 // registerWakeUpCall is the method register_wake_up_call: it returns at
 // once and calls wake_up on the caller time_delta seconds later, unless the
-// connection or the server ends first.
+// connection or the server ends first. It refuses a call over the limits
+// of pending wake-ups with a CodeServerError error.
 func (d *demo) registerWakeUpCall(ctx context.Context, a wakeUpArgs) (bool, error) {
 	if !(a.TimeDelta >= 0 && a.TimeDelta <= maxWakeUpDelay.Seconds()) {
 		return false, wsrpc.Errorf(wsrpc.CodeInvalidParams, "time_delta must be between 0 and %v seconds", maxWakeUpDelay.Seconds())
 	}
+	if len(a.Name) > maxWakeUpName {
+		return false, wsrpc.Errorf(wsrpc.CodeInvalidParams, "name must be at most %d bytes", maxWakeUpName)
+	}
 	delay := time.Duration(a.TimeDelta * float64(time.Second))
 	// The handler's ctx may end when the handler returns, so the call is
-	// tied to the connection's context (and to the server) instead.
+	// tied to the connection (and to the server) instead: OnDisconnect
+	// drops the connection's wake-ups, after its handlers have returned.
 	caller := wsrpc.ConnFromContext(ctx)
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.stopped {
+	cw := d.pending[caller]
+	switch {
+	case d.stopped:
 		return false, wsrpc.Errorf(wsrpc.CodeServerError, "server shutting down")
+	case len(cw) >= d.maxPerConn:
+		return false, wsrpc.Errorf(wsrpc.CodeServerError,
+			"too many pending wake-up calls on this connection (at most %d)", d.maxPerConn)
+	case d.nPending >= d.maxAllWakeUps:
+		return false, wsrpc.Errorf(wsrpc.CodeServerError,
+			"too many pending wake-up calls on this server (at most %d); try again later", d.maxAllWakeUps)
 	}
-	d.wakeUps.Go(func() {
-		t := time.NewTimer(delay)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-caller.Context().Done():
-			return
-		case <-d.quit:
-			return
-		}
-		args := map[string]string{"message": "Good morning!", "name": a.Name}
-		// Bounded by the server's call timeout, and by the connection.
-		if err := caller.Call(caller.Context(), "wake_up", args, nil); err != nil {
-			d.log.Warn("wake_up failed", "conn", caller.ID(), "err", err)
-		}
-	})
+	if cw == nil {
+		cw = make(connWakeUps)
+		d.pending[caller] = cw
+	}
+	w := &wakeUpCall{conn: caller, name: a.Name}
+	cw[w] = struct{}{}
+	d.nPending++
+	d.wakeUps.Add(1)
+	// The timer's function runs once, or never if stopped: whichever of
+	// wake and a successful Stop comes first calls wakeUps.Done.
+	w.timer = time.AfterFunc(delay, func() { d.wake(w) })
 	return true, nil
+}
+
+// wake makes the wake-up call w, which is due.
+func (d *demo) wake(w *wakeUpCall) {
+	defer d.wakeUps.Done()
+	d.mu.Lock()
+	stopped := d.stopped
+	d.mu.Unlock()
+	if !stopped {
+		args := map[string]string{"message": "Good morning!", "name": w.name}
+		// Bounded by the server's call timeout, and by the connection.
+		if err := w.conn.Call(w.conn.Context(), "wake_up", args, nil); err != nil {
+			d.log.Warn("wake_up failed", "conn", w.conn.ID(), "err", err)
+		}
+	}
+	d.mu.Lock()
+	d.forget(w)
+	d.mu.Unlock()
+}
+
+// forget removes w from the pending wake-up calls; d.mu is held.
+func (d *demo) forget(w *wakeUpCall) {
+	cw := d.pending[w.conn]
+	if _, ok := cw[w]; !ok {
+		return
+	}
+	delete(cw, w)
+	d.nPending--
+	if len(cw) == 0 {
+		delete(d.pending, w.conn)
+	}
+}
+
+// dropWakeUps cancels the wake-up calls pending on c that are not due yet;
+// those being made end with c.
+func (d *demo) dropWakeUps(c *wsrpc.Conn) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.cancelLocked(d.pending[c])
+}
+
+// cancelLocked stops the timers of the wake-up calls cw that are not due
+// yet and forgets them; d.mu is held.
+func (d *demo) cancelLocked(cw connWakeUps) {
+	for w := range cw {
+		if w.timer.Stop() {
+			d.forget(w)
+			d.wakeUps.Done()
+		}
+	}
+}
+
+// pendingWakeUps returns the number of wake-up calls pending.
+func (d *demo) pendingWakeUps() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.nPending
 }
 
 // handler routes /ws and /ws/{client_id} to the WebSocket server.
@@ -314,12 +415,13 @@ func (d *demo) busyConns() int {
 	return n
 }
 
-// stop ends the pending wake-up calls and waits for them.
+// stop cancels the wake-up calls not due yet and waits for those being
+// made.
 func (d *demo) stop() {
 	d.mu.Lock()
-	if !d.stopped {
-		d.stopped = true
-		close(d.quit)
+	d.stopped = true
+	for _, cw := range d.pending {
+		d.cancelLocked(cw)
 	}
 	d.mu.Unlock()
 	d.wakeUps.Wait()

@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -77,6 +79,12 @@ func TestWakeUpCallInvalid(t *testing.T) {
 		if e, ok := errors.AsType[*wsrpc.Error](err); !ok || e.Code != wsrpc.CodeInvalidParams {
 			t.Errorf("time_delta %v: err %v, want code %d", delta, err, wsrpc.CodeInvalidParams)
 		}
+	}
+	// A pending wake-up call keeps its name: a long one is refused.
+	_, err := wsrpc.Call[bool](t.Context(), client, "register_wake_up_call",
+		map[string]any{"time_delta": 1, "name": strings.Repeat("x", maxWakeUpName+1)})
+	if e, ok := errors.AsType[*wsrpc.Error](err); !ok || e.Code != wsrpc.CodeInvalidParams {
+		t.Errorf("a name of %d bytes: err %v, want code %d", maxWakeUpName+1, err, wsrpc.CodeInvalidParams)
 	}
 	if _, err := wsrpc.Call[string](t.Context(), client, "_ping_", nil); err != nil {
 		t.Errorf("the connection failed after refused calls: %v", err)
@@ -169,6 +177,74 @@ func (s *serveRun) stop() int {
 	c := <-s.code
 	s.code <- c // for the next stop
 	return c
+}
+
+// register registers a wake-up call an hour away.
+func register(t *testing.T, c *wsrpc.Client) error {
+	t.Helper()
+	_, err := wsrpc.Call[bool](t.Context(), c, "register_wake_up_call",
+		map[string]any{"time_delta": 3600, "name": "later"})
+	return err
+}
+
+// isServerError reports whether err is a CodeServerError error whose
+// message holds want.
+func isServerError(err error, want string) bool {
+	e, ok := errors.AsType[*wsrpc.Error](err)
+	return ok && e.Code == wsrpc.CodeServerError && strings.Contains(e.Message, want)
+}
+
+// TestWakeUpLimit registers wake-up calls past the limit of one connection,
+// and checks that they hold no goroutines and are released when their
+// connection ends.
+func TestWakeUpLimit(t *testing.T) {
+	// Not parallel: it counts goroutines.
+	d, url := startDemoWith(t, "", nil)
+	a := dialQuiet(t, url, nil)
+	before := runtime.NumGoroutine()
+	for i := range maxWakeUpsPerConn {
+		if err := register(t, a); err != nil {
+			t.Fatalf("wake-up call %d: %v", i+1, err)
+		}
+	}
+	if n := runtime.NumGoroutine() - before; n >= maxWakeUpsPerConn/2 {
+		t.Errorf("%d pending wake-up calls added %d goroutines", maxWakeUpsPerConn, n)
+	}
+	err := register(t, a)
+	if want := fmt.Sprintf("too many pending wake-up calls on this connection (at most %d)", maxWakeUpsPerConn); !isServerError(err, want) {
+		t.Errorf("wake-up call %d: err %v, want code %d and %q", maxWakeUpsPerConn+1, err, wsrpc.CodeServerError, want)
+	}
+	if n := d.pendingWakeUps(); n != maxWakeUpsPerConn {
+		t.Errorf("%d wake-up calls pending, want %d", n, maxWakeUpsPerConn)
+	}
+
+	b := dialQuiet(t, url, nil)
+	if err := register(t, b); err != nil {
+		t.Errorf("another connection's wake-up call: %v", err)
+	}
+	a.Close()
+	waitFor(t, "the closed connection's wake-up calls to be released", func() bool { return d.pendingWakeUps() == 1 })
+}
+
+// TestWakeUpServerLimit fills the server's limit of pending wake-up calls
+// from two connections.
+func TestWakeUpServerLimit(t *testing.T) {
+	t.Parallel()
+	d, url := startDemoWith(t, "", func(d *demo) { d.maxPerConn, d.maxAllWakeUps = 2, 3 })
+	a, b := dialQuiet(t, url, nil), dialQuiet(t, url, nil)
+	for _, c := range []*wsrpc.Client{a, a, b} {
+		if err := register(t, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := register(t, b); !isServerError(err, "too many pending wake-up calls on this server (at most 3)") {
+		t.Errorf("err %v, want the server's limit", err)
+	}
+	a.Close()
+	waitFor(t, "the closed connection's wake-up calls to be released", func() bool { return d.pendingWakeUps() == 1 })
+	if err := register(t, b); err != nil {
+		t.Errorf("after the first connection ended: %v", err)
+	}
 }
 
 // TestServeDrainTimeout stops wsrpc serve while a call runs past the drain
