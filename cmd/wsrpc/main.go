@@ -5,19 +5,30 @@
 // Usage:
 //
 //	wsrpc <command> [flags] [arguments]
+//	wsrpc --version
 //
 // The commands are:
 //
-//	serve   run the demo server: add, multiply, concat, the utility
-//	        methods and the register_wake_up_call trigger, on /ws and
-//	        /ws/{client_id}
-//	call    call one method on a server and print its result as JSON
+//	serve    run the demo server: add, multiply, concat, the utility
+//	         methods and the register_wake_up_call trigger, on /ws and
+//	         /ws/{client_id}
+//	call     call one method on a server and print its result as JSON
+//	bench    measure a server's throughput and latency with echo calls
+//	idle     hold many idle connections open, for memory tests
+//	version  print the module version and the VCS revision the binary
+//	         was built from ("(devel)" for a build from a clone)
 //
 // Run "wsrpc <command> --help" for a command's flags and examples.
+// Durations are written with a unit: 500ms, 5s, 1m.
 //
 // The exit status is 0 on success, 1 when a called method answered with an
 // error, and 2 for anything else that went wrong: bad usage, a server that
-// cannot be reached or refuses the connection, a timeout.
+// cannot be reached or refuses the connection, a timeout, an interrupted
+// call or bench (SIGINT or SIGTERM: "wsrpc: interrupted"). "wsrpc call
+// --timeout" bounds the whole command, closing the connection included.
+// serve and idle run until SIGINT or SIGTERM and then exit with 0; serve
+// does so even when calls still running had to be cut after its 5 s drain,
+// and logs how many connections it cut at WARN.
 package main
 
 import (
@@ -143,9 +154,10 @@ Run 'wsrpc <command> --help' for a command's flags and examples.
 Flags:
   --version   print the version, as 'wsrpc version' does
 
-Exit status: 0 on success; 1 when a called method answered with an error;
-2 for anything else: bad usage, a server that cannot be reached or refuses
-the connection, a timeout, an interruption.
+Exit status: 0 on success, and for serve and idle after SIGINT or SIGTERM;
+1 when a called method answered with an error; 2 for anything else: bad
+usage, a server that cannot be reached or refuses the connection, a
+timeout, an interrupted call or bench.
 
 Examples:
   wsrpc serve --addr 127.0.0.1:9000
