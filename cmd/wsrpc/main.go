@@ -16,7 +16,7 @@
 //	bench    measure a server's throughput and latency with echo calls
 //	idle     hold many idle connections open, for memory tests
 //	version  print the module version and the VCS revision the binary
-//	         was built from ("(devel)" for a build from a clone)
+//	         was built from (also: wsrpc --version)
 //
 // Run "wsrpc <command> --help" for a command's flags and examples.
 // Durations are written with a unit: 500ms, 5s, 1m.
@@ -169,10 +169,13 @@ Examples:
 const versionHelp = `Usage: wsrpc version
 
 Print wsrpc's module version and the VCS revision it was built from, as
-recorded in the binary (runtime/debug.ReadBuildInfo). A binary built from
-a clone of the repository has the version (devel); "go install
-github.com/wsrpc/wsrpc/cmd/wsrpc@v1.2.3" records v1.2.3. "(modified)"
-means the working tree had uncommitted changes.
+the Go toolchain recorded them in the binary (runtime/debug.ReadBuildInfo).
+"go install github.com/wsrpc/wsrpc/cmd/wsrpc@v1.2.3" records v1.2.3. A
+build from a clone records the commit's revision, and as the version a
+pseudo-version made from it (v0.0.0-20260102150405-51d684e0c166, Go 1.24
+and later), or (devel) when the build has no VCS information (go run,
+-buildvcs=false). "(modified)" and "+dirty" mean the working tree had
+uncommitted changes.
 
 Examples:
   wsrpc version
@@ -200,7 +203,7 @@ func versionText(bi *debug.BuildInfo, ok bool) string {
 	}
 	v := bi.Main.Version
 	if v == "" {
-		v = "(devel)" // go test binaries, go run
+		v = "(devel)" // as the toolchain says for a build without VCS information
 	}
 	text := "wsrpc " + v
 	var rev, modified string
