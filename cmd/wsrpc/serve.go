@@ -107,7 +107,9 @@ func serveCommand(ctx context.Context, args []string, std stdio, setup func(*dem
 	if len(pos) > 0 {
 		return usageError(std, "serve", fmt.Sprintf("unexpected argument %q", pos[0]))
 	}
-	logger := slog.New(slog.NewTextHandler(std.err, &slog.HandlerOptions{Level: slog.LevelDebug})) // the library logs connections at Debug
+	// At INFO: the demo's hooks log connections themselves, and the
+	// library's Debug lines would repeat them.
+	logger := slog.New(slog.NewTextHandler(std.err, nil))
 	ln, err := net.Listen("tcp", f.addr)
 	if err != nil {
 		return failure(std, err)

@@ -310,4 +310,9 @@ func TestServeLogsConnections(t *testing.T) {
 			t.Errorf("no line matching %q in stderr:\n%s", pattern, logs)
 		}
 	}
+	for _, msg := range []string{"connected", "disconnected"} {
+		if n := strings.Count(logs, " msg="+msg+" conn="+id+" "); n != 1 {
+			t.Errorf("%d %q lines for the connection, want 1; stderr:\n%s", n, msg, logs)
+		}
+	}
 }
