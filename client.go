@@ -109,7 +109,7 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Client, error
 		logger: o.Logger, callTimeout: o.CallTimeout, keepAlive: o.KeepAlive,
 		binary: o.BinaryFrames, maxMessage: o.MaxMessageSize, sendQueue: o.SendQueue, sendBytes: o.SendQueueBytes,
 		writeTimeout: o.WriteTimeout, maxCalls: o.MaxConcurrentCalls, maxCallBytes: o.MaxCallBytes,
-		errorDetails: o.SendErrorDetails,
+		errorDetails: o.SendErrorDetails, closeTimeout: o.CloseTimeout,
 	}.config(o.Methods)
 	if err != nil {
 		return nil, err

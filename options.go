@@ -22,7 +22,7 @@ const (
 	DefaultHandshakeTimeout   = 10 * time.Second
 	DefaultMaxConcurrentCalls = 1024
 	DefaultMaxCallBytes       = 16 << 20
-	defaultCloseTimeout       = 2 * time.Second
+	DefaultCloseTimeout       = 2 * time.Second
 )
 
 // KeepAlive configures liveness checks on a connection. Every Interval a
@@ -134,6 +134,12 @@ type ServerOptions struct {
 	// read for this long is disconnected. Zero means DefaultWriteTimeout
 	// (10 s); negative: none.
 	WriteTimeout time.Duration
+	// CloseTimeout is how long closing a connection ([Conn.Close],
+	// [Server.Close], [Server.Shutdown]) waits for the peer's close frame
+	// after sending its own, before it closes the socket. Zero means
+	// DefaultCloseTimeout (2 s); negative: don't wait (the socket closes at
+	// once, so the close frame may not reach the peer).
+	CloseTimeout time.Duration
 	// MaxConcurrentCalls bounds the calls from one client that run at
 	// once; a call over it is answered at once with a CodeServerError
 	// error (ErrTooManyCalls). Zero means DefaultMaxConcurrentCalls (1024).
@@ -244,6 +250,9 @@ type DialOptions struct {
 	SendQueueBytes int64
 	// WriteTimeout: see ServerOptions.WriteTimeout.
 	WriteTimeout time.Duration
+	// CloseTimeout is how long [Client.Close] waits for the server's close
+	// frame after sending its own; see ServerOptions.CloseTimeout.
+	CloseTimeout time.Duration
 	// MaxConcurrentCalls: see ServerOptions.MaxConcurrentCalls.
 	MaxConcurrentCalls int
 	// MaxCallBytes: see ServerOptions.MaxCallBytes.
@@ -268,6 +277,7 @@ type common struct {
 	maxCalls     int
 	maxCallBytes int64
 	errorDetails bool
+	closeTimeout time.Duration
 }
 
 // config validates the common options and fills in defaults.
@@ -297,7 +307,7 @@ func (o common) config(mux *Mux) (*config, int64, error) {
 		maxQueue:     int(orDefault(int64(o.sendQueue), DefaultSendQueue)),
 		maxQueueSize: orDefault(o.sendBytes, DefaultSendQueueBytes),
 		writeTimeout: orDefault(o.writeTimeout, DefaultWriteTimeout),
-		closeTimeout: defaultCloseTimeout,
+		closeTimeout: orDefault(o.closeTimeout, DefaultCloseTimeout),
 		maxCalls:     int(orDefault(int64(o.maxCalls), DefaultMaxConcurrentCalls)),
 		maxCallBytes: orDefault(o.maxCallBytes, DefaultMaxCallBytes),
 		errorDetails: o.errorDetails,

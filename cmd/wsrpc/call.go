@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/wsrpc/wsrpc"
@@ -32,12 +34,14 @@ get_process_details, call_me_back and get_response.
 Flags:
   --args JSON     keyword arguments as a JSON object; "-" reads it from stdin
   --header K:V    add the header K to the upgrade request (repeatable)
-  --timeout D     bound connecting and the call together (default 10s; 0: none)
+  --timeout D     bound the whole command: connecting, the call and closing
+                  (default 10s; 0: none); D has a unit: 500ms, 5s, 1m
   -v              log the connection to stderr
 
 Exit status: 0 on success; 1 when the method answered with an error, whose
 code and message go to stderr; 2 for any other failure: bad usage, no
-server, connection refused (401, 403), timeout.
+server, connection refused (401, 403), timeout, interruption (SIGINT or
+SIGTERM: "wsrpc: interrupted").
 
 Examples:
   wsrpc call ws://127.0.0.1:9000/ws add a=1 b=2
@@ -77,7 +81,7 @@ func (f *callFlags) flagSet() *flag.FlagSet {
 	fs.StringVar(&f.args, "args", "", "")
 	f.header = make(http.Header)
 	fs.Var(headerFlag(f.header), "header", "")
-	fs.DurationVar(&f.timeout, "timeout", 10*time.Second, "")
+	durationVar(fs, &f.timeout, "timeout", 10*time.Second)
 	fs.BoolVar(&f.verbose, "v", false, "")
 	return fs
 }
@@ -118,9 +122,11 @@ func runCall(ctx context.Context, args []string, std stdio) int {
 	}
 	methods := wsrpc.NewMux()
 	wsrpc.RegisterUtilities(methods)
+	var socks sockets
 	client, err := wsrpc.Dial(ctx, url, &wsrpc.DialOptions{
 		Methods:          methods,
 		Header:           f.header,
+		NetDialContext:   socks.dial,
 		Retry:            wsrpc.RetryOptions{MaxTries: dialTries},
 		DisableReconnect: true,
 		Logger:           logger,
@@ -128,7 +134,7 @@ func runCall(ctx context.Context, args []string, std stdio) int {
 	if err != nil {
 		return callFailure(ctx, std, f.timeout, err)
 	}
-	defer client.Close()
+	defer closeClient(ctx, client, &socks)
 
 	var result json.RawMessage
 	if err := client.Call(ctx, method, params, &result); err != nil {
@@ -143,12 +149,56 @@ func runCall(ctx context.Context, args []string, std stdio) int {
 	return exitOK
 }
 
+// sockets keeps the TCP connections a client opens (its NetDialContext),
+// so that they can be closed under it when the command's time is up.
+type sockets struct {
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func (s *sockets) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	c, err := new(net.Dialer).DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.conns = append(s.conns, c)
+	s.mu.Unlock()
+	return c, nil
+}
+
+func (s *sockets) closeAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.conns {
+		c.Close()
+	}
+}
+
+// closeClient closes client within ctx's time: Close sends a close frame
+// and waits for the server's (up to wsrpc.DefaultCloseTimeout), and a server
+// that stopped reading never sends one. When ctx ends first (--timeout, or
+// an interrupt), the sockets close under the client, so that --timeout
+// bounds the whole command.
+func closeClient(ctx context.Context, client *wsrpc.Client, socks *sockets) {
+	cut := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(cut)
+		socks.closeAll()
+	})
+	client.Close()
+	if !stop() {
+		<-cut
+	}
+}
+
 // callArgs merges the key=value pairs onto the JSON object argsJSON.
 func callArgs(argsJSON string, pairs []string) (json.RawMessage, error) {
 	args := make(map[string]json.RawMessage)
 	if strings.TrimSpace(argsJSON) != "" {
-		if err := json.Unmarshal([]byte(argsJSON), &args); err != nil || args == nil {
-			return nil, fmt.Errorf("--args: want a JSON object, got %q", argsJSON)
+		var err error
+		if args, err = argsObject(argsJSON); err != nil {
+			return nil, fmt.Errorf("--args: %w", err)
 		}
 	}
 	for _, p := range pairs {
@@ -159,6 +209,42 @@ func callArgs(argsJSON string, pairs []string) (json.RawMessage, error) {
 		args[k] = argValue(v)
 	}
 	return json.Marshal(args)
+}
+
+// argsObject decodes the JSON object s, or says what is wrong with it.
+func argsObject(s string) (map[string]json.RawMessage, error) {
+	var args map[string]json.RawMessage
+	err := json.Unmarshal([]byte(s), &args)
+	if se, ok := errors.AsType[*json.SyntaxError](err); ok {
+		if se.Offset >= int64(len(s)) && strings.HasPrefix(se.Error(), "unexpected end") {
+			return nil, errors.New("invalid JSON: it ends before the value is complete")
+		}
+		// Offset counts the bytes read, the bad one included: it is the
+		// bad byte's position, counting from 1.
+		return nil, fmt.Errorf("invalid JSON at byte %d: %v", se.Offset, se)
+	}
+	if te, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
+		return nil, fmt.Errorf("must be a JSON object, such as {\"a\": 1}, not %s", jsonKind(te.Value))
+	}
+	if err != nil {
+		return nil, err
+	}
+	if args == nil {
+		return nil, errors.New("must be a JSON object, such as {\"a\": 1}, not null")
+	}
+	return args, nil
+}
+
+// jsonKind names a kind of JSON value, as json.UnmarshalTypeError.Value
+// does, with its article.
+func jsonKind(v string) string {
+	switch v {
+	case "array":
+		return "an array"
+	case "bool":
+		return "a boolean"
+	}
+	return "a " + v // number, string
 }
 
 // argValue is v as JSON if it is valid JSON, else as a JSON string.
@@ -188,7 +274,13 @@ func callFailure(ctx context.Context, std stdio, timeout time.Duration, err erro
 		}
 		return failure(std, errors.New(msg))
 	}
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+	switch cerr := ctx.Err(); {
+	case errors.Is(cerr, context.Canceled):
+		// SIGINT or SIGTERM: whatever the client made of its context
+		// ending (a canceled context, an i/o timeout on the socket) is
+		// noise.
+		return failure(std, errors.New("interrupted"))
+	case errors.Is(cerr, context.DeadlineExceeded):
 		return failure(std, fmt.Errorf("timed out after %v: %s", timeout, errText(err)))
 	}
 	return failure(std, err)

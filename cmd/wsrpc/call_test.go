@@ -1,11 +1,18 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 func TestCall(t *testing.T) {
@@ -200,5 +207,136 @@ func TestCallTimeout(t *testing.T) {
 	}
 	if want := "wsrpc: timed out after 100ms: "; !strings.HasPrefix(r.stderr, want) {
 		t.Errorf("stderr %q, want it to begin with %q", r.stderr, want)
+	}
+}
+
+// stalledServer serves WebSocket upgrades on 127.0.0.1, reads the first
+// message of each connection and sends it on the returned channel, and
+// then neither reads nor writes until the test ends: it never answers a
+// call, nor a close frame. It returns the ws:// URL.
+func stalledServer(t *testing.T) (url string, first <-chan []byte) {
+	t.Helper()
+	got := make(chan []byte, 1)
+	release := make(chan struct{})
+	var (
+		mu       sync.Mutex // orders handlers.Add before handlers.Wait
+		ended    bool
+		handlers sync.WaitGroup // httptest's Close ignores hijacked connections
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		if ended {
+			mu.Unlock()
+			return
+		}
+		handlers.Add(1)
+		mu.Unlock()
+		defer handlers.Done()
+		ws, err := new(websocket.Upgrader).Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer ws.Close()
+		if _, msg, err := ws.ReadMessage(); err == nil {
+			select {
+			case got <- msg:
+			default:
+			}
+		}
+		<-release
+	}))
+	t.Cleanup(func() {
+		mu.Lock()
+		ended = true
+		mu.Unlock()
+		close(release)
+		handlers.Wait()
+		srv.Close()
+	})
+	return "ws" + strings.TrimPrefix(srv.URL, "http"), got
+}
+
+// TestCallTimeoutBoundsClose calls a server that takes the call and then
+// stops reading: the call times out, and closing the connection must not
+// add its wait for a close frame that never comes (2 s by default).
+func TestCallTimeoutBoundsClose(t *testing.T) {
+	t.Parallel()
+	url, _ := stalledServer(t)
+	const timeout = time.Second
+	start := time.Now()
+	r := runCmd(t, "", "call", "--timeout", timeout.String(), url, "echo", "text=x")
+	elapsed := time.Since(start)
+	if r.code != exitFail || r.stdout != "" {
+		t.Errorf("exit %d, stdout %q; want %d and nothing", r.code, r.stdout, exitFail)
+	}
+	if want := "wsrpc: timed out after 1s: "; !strings.HasPrefix(r.stderr, want) {
+		t.Errorf("stderr %q, want it to begin with %q", r.stderr, want)
+	}
+	// A generous bound: what matters is that closing does not wait on.
+	if limit := timeout + 1500*time.Millisecond; elapsed > limit {
+		t.Errorf("wsrpc call --timeout %v took %v, want at most %v", timeout, elapsed, limit)
+	}
+}
+
+// TestCallInterrupted ends the command's context, as SIGINT does, while it
+// connects and while its call is out: it says "interrupted", without the
+// errors the client made of its context ending, and returns at once.
+func TestCallInterrupted(t *testing.T) {
+	t.Parallel()
+	t.Run("connecting", func(t *testing.T) {
+		t.Parallel()
+		// A listener that never answers the upgrade.
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		accepted := make(chan net.Conn, 1)
+		go func() {
+			c, err := ln.Accept()
+			if err == nil {
+				accepted <- c
+			}
+			close(accepted)
+		}()
+		go func() {
+			if c, ok := <-accepted; ok {
+				defer c.Close()
+				cancel()
+				<-ctx.Done()
+			}
+		}()
+		checkInterrupted(t, runCmdContext(ctx, "", "call", "ws://"+ln.Addr().String()+"/ws", "add"))
+	})
+	t.Run("calling", func(t *testing.T) {
+		t.Parallel()
+		url, first := stalledServer(t)
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		go func() {
+			select {
+			case <-first: // the call reached the server
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		start := time.Now()
+		r := runCmdContext(ctx, "", "call", url, "echo", "text=x")
+		checkInterrupted(t, r)
+		// Closing does not wait for the close frame the server never
+		// sends (2 s).
+		if elapsed := time.Since(start); elapsed > 1500*time.Millisecond {
+			t.Errorf("the interrupted call took %v to return", elapsed)
+		}
+	})
+}
+
+func checkInterrupted(t *testing.T, r result) {
+	t.Helper()
+	if r.code != exitFail || r.stdout != "" || r.stderr != "wsrpc: interrupted\n" {
+		t.Errorf("exit %d, stdout %q, stderr %q; want %d, nothing, %q",
+			r.code, r.stdout, r.stderr, exitFail, "wsrpc: interrupted\n")
 	}
 }

@@ -61,7 +61,7 @@ func (f *idleFlags) flagSet() *flag.FlagSet {
 	fs := newFlagSet("idle")
 	fs.IntVar(&f.n, "n", 5000, "")
 	fs.StringVar(&f.from, "from", "", "")
-	fs.DurationVar(&f.keepAlive, "keepalive", 5*time.Second, "")
+	durationVar(fs, &f.keepAlive, "keepalive", 5*time.Second)
 	return fs
 }
 

@@ -115,7 +115,7 @@ func TestIdleUsageErrors(t *testing.T) {
 		{[]string{"ws://127.0.0.1:9000/ws", "--from", "::1"}, "different address families"},
 		{[]string{"ws://127.0.0.1:9000/ws", "-n", "0"}, "-n must be between"},
 		{[]string{"ws://127.0.0.1:9000/ws", "-n", "1000000"}, "-n must be between"},
-		{[]string{"ws://127.0.0.1:9000/ws", "--keepalive", "x"}, "invalid value"},
+		{[]string{"ws://127.0.0.1:9000/ws", "--keepalive", "x"}, `invalid --keepalive "x": want a duration`},
 	}
 	for _, tt := range tests {
 		r := runCmd(t, "", append([]string{"idle"}, tt.args...)...)

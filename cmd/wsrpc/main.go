@@ -5,19 +5,30 @@
 // Usage:
 //
 //	wsrpc <command> [flags] [arguments]
+//	wsrpc --version
 //
 // The commands are:
 //
-//	serve   run the demo server: add, multiply, concat, the utility
-//	        methods and the register_wake_up_call trigger, on /ws and
-//	        /ws/{client_id}
-//	call    call one method on a server and print its result as JSON
+//	serve    run the demo server: add, multiply, concat, the utility
+//	         methods and the register_wake_up_call trigger, on /ws and
+//	         /ws/{client_id}
+//	call     call one method on a server and print its result as JSON
+//	bench    measure a server's throughput and latency with echo calls
+//	idle     hold many idle connections open, for memory tests
+//	version  print the module version and the VCS revision the binary
+//	         was built from (also: wsrpc --version)
 //
 // Run "wsrpc <command> --help" for a command's flags and examples.
+// Durations are written with a unit: 500ms, 5s, 1m.
 //
 // The exit status is 0 on success, 1 when a called method answered with an
 // error, and 2 for anything else that went wrong: bad usage, a server that
-// cannot be reached or refuses the connection, a timeout.
+// cannot be reached or refuses the connection, a timeout, an interrupted
+// call or bench (SIGINT or SIGTERM: "wsrpc: interrupted"). "wsrpc call
+// --timeout" bounds the whole command, closing the connection included.
+// serve and idle run until SIGINT or SIGTERM and then exit with 0; serve
+// does so even when calls still running had to be cut after its 5 s drain,
+// and logs how many connections it cut at WARN.
 package main
 
 import (
@@ -28,9 +39,12 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // Exit statuses.
@@ -60,6 +74,7 @@ var commands = []command{
 	{"call", "call one method and print its result as JSON", runCall},
 	{"bench", "measure a server's throughput and latency with echo calls", runBench},
 	{"idle", "hold many idle connections open, for memory tests", runIdle},
+	{"version", "print the version and the VCS revision it was built from", runVersion},
 }
 
 func main() {
@@ -103,6 +118,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case "-h", "-help", "--help":
 		usage(stdout)
 		return exitOK
+	case "-version", "--version":
+		name, rest = "version", nil
 	case "help": // wsrpc help [command]
 		if len(rest) == 0 {
 			usage(stdout)
@@ -129,15 +146,85 @@ of the Python library fastapi_websocket_rpc.
 Commands:
 `)
 	for _, c := range commands {
-		fmt.Fprintf(w, "  %-8s%s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-9s%s\n", c.name, c.summary)
 	}
 	fmt.Fprint(w, `
 Run 'wsrpc <command> --help' for a command's flags and examples.
 
+Flags:
+  --version   print the version, as 'wsrpc version' does
+
+Exit status: 0 on success, and for serve and idle after SIGINT or SIGTERM;
+1 when a called method answered with an error; 2 for anything else: bad
+usage, a server that cannot be reached or refuses the connection, a
+timeout, an interrupted call or bench.
+
 Examples:
   wsrpc serve --addr 127.0.0.1:9000
   wsrpc call ws://127.0.0.1:9000/ws add a=1 b=2
+  wsrpc --version
 `)
+}
+
+const versionHelp = `Usage: wsrpc version
+
+Print wsrpc's module version and the VCS revision it was built from, as
+the Go toolchain recorded them in the binary (runtime/debug.ReadBuildInfo).
+"go install github.com/wsrpc/wsrpc/cmd/wsrpc@v1.2.3" records v1.2.3. A
+build from a clone records the commit's revision, and as the version a
+pseudo-version made from it (v0.0.0-20260102150405-51d684e0c166, Go 1.24
+and later), or (devel) when the build has no VCS information (go run,
+-buildvcs=false). "(modified)" and "+dirty" mean the working tree had
+uncommitted changes.
+
+Examples:
+  wsrpc version
+  wsrpc --version
+`
+
+func runVersion(_ context.Context, args []string, std stdio) int {
+	pos, code, ok := parseArgs(newFlagSet("version"), args, versionHelp, std)
+	if !ok {
+		return code
+	}
+	if len(pos) > 0 {
+		return usageError(std, "version", fmt.Sprintf("unexpected argument %q", pos[0]))
+	}
+	fmt.Fprintln(std.out, versionText(debug.ReadBuildInfo()))
+	return exitOK
+}
+
+// versionText is the line wsrpc version prints, such as
+//
+//	wsrpc (devel), revision 51d684e4c1f2b3a4d5e6f708192a3b4c5d6e7f80 (modified), go1.26.0
+func versionText(bi *debug.BuildInfo, ok bool) string {
+	if !ok {
+		return "wsrpc (unknown version: the binary has no build information)"
+	}
+	v := bi.Main.Version
+	if v == "" {
+		v = "(devel)" // as the toolchain says for a build without VCS information
+	}
+	text := "wsrpc " + v
+	var rev, modified string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			modified = s.Value
+		}
+	}
+	if rev != "" {
+		text += ", revision " + rev
+		if modified == "true" {
+			text += " (modified)"
+		}
+	}
+	if bi.GoVersion != "" {
+		text += ", " + bi.GoVersion
+	}
+	return text
 }
 
 // newFlagSet returns a flag set that reports nothing itself: parseArgs
@@ -161,7 +248,13 @@ func parseArgs(fs *flag.FlagSet, args []string, help string, std stdio) (pos []s
 			return nil, exitOK, false
 		}
 		if err != nil {
-			return nil, usageError(std, fs.Name(), err.Error()), false
+			msg := err.Error()
+			fs.VisitAll(func(f *flag.Flag) {
+				if d, ok := f.Value.(*durationFlag); ok && d.err != nil {
+					msg = d.err.Error() // in full, without the flag package's wrapping
+				}
+			})
+			return nil, usageError(std, fs.Name(), msg), false
 		}
 		rest := fs.Args()
 		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
@@ -173,6 +266,42 @@ func parseArgs(fs *flag.FlagSet, args []string, help string, std stdio) (pos []s
 		pos = append(pos, rest[0]) // every round consumes at least this
 		args = rest[1:]
 	}
+}
+
+// durationFlag is a time.Duration flag whose error says what a duration
+// looks like: flag.Duration's says only "parse error", and a bare number
+// ("--timeout 5") is the likely mistake.
+type durationFlag struct {
+	name string
+	d    *time.Duration
+	err  error // why the last Set failed, for parseArgs
+}
+
+// durationVar defines the duration flag name on fs, stored in p.
+func durationVar(fs *flag.FlagSet, p *time.Duration, name string, value time.Duration) {
+	*p = value
+	fs.Var(&durationFlag{name: name, d: p}, name, "")
+}
+
+func (f *durationFlag) String() string {
+	if f.d == nil {
+		return ""
+	}
+	return f.d.String()
+}
+
+func (f *durationFlag) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		what := "want a duration"
+		if _, nerr := strconv.ParseFloat(s, 64); nerr == nil {
+			what = "a duration needs a unit"
+		}
+		f.err = fmt.Errorf("invalid --%s %q: %s, such as 5s, 500ms or 1m", f.name, s, what)
+		return f.err
+	}
+	*f.d, f.err = d, nil
+	return nil
 }
 
 // usageError reports a usage error of the command name and returns exitFail.

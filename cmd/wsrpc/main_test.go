@@ -7,6 +7,7 @@ import (
 	"flag"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"testing"
@@ -29,8 +30,14 @@ type result struct {
 // runCmd runs the command line args in-process with stdin as its input.
 func runCmd(t *testing.T, stdin string, args ...string) result {
 	t.Helper()
+	return runCmdContext(t.Context(), stdin, args...)
+}
+
+// runCmdContext is runCmd with ctx in place of the signals that end a
+// command.
+func runCmdContext(ctx context.Context, stdin string, args ...string) result {
 	var out, errOut bytes.Buffer
-	code := run(t.Context(), args, strings.NewReader(stdin), &out, &errOut)
+	code := run(ctx, args, strings.NewReader(stdin), &out, &errOut)
 	return result{code, out.String(), errOut.String()}
 }
 
@@ -43,7 +50,18 @@ func runCmd(t *testing.T, stdin string, args ...string) result {
 // It returns the ws:// URL of /ws.
 func startDemo(t *testing.T, token string) string {
 	t.Helper()
+	_, url := startDemoWith(t, token, nil)
+	return url
+}
+
+// startDemoWith is startDemo; it returns the demo server too, after setup,
+// if not nil, adjusted it.
+func startDemoWith(t *testing.T, token string, setup func(*demo)) (*demo, string) {
+	t.Helper()
 	d := newDemo(token, slog.New(slog.DiscardHandler))
+	if setup != nil {
+		setup(d)
+	}
 	d.mux.HandleFunc("args", func(_ context.Context, args json.RawMessage) (any, error) {
 		return args, nil
 	})
@@ -65,7 +83,25 @@ func startDemo(t *testing.T, token string) string {
 			t.Errorf("serve: %v", err)
 		}
 	})
-	return "ws://" + ln.Addr().String() + "/ws"
+	return d, "ws://" + ln.Addr().String() + "/ws"
+}
+
+// lockedBuffer is a bytes.Buffer safe for concurrent use.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // firstLine is an io.Writer that passes on the first line written to it.
@@ -105,6 +141,9 @@ func TestHelp(t *testing.T) {
 		{[]string{"call", "-h"}, "Usage: wsrpc call [flags] URL METHOD [key=value ...]"},
 		{[]string{"call", "ws://127.0.0.1:1/ws", "add", "--help"}, "Usage: wsrpc call [flags] URL METHOD [key=value ...]"},
 		{[]string{"help", "call"}, "Usage: wsrpc call [flags] URL METHOD [key=value ...]"},
+		{[]string{"--help"}, "  --version   print the version, as 'wsrpc version' does"},
+		{[]string{"version", "--help"}, "Usage: wsrpc version"},
+		{[]string{"help", "version"}, "Usage: wsrpc version"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -128,10 +167,11 @@ func TestHelp(t *testing.T) {
 func TestHelpListsEveryFlag(t *testing.T) {
 	t.Parallel()
 	flagSets := map[string]*flag.FlagSet{
-		"serve": new(serveFlags).flagSet(),
-		"call":  new(callFlags).flagSet(),
-		"bench": new(benchFlags).flagSet(),
-		"idle":  new(idleFlags).flagSet(),
+		"serve":   new(serveFlags).flagSet(),
+		"call":    new(callFlags).flagSet(),
+		"bench":   new(benchFlags).flagSet(),
+		"idle":    new(idleFlags).flagSet(),
+		"version": newFlagSet("version"),
 	}
 	for _, c := range commands {
 		fs, ok := flagSets[c.name]
@@ -149,26 +189,46 @@ func TestHelpListsEveryFlag(t *testing.T) {
 
 func TestUsageErrors(t *testing.T) {
 	t.Parallel()
+	const url = "ws://127.0.0.1:1/ws"
 	tests := []struct {
-		name string
-		args []string
-		want string // on stderr
+		name  string
+		args  []string
+		stdin string
+		want  string // on stderr
 	}{
-		{"no command", nil, "Usage: wsrpc <command> [flags] [arguments]"},
-		{"unknown command", []string{"frobnicate"}, `unknown command "frobnicate"`},
-		{"unknown flag", []string{"call", "--nope", "ws://127.0.0.1:1/ws", "add"}, "flag provided but not defined: -nope"},
-		{"no method", []string{"call", "ws://127.0.0.1:1/ws"}, "want URL and METHOD"},
-		{"pair without =", []string{"call", "ws://127.0.0.1:1/ws", "add", "a"}, `argument "a": want key=value`},
-		{"args not an object", []string{"call", "--args", "[1]", "ws://127.0.0.1:1/ws", "add"}, "--args: want a JSON object"},
-		{"args not JSON", []string{"call", "--args", "{", "ws://127.0.0.1:1/ws", "add"}, "--args: want a JSON object"},
-		{"bad header", []string{"call", "--header", "nocolon", "ws://127.0.0.1:1/ws", "add"}, `want "Key: value"`},
-		{"bad timeout", []string{"call", "--timeout", "soon", "ws://127.0.0.1:1/ws", "add"}, "invalid value"},
-		{"serve argument", []string{"serve", "extra"}, `unexpected argument "extra"`},
+		{"no command", nil, "", "Usage: wsrpc <command> [flags] [arguments]"},
+		{"unknown command", []string{"frobnicate"}, "", `unknown command "frobnicate"`},
+		{"unknown flag", []string{"call", "--nope", url, "add"}, "", "flag provided but not defined: -nope"},
+		{"no method", []string{"call", url}, "", "want URL and METHOD"},
+		{"pair without =", []string{"call", url, "add", "a"}, "", `argument "a": want key=value`},
+		{"args an array", []string{"call", "--args", "[1]", url, "add"}, "",
+			`wsrpc call: --args: must be a JSON object, such as {"a": 1}, not an array` + "\n"},
+		{"args a string", []string{"call", "--args", `"a=1"`, url, "add"}, "",
+			`wsrpc call: --args: must be a JSON object, such as {"a": 1}, not a string` + "\n"},
+		{"args null", []string{"call", "--args", "null", url, "add"}, "",
+			`wsrpc call: --args: must be a JSON object, such as {"a": 1}, not null` + "\n"},
+		{"args bad JSON", []string{"call", "--args", `{"a":1,}`, url, "add"}, "",
+			"wsrpc call: --args: invalid JSON at byte 8: invalid character '}' looking for beginning of object key string\n"},
+		{"args bad JSON on stdin", []string{"call", "--args", "-", url, "add"}, `{"a": 1} {"b": 2}`,
+			"wsrpc call: --args: invalid JSON at byte 10: invalid character '{' after top-level value\n"},
+		{"args cut short", []string{"call", "--args", `{"a": [1, 2`, url, "add"}, "",
+			"wsrpc call: --args: invalid JSON: it ends before the value is complete\n"},
+		{"bad header", []string{"call", "--header", "nocolon", url, "add"}, "", `want "Key: value"`},
+		{"bad timeout", []string{"call", "--timeout", "soon", url, "add"}, "",
+			`wsrpc call: invalid --timeout "soon": want a duration, such as 5s, 500ms or 1m` + "\n"},
+		{"timeout without a unit", []string{"call", "--timeout", "5", url, "add"}, "",
+			`wsrpc call: invalid --timeout "5": a duration needs a unit, such as 5s, 500ms or 1m` + "\n"},
+		{"bench duration without a unit", []string{"bench", "--duration", "10", url}, "",
+			`wsrpc bench: invalid --duration "10": a duration needs a unit, such as 5s, 500ms or 1m` + "\n"},
+		{"idle keepalive without a unit", []string{"idle", url, "--keepalive=1.5"}, "",
+			`wsrpc idle: invalid --keepalive "1.5": a duration needs a unit, such as 5s, 500ms or 1m` + "\n"},
+		{"serve argument", []string{"serve", "extra"}, "", `unexpected argument "extra"`},
+		{"version argument", []string{"version", "extra"}, "", `unexpected argument "extra"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			r := runCmd(t, "", tt.args...)
+			r := runCmd(t, tt.stdin, tt.args...)
 			if r.code != exitFail {
 				t.Errorf("exit %d, want %d", r.code, exitFail)
 			}
@@ -191,4 +251,57 @@ func deadURL(t *testing.T) string {
 	}
 	defer ln.Close() // nothing listens there once it returns
 	return "ws://" + ln.Addr().String() + "/ws"
+}
+
+// TestVersion checks the three ways to ask for the version.
+func TestVersion(t *testing.T) {
+	t.Parallel()
+	want := versionText(debug.ReadBuildInfo()) + "\n"
+	if !strings.HasPrefix(want, "wsrpc (devel)") {
+		t.Errorf("a test binary's version is %q, want it to begin with %q", want, "wsrpc (devel)")
+	}
+	for _, args := range [][]string{{"--version"}, {"-version"}, {"version"}} {
+		r := runCmd(t, "", args...)
+		if r.code != exitOK || r.stdout != want || r.stderr != "" {
+			t.Errorf("wsrpc %s: exit %d, stdout %q, stderr %q; want 0, %q and nothing",
+				strings.Join(args, " "), r.code, r.stdout, r.stderr, want)
+		}
+	}
+}
+
+func TestVersionText(t *testing.T) {
+	t.Parallel()
+	const rev = "51d684e0c1663326bff1471c23de81316f91806c"
+	vcs := func(modified string) []debug.BuildSetting {
+		return []debug.BuildSetting{
+			{Key: "vcs", Value: "git"},
+			{Key: "vcs.revision", Value: rev},
+			{Key: "vcs.time", Value: "2026-11-25T05:33:30Z"},
+			{Key: "vcs.modified", Value: modified},
+		}
+	}
+	tests := []struct {
+		name string
+		bi   *debug.BuildInfo
+		want string
+	}{
+		{"built from a clone", &debug.BuildInfo{GoVersion: "go1.26.0",
+			Main: debug.Module{Path: "github.com/wsrpc/wsrpc", Version: "(devel)"}, Settings: vcs("false")},
+			"wsrpc (devel), revision " + rev + ", go1.26.0"},
+		{"with uncommitted changes", &debug.BuildInfo{GoVersion: "go1.26.0",
+			Main: debug.Module{Path: "github.com/wsrpc/wsrpc", Version: "(devel)"}, Settings: vcs("true")},
+			"wsrpc (devel), revision " + rev + " (modified), go1.26.0"},
+		{"go install @version", &debug.BuildInfo{GoVersion: "go1.26.0",
+			Main: debug.Module{Path: "github.com/wsrpc/wsrpc", Version: "v1.2.3"}},
+			"wsrpc v1.2.3, go1.26.0"},
+		{"no version", &debug.BuildInfo{}, "wsrpc (devel)"},
+	}
+	for _, tt := range tests {
+		if got := versionText(tt.bi, true); got != tt.want {
+			t.Errorf("%s: %q, want %q", tt.name, got, tt.want)
+		}
+	}
+	if got := versionText(nil, false); !strings.Contains(got, "unknown version") {
+		t.Errorf("without build information: %q, want it to say the version is unknown", got)
+	}
 }

@@ -19,7 +19,8 @@ import (
 const serveHelp = `Usage: wsrpc serve [flags]
 
 Run the demo server until SIGINT or SIGTERM. It serves RPC over WebSockets
-on /ws and /ws/{client_id}, logs connections to stderr, and exposes:
+on /ws and /ws/{client_id}, logs each connection and disconnection to
+stderr, and exposes:
 
   add(a, b), multiply(a, b)   numbers; the result is a float
   concat(a, b)                strings
@@ -29,10 +30,17 @@ on /ws and /ws/{client_id}, logs connections to stderr, and exposes:
                               returns true at once, then time_delta seconds
                               later (at most 3600) calls
                               wake_up(message="Good morning!", name=name)
-                              on the caller
+                              on the caller. name is at most 1024 bytes.
+                              At most 100 wake-up calls may be pending per
+                              connection, and 10,000 in all; more are
+                              refused with error -32000
   echo, get_process_details, call_me_back, get_response
                               the utility methods of fastapi_websocket_rpc
   _ping_, _get_channel_id_    the built-ins
+
+On SIGINT or SIGTERM it stops accepting connections and gives the calls in
+flight 5s to finish; then it closes the connections that still have calls
+running, logs how many at WARN, and exits with status 0 all the same.
 
 Flags:
   --addr HOST:PORT   address to listen on (default 127.0.0.1:9000);
@@ -40,18 +48,36 @@ Flags:
   --token T          accept only connections whose upgrade request has the
                      header "X-Token: T"; refuse others with 403
 
+Exit status: 0 after SIGINT or SIGTERM, drained or not; 2 for bad usage or
+a server that cannot listen or fails.
+
 Examples:
   wsrpc serve
   wsrpc serve --addr 127.0.0.1:0 --token secret
   wsrpc call ws://127.0.0.1:9000/ws multiply a=6 b=7
 `
 
-// shutdownTimeout bounds the graceful part of a shutdown: calls in flight
-// get this long to finish before their connections are closed.
-const shutdownTimeout = 5 * time.Second
+const (
+	// shutdownTimeout bounds the graceful part of a shutdown: calls in
+	// flight get this long to finish before their connections are closed.
+	shutdownTimeout = 5 * time.Second
+	// cutGrace is how long the handlers of the calls a shutdown cut short
+	// get to return, once their contexts are canceled.
+	cutGrace = 2 * time.Second
+)
 
-// maxWakeUpDelay caps register_wake_up_call's time_delta.
-const maxWakeUpDelay = time.Hour
+const (
+	// maxWakeUpDelay caps register_wake_up_call's time_delta.
+	maxWakeUpDelay = time.Hour
+	// maxWakeUpsPerConn caps the wake-up calls pending on one connection:
+	// registered, and not yet made or still waiting for the answer.
+	maxWakeUpsPerConn = 100
+	// maxWakeUps caps the wake-up calls pending on the whole server.
+	maxWakeUps = 10000
+	// maxWakeUpName caps the bytes of register_wake_up_call's name, which
+	// a pending wake-up call keeps.
+	maxWakeUpName = 1024
+)
 
 // serveFlags are the flags of wsrpc serve.
 type serveFlags struct {
@@ -67,6 +93,12 @@ func (f *serveFlags) flagSet() *flag.FlagSet {
 }
 
 func runServe(ctx context.Context, args []string, std stdio) int {
+	return serveCommand(ctx, args, std, nil)
+}
+
+// serveCommand is runServe; setup, if not nil, adjusts the demo server
+// before it serves (tests add methods and shorten the drain).
+func serveCommand(ctx context.Context, args []string, std stdio, setup func(*demo)) int {
 	var f serveFlags
 	pos, code, ok := parseArgs(f.flagSet(), args, serveHelp, std)
 	if !ok {
@@ -75,12 +107,18 @@ func runServe(ctx context.Context, args []string, std stdio) int {
 	if len(pos) > 0 {
 		return usageError(std, "serve", fmt.Sprintf("unexpected argument %q", pos[0]))
 	}
-	logger := slog.New(slog.NewTextHandler(std.err, &slog.HandlerOptions{Level: slog.LevelDebug})) // the library logs connections at Debug
+	// At INFO: the demo's hooks log connections themselves, and the
+	// library's Debug lines would repeat them.
+	logger := slog.New(slog.NewTextHandler(std.err, nil))
 	ln, err := net.Listen("tcp", f.addr)
 	if err != nil {
 		return failure(std, err)
 	}
-	if err := newDemo(f.token, logger).serve(ctx, ln, std.out); err != nil {
+	d := newDemo(f.token, logger)
+	if setup != nil {
+		setup(d)
+	}
+	if err := d.serve(ctx, ln, std.out); err != nil {
 		return failure(std, err)
 	}
 	return exitOK
@@ -93,16 +131,40 @@ type demo struct {
 	srv *wsrpc.Server
 	log *slog.Logger
 
-	mu      sync.Mutex
-	stopped bool           // no new wake-up calls
-	wakeUps sync.WaitGroup // pending wake-up calls
-	quit    chan struct{}  // closed on stop: wake-up calls give up
+	// Set before serve; newDemo sets the defaults.
+	drain         time.Duration // shutdownTimeout
+	maxPerConn    int           // maxWakeUpsPerConn
+	maxAllWakeUps int           // maxWakeUps
+
+	mu       sync.Mutex
+	stopped  bool                        // no new wake-up calls
+	pending  map[*wsrpc.Conn]connWakeUps // pending wake-up calls, by connection
+	nPending int                         // all of them
+	wakeUps  sync.WaitGroup              // one per pending wake-up call
+}
+
+// connWakeUps is the wake-up calls pending on one connection.
+type connWakeUps map[*wakeUpCall]struct{}
+
+// wakeUpCall is one pending wake-up call. It holds a timer, not a
+// goroutine, until it is due.
+type wakeUpCall struct {
+	conn  *wsrpc.Conn
+	name  string
+	timer *time.Timer
 }
 
 // newDemo returns the demo server. A non-empty token is required in the
 // X-Token header of every upgrade request.
 func newDemo(token string, logger *slog.Logger) *demo {
-	d := &demo{mux: wsrpc.NewMux(), log: logger, quit: make(chan struct{})}
+	d := &demo{
+		mux:           wsrpc.NewMux(),
+		log:           logger,
+		drain:         shutdownTimeout,
+		maxPerConn:    maxWakeUpsPerConn,
+		maxAllWakeUps: maxWakeUps,
+		pending:       make(map[*wsrpc.Conn]connWakeUps),
+	}
 	wsrpc.RegisterUtilities(d.mux)
 	wsrpc.Register(d.mux, "add", func(_ context.Context, p pair[float64]) (float64, error) {
 		return p.A + p.B, nil
@@ -121,7 +183,19 @@ func newDemo(token string, logger *slog.Logger) *demo {
 	})
 	wsrpc.Register(d.mux, "register_wake_up_call", d.registerWakeUpCall)
 
-	opts := &wsrpc.ServerOptions{Logger: logger}
+	opts := &wsrpc.ServerOptions{
+		Logger: logger,
+		// Connections are logged here, at INFO, whatever level the
+		// library logs them at.
+		OnConnect: func(_ context.Context, c *wsrpc.Conn) error {
+			d.log.Info("connected", "conn", c.ID(), "remote", c.RemoteAddr().String(), "path", c.Request().URL.Path)
+			return nil
+		},
+		OnDisconnect: func(c *wsrpc.Conn, err error) {
+			d.dropWakeUps(c)
+			d.log.Info("disconnected", "conn", c.ID(), "cause", err)
+		},
+	}
 	if token != "" {
 		opts.Authenticate = func(r *http.Request) (any, error) {
 			if subtle.ConstantTimeCompare([]byte(r.Header.Get("X-Token")), []byte(token)) != 1 {
@@ -147,37 +221,102 @@ type wakeUpArgs struct {
 
 // registerWakeUpCall is the method register_wake_up_call: it returns at
 // once and calls wake_up on the caller time_delta seconds later, unless the
-// connection or the server ends first.
+// connection or the server ends first. It refuses a call over the limits
+// of pending wake-ups with a CodeServerError error.
 func (d *demo) registerWakeUpCall(ctx context.Context, a wakeUpArgs) (bool, error) {
 	if !(a.TimeDelta >= 0 && a.TimeDelta <= maxWakeUpDelay.Seconds()) {
 		return false, wsrpc.Errorf(wsrpc.CodeInvalidParams, "time_delta must be between 0 and %v seconds", maxWakeUpDelay.Seconds())
 	}
+	if len(a.Name) > maxWakeUpName {
+		return false, wsrpc.Errorf(wsrpc.CodeInvalidParams, "name must be at most %d bytes", maxWakeUpName)
+	}
 	delay := time.Duration(a.TimeDelta * float64(time.Second))
 	// The handler's ctx may end when the handler returns, so the call is
-	// tied to the connection's context (and to the server) instead.
+	// tied to the connection (and to the server) instead: OnDisconnect
+	// drops the connection's wake-ups, after its handlers have returned.
 	caller := wsrpc.ConnFromContext(ctx)
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.stopped {
+	cw := d.pending[caller]
+	switch {
+	case d.stopped:
 		return false, wsrpc.Errorf(wsrpc.CodeServerError, "server shutting down")
+	case len(cw) >= d.maxPerConn:
+		return false, wsrpc.Errorf(wsrpc.CodeServerError,
+			"too many pending wake-up calls on this connection (at most %d)", d.maxPerConn)
+	case d.nPending >= d.maxAllWakeUps:
+		return false, wsrpc.Errorf(wsrpc.CodeServerError,
+			"too many pending wake-up calls on this server (at most %d); try again later", d.maxAllWakeUps)
 	}
-	d.wakeUps.Go(func() {
-		t := time.NewTimer(delay)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-caller.Context().Done():
-			return
-		case <-d.quit:
-			return
-		}
-		args := map[string]string{"message": "Good morning!", "name": a.Name}
-		// Bounded by the server's call timeout, and by the connection.
-		if err := caller.Call(caller.Context(), "wake_up", args, nil); err != nil {
-			d.log.Warn("wake_up failed", "conn", caller.ID(), "err", err)
-		}
-	})
+	if cw == nil {
+		cw = make(connWakeUps)
+		d.pending[caller] = cw
+	}
+	w := &wakeUpCall{conn: caller, name: a.Name}
+	cw[w] = struct{}{}
+	d.nPending++
+	d.wakeUps.Add(1)
+	// The timer's function runs once, or never if stopped: whichever of
+	// wake and a successful Stop comes first calls wakeUps.Done.
+	w.timer = time.AfterFunc(delay, func() { d.wake(w) })
 	return true, nil
+}
+
+// wake makes the wake-up call w, which is due.
+func (d *demo) wake(w *wakeUpCall) {
+	defer d.wakeUps.Done()
+	d.mu.Lock()
+	stopped := d.stopped
+	d.mu.Unlock()
+	if !stopped {
+		args := map[string]string{"message": "Good morning!", "name": w.name}
+		// Bounded by the server's call timeout, and by the connection.
+		if err := w.conn.Call(w.conn.Context(), "wake_up", args, nil); err != nil {
+			d.log.Warn("wake_up failed", "conn", w.conn.ID(), "err", err)
+		}
+	}
+	d.mu.Lock()
+	d.forget(w)
+	d.mu.Unlock()
+}
+
+// forget removes w from the pending wake-up calls; d.mu is held.
+func (d *demo) forget(w *wakeUpCall) {
+	cw := d.pending[w.conn]
+	if _, ok := cw[w]; !ok {
+		return
+	}
+	delete(cw, w)
+	d.nPending--
+	if len(cw) == 0 {
+		delete(d.pending, w.conn)
+	}
+}
+
+// dropWakeUps cancels the wake-up calls pending on c that are not due yet;
+// those being made end with c.
+func (d *demo) dropWakeUps(c *wsrpc.Conn) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.cancelLocked(d.pending[c])
+}
+
+// cancelLocked stops the timers of the wake-up calls cw that are not due
+// yet and forgets them; d.mu is held.
+func (d *demo) cancelLocked(cw connWakeUps) {
+	for w := range cw {
+		if w.timer.Stop() {
+			d.forget(w)
+			d.wakeUps.Done()
+		}
+	}
+}
+
+// pendingWakeUps returns the number of wake-up calls pending.
+func (d *demo) pendingWakeUps() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.nPending
 }
 
 // handler routes /ws and /ws/{client_id} to the WebSocket server.
@@ -207,15 +346,7 @@ func (d *demo) serve(ctx context.Context, ln net.Listener, stdout io.Writer) err
 	case <-ctx.Done():
 		d.log.Info("shutting down")
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
-	defer cancel()
-	// http.Server.Shutdown stops accepting but ignores WebSockets (hijacked
-	// connections); the wsrpc server's Shutdown drains and closes those.
-	herr := hs.Shutdown(sctx)
-	serr := d.srv.Shutdown(sctx)
-	if serr != nil {
-		d.srv.Close()
-	}
+	serr := d.shutdown(hs)
 	if err == nil {
 		err = <-served
 	}
@@ -223,15 +354,76 @@ func (d *demo) serve(ctx context.Context, ln net.Listener, stdout io.Writer) err
 		err = nil
 	}
 	d.stop()
-	return errors.Join(err, herr, serr)
+	return errors.Join(err, serr)
 }
 
-// stop ends the pending wake-up calls and waits for them.
+// shutdown stops hs and drains the WebSocket connections: the calls in
+// flight get d.drain to finish. A drain that runs out of time is no error:
+// the connections with calls still running are closed, logged at WARN with
+// their number, and shutdown waits (up to cutGrace) for their handlers to
+// return.
+func (d *demo) shutdown(hs *http.Server) error {
+	sctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	busy := -1 // connections not drained when the time ran out
+	late := make(chan struct{})
+	timer := time.AfterFunc(d.drain, func() {
+		defer close(late)
+		busy = d.busyConns()
+		cancel()
+	})
+	// http.Server.Shutdown stops accepting but ignores WebSockets (hijacked
+	// connections); the wsrpc server's Shutdown drains and closes those.
+	herr := hs.Shutdown(sctx)
+	serr := d.srv.Shutdown(sctx)
+	if !timer.Stop() {
+		<-late
+	}
+	if busy < 0 {
+		return errors.Join(herr, serr) // drained in time
+	}
+	if errors.Is(herr, context.Canceled) {
+		d.log.Warn("shutdown: drain timed out; closing the HTTP requests still running", "drain", d.drain)
+		hs.Close()
+		herr = nil
+	}
+	if errors.Is(serr, context.Canceled) {
+		d.log.Warn("shutdown: drain timed out; cutting the calls still running", "drain", d.drain, "conns", busy)
+		serr = nil
+		d.srv.Close()
+		// Shutdown again only waits for the closed connections to end:
+		// their handlers have had their contexts canceled.
+		gctx, gcancel := context.WithTimeout(context.Background(), cutGrace)
+		defer gcancel()
+		if d.srv.Shutdown(gctx) != nil {
+			d.log.Warn("shutdown: handlers did not return in time after their calls were cut", "grace", cutGrace)
+		}
+	}
+	return errors.Join(herr, serr)
+}
+
+// busyConns returns the number of connections that have not ended yet: at
+// the end of the drain, those with calls still running (and any still
+// waiting for the client's close frame).
+func (d *demo) busyConns() int {
+	n := 0
+	for _, c := range d.srv.Conns() {
+		select {
+		case <-c.Done():
+		default:
+			n++
+		}
+	}
+	return n
+}
+
+// stop cancels the wake-up calls not due yet and waits for those being
+// made.
 func (d *demo) stop() {
 	d.mu.Lock()
-	if !d.stopped {
-		d.stopped = true
-		close(d.quit)
+	d.stopped = true
+	for _, cw := range d.pending {
+		d.cancelLocked(cw)
 	}
 	d.mu.Unlock()
 	d.wakeUps.Wait()
