@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net"
 	"net/http"
-	"net/url"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -200,12 +199,7 @@ func TestPeerThatStopsReadingMemoryBound(t *testing.T) {
 	ctx := ctxT(t)
 	mustEcho(ctx, t, other, "before")
 
-	nc, err := net.Dial("tcp", hostOf(t, u))
-	if err != nil {
-		t.Fatal(err)
-	}
-	wsURL, _ := url.Parse(u)
-	ws, _, err := websocket.NewClient(nc, wsURL, nil, 1024, 1024)
+	ws, _, err := (&websocket.Dialer{ReadBufferSize: 1024, WriteBufferSize: 1024}).DialContext(ctx, u, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
