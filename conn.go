@@ -975,6 +975,8 @@ func (c *Conn) writeLoop() {
 		c.release(q)
 		if c.werr != nil {
 			c.fail(fmt.Errorf("write: %w", c.werr))
+		} else if c.closeSent && c.cfg.closeTimeout <= 0 {
+			c.ws.NetConn().Close() // CloseTimeout < 0: the close frame is out, don't wait for the peer's
 		}
 		c.wmu.Lock()
 		c.wspare = q[:0]
@@ -1033,8 +1035,17 @@ func (c *Conn) close(code int, reason string, cause error) {
 		out.b = append(out.b, websocket.FormatCloseMessage(code, reason)...)
 		out.close = true
 		c.push(out)
-		t := time.AfterFunc(c.cfg.closeTimeout, func() { c.ws.NetConn().Close() })
-		defer t.Stop()
+		// The socket closes once the peer's close frame came, or after
+		// CloseTimeout. Without one, the writer closes it as soon as the
+		// close frame is out, and at the latest after WriteTimeout.
+		wait := c.cfg.closeTimeout
+		if wait <= 0 {
+			wait = c.cfg.writeTimeout
+		}
+		if wait > 0 {
+			t := time.AfterFunc(wait, func() { c.ws.NetConn().Close() })
+			defer t.Stop()
+		}
 	}
 	if c.inHook.Load() > 0 {
 		return // called from a hook on the reader: it will see the close

@@ -137,8 +137,10 @@ type ServerOptions struct {
 	// CloseTimeout is how long closing a connection ([Conn.Close],
 	// [Server.Close], [Server.Shutdown]) waits for the peer's close frame
 	// after sending its own, before it closes the socket. Zero means
-	// DefaultCloseTimeout (2 s); negative: don't wait (the socket closes at
-	// once, so the close frame may not reach the peer).
+	// DefaultCloseTimeout (2 s); negative: don't wait (the socket closes as
+	// soon as the close frame is written). Client.Close, Server.Close and
+	// Shutdown also wait at most this long for handlers that have not
+	// returned once their context was canceled.
 	CloseTimeout time.Duration
 	// MaxConcurrentCalls bounds the calls from one client that run at
 	// once; a call over it is answered at once with a CodeServerError

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -199,6 +201,49 @@ func TestServerCloseWaits(t *testing.T) {
 			}
 			if !disconnectDone.Load() {
 				t.Errorf("Server.%s returned before OnDisconnect did", how)
+			}
+		})
+	}
+}
+
+// TestCloseTimeout: a client closing on a server that never answers its
+// close frame waits CloseTimeout for it, not the default 2 s; with a
+// negative CloseTimeout it does not wait at all, and the close frame still
+// reaches the server.
+func TestCloseTimeout(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		timeout time.Duration
+	}{{"short", 200 * time.Millisecond}, {"negative", -1}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := ctxT(t)
+			gotClose := make(chan error, 1)
+			hold := make(chan struct{})
+			hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				ws, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
+				if err != nil {
+					return
+				}
+				defer ws.Close()
+				ws.SetCloseHandler(func(int, string) error { return nil }) // never answers a close
+				_, _, err = ws.ReadMessage()
+				gotClose <- err
+				<-hold
+			}))
+			defer hs.Close()
+			defer close(hold)
+			cl := testDial(t, "ws"+strings.TrimPrefix(hs.URL, "http"), &DialOptions{
+				CloseTimeout: tc.timeout,
+				KeepAlive:    KeepAlive{Interval: -1},
+			})
+			start := time.Now()
+			cl.Close()
+			if took := time.Since(start); took >= DefaultCloseTimeout {
+				t.Errorf("Close took %v: CloseTimeout %v was not applied", took, tc.timeout)
+			}
+			err := recv(ctx, t, gotClose, "the server to read the close frame")
+			if !websocket.IsCloseError(err, websocket.CloseNormalClosure) {
+				t.Errorf("the server read %v, want the close frame (1000)", err)
 			}
 		})
 	}
