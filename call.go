@@ -1,6 +1,15 @@
 package wsrpc
 
-import "context"
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/wsrpc/wsrpc/internal/wire"
+)
 
 // Caller is implemented by [*Conn] and [*Client]: something whose peer's
 // methods can be called.
@@ -15,4 +24,240 @@ func Call[R any](ctx context.Context, c Caller, method string, args any) (R, err
 	var r R
 	err := c.Call(ctx, method, args, &r)
 	return r, err
+}
+
+type reply struct {
+	result []byte
+	typ    []byte
+	errObj []byte
+	err    error
+	buf    *buffer
+}
+
+// pendingCalls are the calls to the peer waiting for its answer, by call
+// id, as net/rpc and jrpc2 keep them: a call is added before its request
+// is queued, and whoever takes it out (its answer, its deadline, or the
+// connection's end) is the only one to deliver to its channel.
+type pendingCalls struct {
+	mu     sync.Mutex // guards the fields below
+	calls  map[string]chan reply
+	closed bool // the connection ended: no call is added any more
+}
+
+// add registers a call; it returns false if the connection has ended.
+func (p *pendingCalls) add(id string, ch chan reply) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return false
+	}
+	if p.calls == nil {
+		p.calls = make(map[string]chan reply)
+	}
+	p.calls[id] = ch
+	return true
+}
+
+// take removes and returns the call for a raw call id token (the JSON
+// string as it came), or nil.
+func (p *pendingCalls) take(tok []byte) chan reply {
+	if len(tok) < 2 || tok[0] != '"' {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	key := tok[1 : len(tok)-1]
+	ch, ok := p.calls[string(key)]
+	if !ok {
+		s := wire.TokenString(tok) // escaped form of an id
+		if ch, ok = p.calls[s]; !ok {
+			return nil
+		}
+		delete(p.calls, s)
+		return ch
+	}
+	delete(p.calls, string(key))
+	return ch
+}
+
+// forget removes a call; it reports whether the call was still pending (no
+// answer or failure was delivered to it).
+func (p *pendingCalls) forget(id string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.calls[id]; ok {
+		delete(p.calls, id)
+		return true
+	}
+	return false
+}
+
+// failAll closes the set and fails every call in it with err.
+func (p *pendingCalls) failAll(err error) {
+	p.mu.Lock()
+	calls := p.calls
+	p.calls, p.closed = nil, true
+	p.mu.Unlock()
+	for _, ch := range calls {
+		ch <- reply{err: err}
+	}
+}
+
+// Call calls method on the peer with keyword arguments args and waits for
+// the answer, which it decodes into result with encoding/json.
+//
+// args is a struct, a map with string keys, a json.RawMessage holding a
+// JSON object, or nil for no arguments. result is a pointer, or nil to
+// discard the answer.
+//
+// ctx bounds the wait. If ctx has no deadline, the connection's default
+// call timeout applies. The error is nil, or wraps an *[Error] when the peer
+// answered with one, ctx's error on timeout or cancellation, [ErrClosed] or
+// [ErrConnectionLost]. A call that fails never affects other calls or the
+// connection.
+func (c *Conn) Call(ctx context.Context, method string, args, result any) error {
+	raw, err := encodeArgs(args)
+	if err != nil {
+		return &callError{method, err}
+	}
+	return c.call(ctx, method, raw, result, "")
+}
+
+func (c *Conn) call(ctx context.Context, method string, args []byte, result any, id string) error {
+	r, err := c.roundTrip(ctx, method, args, id)
+	if err != nil {
+		return err
+	}
+	return c.finish(method, r, result)
+}
+
+// roundTrip sends a request and waits for its reply, whose buffer the
+// caller must release with putBuf.
+func (c *Conn) roundTrip(ctx context.Context, method string, args []byte, id string) (reply, error) {
+	if method == "" {
+		return reply{}, &callError{method, errors.New("empty method name")}
+	}
+	if _, ok := ctx.Deadline(); !ok && c.cfg.callTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.cfg.callTimeout)
+		defer cancel()
+	}
+	if err := ctx.Err(); err != nil {
+		return reply{}, &callError{method, err}
+	}
+	var timeoutMS int64
+	if c.ext {
+		if dl, ok := ctx.Deadline(); ok {
+			timeoutMS = max(1, int64((time.Until(dl)+time.Millisecond-1)/time.Millisecond))
+		}
+	}
+	if id == "" {
+		id = wire.NewCallID()
+	}
+	ch := replyPool.Get().(chan reply)
+	if !c.pending.add(id, ch) {
+		c.mu.Lock()
+		err := c.endErr()
+		c.mu.Unlock()
+		replyPool.Put(ch)
+		return reply{}, &callError{method, &notSentError{err}}
+	}
+
+	out := getBuf()
+	out.b = wire.AppendRequest(out.b, method, args, id, timeoutMS)
+	if err := c.enqueue(ctx, out); err != nil {
+		if !c.pending.forget(id) {
+			putBuf((<-ch).buf) // the connection ended meanwhile and failed the call
+		}
+		replyPool.Put(ch)
+		return reply{}, &callError{method, err}
+	}
+	select {
+	case r := <-ch:
+		replyPool.Put(ch)
+		if r.err != nil {
+			return reply{}, &callError{method, r.err}
+		}
+		return r, nil
+	case <-ctx.Done():
+		if c.pending.forget(id) {
+			if c.ext {
+				cf := getBuf()
+				cf.b = wire.AppendCancel(cf.b, id)
+				c.trySend(cf)
+			}
+		} else {
+			putBuf((<-ch).buf) // the answer raced the deadline; the deadline wins
+		}
+		replyPool.Put(ch) // empty: nobody else holds it now
+		return reply{}, &callError{method, ctx.Err()}
+	}
+}
+
+// replyPool recycles the one-slot channels that carry a call's reply. A
+// channel goes back only when it is empty and no longer in the pending map.
+var replyPool = sync.Pool{New: func() any { return make(chan reply, 1) }}
+
+func (c *Conn) finish(method string, r reply, result any) error {
+	defer putBuf(r.buf)
+	if e := r.remoteError(); e != nil {
+		return &callError{method, e}
+	}
+	if result == nil {
+		return nil
+	}
+	raw := r.result
+	if raw == nil {
+		raw = []byte("null")
+	}
+	if rm, ok := result.(*json.RawMessage); ok {
+		*rm = append((*rm)[:0], raw...)
+		return nil
+	}
+	if err := json.Unmarshal(raw, result); err != nil {
+		return &callError{method, fmt.Errorf("decode result: %w", err)}
+	}
+	return nil
+}
+
+// remoteError returns the *Error a reply carries, if any.
+func (r *reply) remoteError() *Error {
+	if r.errObj == nil && string(r.typ) != "error" {
+		return nil
+	}
+	e := &Error{Code: CodeInternalError, Message: "remote error"}
+	if r.errObj != nil {
+		if err := json.Unmarshal(r.errObj, e); err != nil {
+			return &Error{Code: CodeInternalError, Message: "remote error (unreadable error object)"}
+		}
+	}
+	return e
+}
+
+// encodeArgs turns a Call's args into a raw JSON object.
+func encodeArgs(args any) ([]byte, error) {
+	var b []byte
+	switch v := args.(type) {
+	case nil:
+		return nil, nil
+	case json.RawMessage:
+		b = v
+	case []byte:
+		b = v
+	default:
+		var err error
+		if b, err = json.Marshal(args); err != nil {
+			return nil, fmt.Errorf("encode arguments: %w", err)
+		}
+	}
+	if len(b) == 0 || string(b) == "null" {
+		return nil, nil
+	}
+	if !wire.IsObject(b) {
+		if !json.Valid(b) {
+			return nil, errors.New("arguments are not valid JSON")
+		}
+		return nil, errors.New("arguments must be a JSON object (keyword arguments)")
+	}
+	return b, nil
 }

@@ -255,7 +255,7 @@ func TestCancelPropagates(t *testing.T) {
 	go func() { done <- cl.Call(ctx, "relay", nil, nil) }()
 	// Wait until the chain reached the client's handler: the server's
 	// nested call is then open. Cancel the outer call.
-	waitFor(t, func() bool { return pendingCalls(serverConn(t, srv)) > 0 })
+	waitFor(t, func() bool { return pendingCount(serverConn(t, srv)) > 0 })
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Errorf("caller: %v", err)
@@ -453,10 +453,10 @@ func waitFor(t *testing.T, cond func() bool) {
 	}
 }
 
-func pendingCalls(c *Conn) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.pending)
+func pendingCount(c *Conn) int {
+	c.pending.mu.Lock()
+	defer c.pending.mu.Unlock()
+	return len(c.pending.calls)
 }
 
 // TestCallMeBack: the utility set's trigger pair. call_me_back returns a

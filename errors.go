@@ -120,3 +120,32 @@ func toWireError(err error) *Error {
 	}
 	return &Error{Code: CodeInternalError, Message: err.Error()}
 }
+
+// ErrKeepAliveTimeout is the cause of a connection that keep-alive found
+// dead: nothing was received from the peer within the interval and timeout.
+var ErrKeepAliveTimeout = errors.New("wsrpc: keep-alive timeout")
+
+// ErrBadFrame is reported to the OnError hook, wrapped with the reason, for
+// every frame from the peer that could not be used. The connection lives on.
+var ErrBadFrame = errors.New("wsrpc: bad frame from peer")
+
+// PanicError is reported to the OnError hook when a handler panics. The
+// caller gets a [CodeInternalError] response and the connection lives on.
+type PanicError struct {
+	Method string
+	Value  any    // what the handler panicked with
+	Stack  []byte // the handler goroutine's stack
+}
+
+func (e *PanicError) Error() string {
+	return fmt.Sprintf("wsrpc: handler for %q panicked: %v", e.Method, e.Value)
+}
+
+// notSentError marks a call that failed before its request was queued,
+// because the connection had already ended: a Client may try it on the next
+// connection.
+type notSentError struct{ err error }
+
+func (e *notSentError) Error() string { return e.err.Error() }
+
+func (e *notSentError) Unwrap() error { return e.err }

@@ -207,45 +207,6 @@ func (s *Server) leave() {
 	s.mu.Unlock()
 }
 
-// keepAlive pings every connection each KeepAlive.Interval and closes the
-// silent ones: one goroutine for all of the server's connections, instead
-// of a timer each. It runs from the first connection until Close or
-// Shutdown.
-func (s *Server) keepAlive(stop, stopped chan struct{}) {
-	defer close(stopped)
-	t := time.NewTicker(s.cfg.keepAlive.Interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-t.C:
-		}
-		// Checked outside s.mu: closing a silent connection's socket and
-		// logging it must not hold up new upgrades.
-		for _, c := range s.Conns() {
-			c.keepAliveCheck() // never blocks on the peer
-		}
-	}
-}
-
-// stopKeepAlive stops the keep-alive goroutine, if it runs, and waits.
-func (s *Server) stopKeepAlive() {
-	s.mu.Lock()
-	stop, stopped := s.keeper, s.kept
-	if stop != nil {
-		select {
-		case <-stop:
-		default:
-			close(stop)
-		}
-	}
-	s.mu.Unlock()
-	if stopped != nil {
-		<-stopped
-	}
-}
-
 // checkOrigin accepts requests without an Origin, same-host ones, and those
 // whose Origin host matches OriginPatterns.
 func (s *Server) checkOrigin(r *http.Request) bool {

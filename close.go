@@ -1,0 +1,161 @@
+package wsrpc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// lazyDone is a channel closed once, made only when someone waits for it:
+// most connections never need it, and idle ones should not pay for it.
+type lazyDone struct {
+	ch     chan struct{}
+	closed bool
+}
+
+var closedChan = func() chan struct{} { ch := make(chan struct{}); close(ch); return ch }()
+
+// wait returns the channel; mu guards d.
+func (d *lazyDone) wait(mu *sync.Mutex) <-chan struct{} {
+	mu.Lock()
+	defer mu.Unlock()
+	if d.ch == nil {
+		if d.closed {
+			return closedChan
+		}
+		d.ch = make(chan struct{})
+	}
+	return d.ch
+}
+
+// close closes the channel; mu guards d.
+func (d *lazyDone) close(mu *sync.Mutex) {
+	mu.Lock()
+	defer mu.Unlock()
+	d.closed = true
+	if d.ch != nil {
+		close(d.ch)
+	}
+}
+
+// endErr returns the error for calls on an ended connection; c.mu held.
+func (c *Conn) endErr() error {
+	if c.cause == nil || errors.Is(c.cause, ErrClosed) {
+		return ErrClosed
+	}
+	return fmt.Errorf("%w: %w", ErrConnectionLost, c.cause)
+}
+
+// fail ends a connection whose link is broken.
+func (c *Conn) fail(err error) {
+	c.mu.Lock()
+	if c.cause == nil {
+		c.cause = err
+	}
+	c.mu.Unlock()
+	c.ws.NetConn().Close() // the reader wakes up and cleans up
+}
+
+// Close closes the connection: it sends a close frame (status 1000) after
+// the frames already queued, waits briefly for the peer's close frame, and
+// closes the socket. Calls still waiting fail with [ErrClosed]; handlers'
+// contexts are canceled. Close is idempotent and safe to call from handlers
+// and hooks. It returns when the read loop has stopped; [Conn.Done] tells
+// when every handler has returned too.
+func (c *Conn) Close() error {
+	c.close(websocket.CloseNormalClosure, "", ErrClosed)
+	return nil
+}
+
+func (c *Conn) close(code int, reason string, cause error) {
+	c.mu.Lock()
+	if c.cause == nil {
+		c.cause = cause
+	}
+	first := !c.closeStarted
+	c.closeStarted = true
+	c.mu.Unlock()
+	if first {
+		out := getBuf()
+		out.b = append(out.b, websocket.FormatCloseMessage(code, reason)...)
+		out.close = true
+		c.push(out)
+		// The socket closes once the peer's close frame came, or after
+		// CloseTimeout. Without one, the writer closes it as soon as the
+		// close frame is out, and at the latest after WriteTimeout.
+		wait := c.cfg.closeTimeout
+		if wait <= 0 {
+			wait = c.cfg.writeTimeout
+		}
+		if wait > 0 {
+			t := time.AfterFunc(wait, func() { c.ws.NetConn().Close() })
+			defer t.Stop()
+		}
+	}
+	if c.inHook.Load() > 0 {
+		return // called from a hook on the reader: it will see the close
+	}
+	<-c.readerDone.wait(&c.mu)
+}
+
+// cleanup runs when the read loop has ended, in its goroutine.
+func (c *Conn) cleanup(readErr error) {
+	c.mu.Lock()
+	c.closing = true
+	if c.cause == nil {
+		c.cause = readErr
+	}
+	if c.ka != nil {
+		c.ka.Stop()
+	}
+	if c.drained != nil {
+		close(c.drained)
+		c.drained = nil
+	}
+	cause := c.cause
+	lost := c.endErr()
+	c.mu.Unlock()
+
+	c.cancel(cause)
+	c.pending.failAll(lost)
+	c.q.release(c.q.close())
+	c.ws.Close()
+	c.readerDone.close(&c.mu)
+	c.wg.Wait()
+
+	c.logger().Debug("disconnected", "err", cause) // OnDisconnect gets the cause
+	if c.cfg.onDisconnect != nil {
+		c.cfg.onDisconnect(c, cause)
+	}
+	c.done.close(&c.mu)
+}
+
+func isNormalClose(err error) bool {
+	return websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway)
+}
+
+// drain stops new inbound calls and waits until the running ones finished,
+// or ctx ends.
+func (c *Conn) drain(ctx context.Context) error {
+	c.mu.Lock()
+	c.draining = true
+	if c.calls == 0 || c.closing {
+		c.mu.Unlock()
+		return nil
+	}
+	if c.drained == nil {
+		c.drained = make(chan struct{})
+	}
+	ch := c.drained
+	c.mu.Unlock()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,294 @@
+package wsrpc
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/wsrpc/wsrpc/internal/bind"
+	"github.com/wsrpc/wsrpc/internal/wire"
+)
+
+func (c *Conn) readLoop() error {
+	for {
+		mt, r, err := c.ws.NextReader()
+		if err != nil {
+			return err
+		}
+		buf := getBuf()
+		if err := buf.readFrom(r); err != nil {
+			putBuf(buf)
+			return err
+		}
+		c.touch()
+		c.handleFrame(mt, buf)
+	}
+}
+
+func (c *Conn) handleFrame(mt int, buf *buffer) {
+	var f wire.Frame
+	err := wire.Decode(buf.b, &f)
+	if err == nil && mt == websocket.TextMessage {
+		if buf.utf8 = utf8.Valid(buf.b); !buf.utf8 {
+			err = errInvalidUTF8
+		}
+	}
+	if err != nil {
+		c.badFrame(&f, err)
+		putBuf(buf)
+		return
+	}
+	switch f.Kind {
+	case wire.KindRequest:
+		c.handleRequest(&f, buf)
+	case wire.KindResponse:
+		c.handleResponse(&f, buf)
+	case wire.KindCancel:
+		if c.ext {
+			c.cancelRunning(f.CallID)
+		}
+		putBuf(buf)
+	}
+}
+
+var (
+	errInvalidUTF8    = errors.New("text frame is not valid UTF-8")
+	errCanceledByPeer = errors.New("wsrpc: call canceled by the caller")
+)
+
+// badFrame answers a frame that could not be used, where it has a request to
+// answer, and reports it.
+func (c *Conn) badFrame(f *wire.Frame, err error) {
+	code := CodeInvalidRequest
+	var inv *wire.InvalidError
+	switch {
+	case errors.Is(err, wire.ErrParse), errors.Is(err, errInvalidUTF8):
+		code = CodeParseError
+	case errors.As(err, &inv) && inv.Params:
+		code = CodeInvalidParams
+	}
+	c.reportFromReader(fmt.Errorf("%w: %v", ErrBadFrame, err))
+	if f.Kind == wire.KindResponse {
+		// A broken answer to one of our calls fails that call, clearly.
+		if ch := c.pending.take(f.CallID); ch != nil {
+			ch <- reply{err: fmt.Errorf("%w: %v", ErrBadFrame, err)}
+		}
+		return
+	}
+	out := getBuf()
+	out.b = wire.AppendError(out.b, f.CallID, code, err.Error(), nil)
+	c.send(out)
+}
+
+func (c *Conn) handleRequest(f *wire.Frame, in *buffer) {
+	switch string(f.Method) {
+	case "_ping_":
+		c.sendResult(f.CallID, `"pong"`, "str")
+		putBuf(in)
+		return
+	case "_get_channel_id_":
+		c.sendResult(f.CallID, `"`+c.id+`"`, "str")
+		putBuf(in)
+		return
+	}
+	var m *method
+	if f.Method[0] != '_' {
+		m = c.cfg.mux.lookup(f.Method)
+	}
+	if m == nil {
+		out := getBuf()
+		out.b = wire.AppendError(out.b, f.CallID, CodeMethodNotFound, "method not found: "+string(f.Method), nil)
+		putBuf(in)
+		c.send(out)
+		return
+	}
+	ctx := c.ctx
+	var cc *callCtx
+	c.mu.Lock()
+	size := int64(cap(in.b))
+	if c.draining || c.closing || c.calls >= c.cfg.maxCalls ||
+		c.cfg.maxCallBytes > 0 && c.calls > 0 && c.callBytes+size > c.cfg.maxCallBytes {
+		msg := ErrShuttingDown.Error()
+		if !c.draining && !c.closing {
+			msg = ErrTooManyCalls.Error()
+		}
+		c.mu.Unlock()
+		out := getBuf()
+		out.b = wire.AppendError(out.b, f.CallID, CodeServerError, msg, nil)
+		putBuf(in)
+		c.send(out)
+		return
+	}
+	c.calls++
+	c.callBytes += size
+	c.wg.Add(1)
+	if c.ext && (f.CallID != nil || f.TimeoutMS > 0) {
+		cc = &callCtx{conn: c.ctx, id: f.CallID, idx: -1}
+		if f.TimeoutMS > 0 {
+			cc.deadline = time.Now().Add(time.Duration(f.TimeoutMS) * time.Millisecond)
+		}
+		if f.CallID != nil {
+			cc.idx = len(c.running)
+			c.running = append(c.running, cc)
+		}
+		ctx = cc
+	}
+	c.mu.Unlock()
+	t := taskPool.Get().(*task)
+	t.c, t.ctx, t.cc, t.m, t.f, t.in = c, ctx, cc, m, *f, in
+	c.cfg.workers.run(t)
+}
+
+// cancelRunning cancels the handler serving the call id token, if any.
+func (c *Conn) cancelRunning(tok []byte) {
+	id := wire.TokenString(tok)
+	c.mu.Lock()
+	var target *callCtx
+	for _, cc := range c.running {
+		if bytes.Equal(cc.id, tok) || wire.TokenString(cc.id) == id {
+			target = cc
+			break
+		}
+	}
+	c.mu.Unlock()
+	if target != nil {
+		target.cancel(context.Canceled, errCanceledByPeer)
+	}
+}
+
+// runHandler runs one call and queues its answer. cc is the call's context
+// over the extension, or nil.
+func (c *Conn) runHandler(ctx context.Context, cc *callCtx, m *method, f *wire.Frame, in *buffer) {
+	defer c.wg.Done()
+	out := getBuf()
+	out.b = wire.AppendResponseStart(out.b)
+	h := bind.Hint{UTF8: in.utf8, Str: f.Str, StrEnd: f.StrEnd, StrEsc: f.StrEsc}
+	typ, err := c.invoke(ctx, m, f, h, out)
+	if err == nil {
+		out.b = wire.AppendResponseEnd(out.b, typ, f.CallID)
+	} else {
+		we := toWireError(err)
+		if !isWireError(err) {
+			c.report(fmt.Errorf("wsrpc: method %q: %w", f.Method, err))
+			if !c.cfg.errorDetails {
+				we = &Error{Code: CodeInternalError, Message: "internal error"}
+			}
+		}
+		out.b = wire.AppendError(out.b[:0], f.CallID, we.Code, we.Message, we.Data)
+	}
+	// The caller gave up: it canceled, or the deadline it sent passed and
+	// the handler failed for it. It waits for no answer.
+	peerGaveUp := cc != nil && (cc.endedBy(errCanceledByPeer) ||
+		err != nil && errors.Is(cc.Err(), context.DeadlineExceeded))
+	if peerGaveUp {
+		putBuf(out)
+		out = nil
+	} else if queued, ended := c.tryEnqueue(out); queued || ended {
+		out = nil
+	}
+	// out != nil: the send queue is full. The call waits for room holding
+	// its answer instead of its request, which goes now: the answer counts
+	// against MaxCallBytes in the request's place, so that answers waiting
+	// to be queued are bounded as the requests were.
+	var waitSize int64
+	c.mu.Lock()
+	c.callBytes -= int64(cap(in.b))
+	if out != nil {
+		waitSize = int64(cap(out.b))
+		c.callBytes += waitSize
+	} else {
+		c.endCallLocked()
+	}
+	if cc != nil && cc.idx >= 0 {
+		last := len(c.running) - 1
+		c.running[cc.idx] = c.running[last]
+		c.running[cc.idx].idx = cc.idx
+		c.running[last] = nil
+		c.running = c.running[:last]
+	}
+	c.mu.Unlock()
+	putBuf(in) // f and cc.id alias in: done with them
+	if cc != nil {
+		cc.cancel(context.Canceled, nil) // the handler returned
+	}
+	if out != nil {
+		c.send(out)
+		c.mu.Lock()
+		c.callBytes -= waitSize
+		c.endCallLocked()
+		c.mu.Unlock()
+	}
+}
+
+// endCallLocked counts a call as ended, and tells a drain waiting for the
+// last one. c.mu held.
+func (c *Conn) endCallLocked() {
+	c.calls--
+	if c.calls == 0 && c.drained != nil {
+		close(c.drained)
+		c.drained = nil
+	}
+}
+
+// invoke runs the handler, turning a panic into an error.
+func (c *Conn) invoke(ctx context.Context, m *method, f *wire.Frame, h bind.Hint, out *buffer) (typ string, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			name := string(f.Method)
+			pe := &PanicError{Method: name, Value: p, Stack: debug.Stack()}
+			c.logger().Error("handler panicked", "method", name, "panic", p, "stack", string(pe.Stack))
+			c.report(pe)
+			err = &Error{Code: CodeInternalError, Message: "internal error: method " + strconv.Quote(name) + " failed"}
+		}
+	}()
+	// An unencodable result (errUnencodable) is an internal error like any
+	// other: runHandler reports it and the peer sees "internal error" unless
+	// the server opted in to details.
+	out.b, typ, err = m.serve(ctx, f.Args, h, out.b)
+	return typ, err
+}
+
+func isWireError(err error) bool {
+	_, ok := errors.AsType[*Error](err)
+	return ok
+}
+
+func (c *Conn) sendResult(callID []byte, result, typ string) {
+	out := getBuf()
+	out.b = wire.AppendResponseStart(out.b)
+	out.b = append(out.b, result...)
+	out.b = wire.AppendResponseEnd(out.b, typ, callID)
+	c.send(out)
+}
+
+func (c *Conn) handleResponse(f *wire.Frame, buf *buffer) {
+	ch := c.pending.take(f.CallID)
+	if ch == nil {
+		c.logger().Debug("response to no pending call", "call_id", f.ID())
+		putBuf(buf)
+		return
+	}
+	ch <- reply{result: f.Result, typ: f.ResultType, errObj: f.Error, buf: buf}
+}
+
+// report passes an error no caller waits for to the OnError hook.
+func (c *Conn) report(err error) {
+	if c.cfg.onError != nil {
+		c.cfg.onError(c, err)
+	}
+}
+
+// reportFromReader is report for errors found by the read loop.
+func (c *Conn) reportFromReader(err error) {
+	c.logger().Debug("bad frame", "err", err) // the peer's doing, and OnError gets it
+	c.inHook.Add(1)
+	defer c.inHook.Add(-1)
+	c.report(err)
+}

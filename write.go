@@ -1,0 +1,311 @@
+package wsrpc
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// send queues a frame without a caller's context (answers and errors).
+func (c *Conn) send(out *buffer) {
+	if err := c.enqueue(c.ctx, out); err != nil {
+		c.logger().Debug("frame dropped", "err", err)
+	}
+}
+
+// trySend queues a frame only if there is room now.
+func (c *Conn) trySend(out *buffer) {
+	if queued, ended := c.tryEnqueue(out); !queued && !ended {
+		putBuf(out)
+	}
+}
+
+// sendQueue is a connection's frames waiting for its writer, bounded in
+// frames and in bytes. The writer runs only while there is something to
+// write (see Conn.pushLocked): an idle connection has no writer goroutine.
+type sendQueue struct {
+	maxFrames int   // data frames queued or being written
+	maxBytes  int64 // their bytes; 0: no limit
+
+	mu      sync.Mutex // guards the fields below
+	frames  []*buffer  // waiting for the writer, in order
+	spare   []*buffer  // the writer's last batch, for reuse
+	running bool       // a writer is running (or about to)
+	closed  bool       // the connection ended: nothing more is queued
+	held    int        // data frames queued or being written
+	size    int64      // their bytes (buffer capacity)
+	room    chan struct{}
+	// room is closed when frames leave the queue, for those waiting to
+	// queue one (made by the first of them).
+}
+
+// fitsLocked reports whether the queue has room for a data frame of size
+// bytes: fewer than maxFrames, and maxBytes at most with it, unless the
+// queue is empty (a frame always fits alone).
+func (q *sendQueue) fitsLocked(size int64) bool {
+	if q.held == 0 {
+		return true
+	}
+	return q.held < q.maxFrames && (q.maxBytes <= 0 || q.size+size <= q.maxBytes)
+}
+
+// waitRoom returns a channel closed the next time room frees up.
+func (q *sendQueue) waitRoom() <-chan struct{} {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.room == nil {
+		q.room = make(chan struct{})
+	}
+	return q.room
+}
+
+// take hands the writer the frames queued, or reports that there are
+// none, in which case the writer stops (running is false).
+func (q *sendQueue) take() []*buffer {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	batch := q.frames
+	if len(batch) == 0 {
+		q.running = false
+		return nil
+	}
+	q.frames, q.spare = q.spare, nil
+	return batch
+}
+
+// reuse gives back the slice of a batch the writer is done with.
+func (q *sendQueue) reuse(batch []*buffer) {
+	q.mu.Lock()
+	q.spare = batch[:0]
+	q.mu.Unlock()
+}
+
+// close stops the queue and returns the frames still in it.
+func (q *sendQueue) close() []*buffer {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.closed = true
+	left := q.frames
+	q.frames = nil
+	return left
+}
+
+// release frees the buffers of frames taken off the queue, and their room.
+func (q *sendQueue) release(batch []*buffer) {
+	var frames int
+	var size int64
+	for i, out := range batch {
+		if out.qsize > 0 {
+			frames++
+			size += out.qsize
+		}
+		putBuf(out)
+		batch[i] = nil
+	}
+	if frames == 0 {
+		return
+	}
+	q.mu.Lock()
+	q.held -= frames
+	q.size -= size
+	room := q.room
+	q.room = nil
+	q.mu.Unlock()
+	if room != nil {
+		close(room)
+	}
+}
+
+// tryEnqueue queues out if the send queue has room now, taking ownership
+// of it. Otherwise it returns false and out stays the caller's, unless the
+// connection has ended: then it reports that, having released out.
+func (c *Conn) tryEnqueue(out *buffer) (queued bool, ended bool) {
+	size := max(int64(cap(out.b)), 1)
+	q := &c.q
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		putBuf(out)
+		return false, true
+	}
+	if !q.fitsLocked(size) {
+		q.mu.Unlock()
+		return false, false
+	}
+	q.held++
+	q.size += size
+	out.qsize = size
+	c.pushLocked(out)
+	return true, false
+}
+
+// enqueue waits for room in the send queue, then queues out. It takes
+// ownership of out.
+func (c *Conn) enqueue(ctx context.Context, out *buffer) error {
+	for {
+		queued, ended := c.tryEnqueue(out)
+		if queued {
+			return nil
+		}
+		if ended {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			return c.endErr()
+		}
+		select {
+		case <-c.q.waitRoom():
+		case <-ctx.Done():
+			putBuf(out)
+			return ctx.Err()
+		case <-c.ctx.Done():
+			putBuf(out)
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			return c.endErr()
+		}
+	}
+}
+
+// push queues a control frame, which takes no room in the send queue.
+func (c *Conn) push(out *buffer) bool {
+	c.q.mu.Lock()
+	if c.q.closed {
+		c.q.mu.Unlock()
+		putBuf(out)
+		return false
+	}
+	c.pushLocked(out)
+	return true
+}
+
+// pushLocked appends out to the queue, unlocks c.q.mu and starts the
+// writer if it is idle. The writer is a task on the workers, counted in
+// c.wg.
+func (c *Conn) pushLocked(out *buffer) {
+	q := &c.q
+	q.frames = append(q.frames, out)
+	start := !q.running
+	if start {
+		q.running = true
+		c.wg.Add(1)
+	}
+	q.mu.Unlock()
+	if start {
+		t := taskPool.Get().(*task)
+		t.c, t.write = c, true
+		c.cfg.workers.run(t)
+	}
+}
+
+// writeLoop writes queued frames until the queue is empty, then exits; the
+// next push starts it again. At most one runs at a time, and it alone
+// owns c.werr and c.closeSent.
+func (c *Conn) writeLoop() {
+	defer c.wg.Done()
+	for {
+		// Let the goroutines that are ready to queue frames (handlers
+		// finishing, callers) do so first, so that one write carries many.
+		runtime.Gosched()
+		q := c.q.take()
+		if q == nil {
+			return
+		}
+
+		if c.bc == nil && c.werr == nil && c.cfg.writeTimeout > 0 {
+			// No batchConn to own the deadline (a socket that is not
+			// ours): gorilla sets this one on each of its writes.
+			c.werr = c.ws.SetWriteDeadline(time.Now().Add(c.cfg.writeTimeout))
+		}
+		// The frames go to the socket together, in one write where they fit.
+		if c.bc != nil {
+			c.bc.hold()
+		}
+		// A payload may be written by reference (batchConn.keep): the
+		// buffers are released once the batch is out.
+		for _, out := range q {
+			if c.werr == nil && !c.closeSent {
+				if c.bc != nil {
+					c.bc.keep(out.b)
+				}
+				c.werr = c.writeFrame(out)
+				// Nothing may follow a close frame. gorilla would refuse
+				// its own writes (ErrCloseSent) but not the direct ones.
+				c.closeSent = out.close
+			}
+		}
+		if c.bc != nil {
+			if err := c.bc.release(); c.werr == nil {
+				c.werr = err
+			}
+		}
+		c.q.release(q)
+		if c.werr != nil {
+			c.fail(fmt.Errorf("write: %w", c.werr))
+		} else if c.closeSent && c.cfg.closeTimeout <= 0 {
+			c.ws.NetConn().Close() // CloseTimeout < 0: the close frame is out, don't wait for the peer's
+		}
+		c.q.reuse(q)
+	}
+}
+
+func (c *Conn) writeFrame(out *buffer) error {
+	if out.close {
+		return c.ws.WriteMessage(websocket.CloseMessage, out.b)
+	}
+	if out.ping {
+		return c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.cfg.keepAlive.Timeout))
+	}
+	mt := websocket.TextMessage
+	if c.cfg.binary {
+		mt = websocket.BinaryMessage
+	}
+	if c.direct {
+		return c.bc.writeMasked(mt, out.b)
+	}
+	return c.ws.WriteMessage(mt, out.b)
+}
+
+// buffer is a pooled frame buffer.
+type buffer struct {
+	b     []byte
+	close bool  // a close frame
+	ping  bool  // a ping control frame
+	qsize int64 // the room it takes in the send queue (data frames)
+	utf8  bool  // a frame read, checked to be valid UTF-8
+}
+
+var bufPool = sync.Pool{New: func() any { return &buffer{b: make([]byte, 0, 1024)} }}
+
+const maxPooledBuffer = 64 << 10
+
+func getBuf() *buffer { return bufPool.Get().(*buffer) }
+
+func putBuf(b *buffer) {
+	if b == nil || cap(b.b) > maxPooledBuffer {
+		return
+	}
+	b.b = b.b[:0]
+	b.close, b.ping, b.utf8, b.qsize = false, false, false, 0
+	bufPool.Put(b)
+}
+
+func (b *buffer) readFrom(r io.Reader) error {
+	for {
+		if len(b.b) == cap(b.b) {
+			b.b = append(b.b, 0)[:len(b.b)]
+		}
+		n, err := r.Read(b.b[len(b.b):cap(b.b)])
+		b.b = b.b[:len(b.b)+n]
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
