@@ -24,11 +24,13 @@
 //
 // # Clients
 //
-// [Dial] connects, retrying with jittered exponential backoff (401, 403 and
-// certificate failures are final), and returns a [Client] that reconnects whenever the link
-// drops, runs OnConnect on each new connection, keeps the link alive with
-// pings, and exposes [DialOptions].Methods to the server. HTTP(S) proxies
-// come from the environment by default.
+// [Dial] connects, retrying with jittered exponential backoff (401, 403,
+// certificate failures and, on the first connect, a URL that is no
+// WebSocket endpoint are final), and returns a [Client] that reconnects
+// whenever the link drops, runs OnConnect on each new connection, keeps the
+// link alive with pings, and exposes [DialOptions].Methods to the server.
+// HTTP(S) proxies come from the environment by default. The library logs
+// its routine events at Debug only.
 //
 // # Calls and errors
 //
@@ -57,9 +59,13 @@
 // calls cannot deadlock. One writer goroutine, started on demand, owns the
 // socket and drains a bounded queue. Limits per connection
 // ([ServerOptions].MaxConcurrentCalls, MaxCallBytes, MaxMessageSize,
-// SendQueue) bound what one peer can make the other hold. A handler's context carries its
-// connection ([ConnFromContext]) and ends when the connection ends. Close
-// methods are idempotent and safe to call from handlers and hooks.
+// SendQueue, SendQueueBytes) bound what one peer can make the other hold:
+// about MaxMessageSize + MaxCallBytes + SendQueueBytes. A handler's context
+// carries its connection ([ConnFromContext]) and ends when the connection
+// ends. Close methods are idempotent and safe to call from handlers and
+// hooks; [Server.Close], [Server.Shutdown] and [Client.Close] return once
+// the goroutines they own have returned, OnDisconnect included (see each
+// for the bound).
 //
 // # Python interoperability
 //
