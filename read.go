@@ -187,11 +187,15 @@ func (c *Conn) runHandler(ctx context.Context, cc *callCtx, m *method, f *wire.F
 	// the handler failed for it. It waits for no answer.
 	peerGaveUp := cc != nil && (cc.endedBy(errCanceledByPeer) ||
 		err != nil && errors.Is(cc.Err(), context.DeadlineExceeded))
+	// When no writer runs, this goroutine writes the answer itself, once
+	// the call is accounted for: a hand-off to a writer goroutine would
+	// cost a wake-up on the way out of every call.
+	write := false
 	if peerGaveUp {
 		putBuf(out)
 		out = nil
-	} else if queued, ended := c.tryEnqueue(out); queued || ended {
-		out = nil
+	} else if queued, ended, start := c.tryQueue(out, true); queued || ended {
+		out, write = nil, start
 	}
 	// out != nil: the send queue is full. The call waits for room holding
 	// its answer instead of its request, which goes now: the answer counts
@@ -217,6 +221,9 @@ func (c *Conn) runHandler(ctx context.Context, cc *callCtx, m *method, f *wire.F
 	putBuf(in) // f and cc.id alias in: done with them
 	if cc != nil {
 		cc.cancel(context.Canceled, nil) // the handler returned
+	}
+	if write {
+		c.writeLoop()
 	}
 	if out != nil {
 		c.send(out)

@@ -125,23 +125,31 @@ func (q *sendQueue) release(batch []*buffer) {
 // of it. Otherwise it returns false and out stays the caller's, unless the
 // connection has ended: then it reports that, having released out.
 func (c *Conn) tryEnqueue(out *buffer) (queued bool, ended bool) {
+	queued, ended, _ = c.tryQueue(out, false)
+	return queued, ended
+}
+
+// tryQueue is tryEnqueue for a goroutine that may write the frame itself:
+// with inline set, it never starts a writer task; it reports start when
+// the caller must run c.writeLoop (already counted in c.wg), because no
+// writer runs.
+func (c *Conn) tryQueue(out *buffer, inline bool) (queued, ended, start bool) {
 	size := max(int64(cap(out.b)), 1)
 	q := &c.q
 	q.mu.Lock()
 	if q.closed {
 		q.mu.Unlock()
 		putBuf(out)
-		return false, true
+		return false, true, false
 	}
 	if !q.fitsLocked(size) {
 		q.mu.Unlock()
-		return false, false
+		return false, false, false
 	}
 	q.held++
 	q.size += size
 	out.qsize = size
-	c.pushLocked(out)
-	return true, false
+	return true, false, c.pushLocked(out, inline)
 }
 
 // enqueue waits for room in the send queue, then queues out. It takes
@@ -179,27 +187,30 @@ func (c *Conn) push(out *buffer) bool {
 		putBuf(out)
 		return false
 	}
-	c.pushLocked(out)
+	c.pushLocked(out, false)
 	return true
 }
 
 // pushLocked appends out to the queue, unlocks c.q.mu and starts the
 // writer if it is idle. The writer is a task on the workers, counted in
-// c.wg.
-func (c *Conn) pushLocked(out *buffer) {
+// c.wg, unless inline is set: then pushLocked reports that the caller must
+// run it.
+func (c *Conn) pushLocked(out *buffer, inline bool) (start bool) {
 	q := &c.q
 	q.frames = append(q.frames, out)
-	start := !q.running
+	start = !q.running
 	if start {
 		q.running = true
 		c.wg.Add(1)
 	}
 	q.mu.Unlock()
-	if start {
+	if start && !inline {
 		t := taskPool.Get().(*task)
 		t.c, t.write = c, true
 		c.cfg.workers.run(t)
+		return false
 	}
+	return start
 }
 
 // writeLoop writes queued frames until the queue is empty, then exits; the
