@@ -132,8 +132,28 @@ func (c *Conn) call(ctx context.Context, method string, args []byte, result any,
 }
 
 // roundTrip sends a request and waits for its reply, whose buffer the
-// caller must release with putBuf.
+// caller must release with putBuf. The Observer sees it.
 func (c *Conn) roundTrip(ctx context.Context, method string, args []byte, id string) (reply, error) {
+	obs := c.cfg.observer
+	if obs == nil {
+		return c.exchange(ctx, method, args, id)
+	}
+	ci := &CallInfo{Method: method, Dir: Outbound, Start: time.Now(), RequestBytes: len(args)}
+	ctx = obs.CallStarted(ctx, c, ci)
+	r, err := c.exchange(ctx, method, args, id)
+	ci.Duration, ci.Err = time.Since(ci.Start), err
+	if err == nil {
+		ci.ResponseBytes = len(r.buf.b)
+		if e := r.remoteError(); e != nil {
+			ci.Err, ci.Code = e, e.Code
+		}
+	}
+	obs.CallEnded(ctx, c, ci)
+	return r, err
+}
+
+// exchange is roundTrip unobserved.
+func (c *Conn) exchange(ctx context.Context, method string, args []byte, id string) (reply, error) {
 	if method == "" {
 		return reply{}, &callError{method, errors.New("empty method name")}
 	}

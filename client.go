@@ -109,7 +109,7 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Client, error
 		logger: o.Logger, callTimeout: o.CallTimeout, keepAlive: o.KeepAlive,
 		binary: o.BinaryFrames, maxMessage: o.MaxMessageSize, sendQueue: o.SendQueue, sendBytes: o.SendQueueBytes,
 		writeTimeout: o.WriteTimeout, maxCalls: o.MaxConcurrentCalls, maxCallBytes: o.MaxCallBytes,
-		errorDetails: o.SendErrorDetails, closeTimeout: o.CloseTimeout,
+		errorDetails: o.SendErrorDetails, observer: o.Observer, closeTimeout: o.CloseTimeout,
 	}.config(o.Methods)
 	if err != nil {
 		return nil, err
@@ -183,6 +183,9 @@ func (cl *Client) connect(ctx context.Context, first bool) (*websocket.Conn, err
 	op := func() (*websocket.Conn, error) {
 		try++
 		ws, err := cl.dialOnce(ctx)
+		if obs := cl.cfg.observer; obs != nil {
+			obs.ConnectTry(cl.logURL, try, err)
+		}
 		if err != nil {
 			if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
 				last = err // a try's own failure, not ctx cutting it short

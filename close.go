@@ -122,12 +122,15 @@ func (c *Conn) cleanup(readErr error) {
 
 	c.cancel(cause)
 	c.pending.failAll(lost)
-	c.q.release(c.q.close())
+	c.releaseWritten(c.q.close(), false)
 	c.ws.Close()
 	c.readerDone.close(&c.mu)
 	c.wg.Wait()
 
 	c.logger().Debug("disconnected", "err", cause) // OnDisconnect gets the cause
+	if obs := c.cfg.observer; obs != nil {
+		obs.ConnClosed(c, cause)
+	}
 	if c.cfg.onDisconnect != nil {
 		c.cfg.onDisconnect(c, cause)
 	}

@@ -41,6 +41,7 @@ type config struct {
 	maxCalls     int   // handlers running at once per connection
 	maxCallBytes int64 // request bytes those handlers hold; 0: no limit
 	errorDetails bool  // send the text of handlers' plain errors
+	observer     Observer
 }
 
 // Conn is one WebSocket connection, on either side. Both sides may call
@@ -211,6 +212,9 @@ func (c *Conn) touch() { c.lastRead.Store(int64(time.Since(c.start))) }
 // calling goroutine. onConnect, if not nil, gets the hook's result.
 func (c *Conn) serve(onConnect chan<- error) {
 	c.touch()
+	if obs := c.cfg.observer; obs != nil {
+		obs.ConnOpened(c)
+	}
 	if c.cfg.onConnect != nil {
 		c.wg.Go(func() {
 			err := c.cfg.onConnect(c.ctx, c)

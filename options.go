@@ -156,6 +156,9 @@ type ServerOptions struct {
 	// (see docs/security.md). Zero means DefaultMaxCallBytes (16 MiB);
 	// negative: no limit.
 	MaxCallBytes int64
+	// Observer, if set, watches the connections: calls both ways,
+	// frames, the send queue, connects and disconnects. See [Observer].
+	Observer Observer
 	// SendErrorDetails sends the text of handler errors that are not
 	// *Error to the peer. By default the peer gets "internal error" and
 	// the text goes only to OnError, so that internals (paths, addresses,
@@ -261,6 +264,8 @@ type DialOptions struct {
 	MaxCallBytes int64
 	// SendErrorDetails: see ServerOptions.SendErrorDetails.
 	SendErrorDetails bool
+	// Observer: see ServerOptions.Observer; it also sees each connect try.
+	Observer Observer
 }
 
 // common holds the options Server and Client share, to build a config.
@@ -280,6 +285,7 @@ type common struct {
 	maxCallBytes int64
 	errorDetails bool
 	closeTimeout time.Duration
+	observer     Observer
 }
 
 // config validates the common options and fills in defaults.
@@ -313,6 +319,7 @@ func (o common) config(mux *Mux) (*config, int64, error) {
 		maxCalls:     int(orDefault(int64(o.maxCalls), DefaultMaxConcurrentCalls)),
 		maxCallBytes: orDefault(o.maxCallBytes, DefaultMaxCallBytes),
 		errorDetails: o.errorDetails,
+		observer:     o.observer,
 	}
 	if cfg.logger == nil {
 		cfg.logger = slog.Default()

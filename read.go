@@ -28,6 +28,9 @@ func (c *Conn) readLoop() error {
 			return err
 		}
 		c.touch()
+		if obs := c.cfg.observer; obs != nil {
+			obs.Frame(c, Inbound, len(buf.b))
+		}
 		c.handleFrame(mt, buf)
 	}
 }
@@ -103,8 +106,12 @@ func (c *Conn) handleRequest(f *wire.Frame, in *buffer) {
 		m = c.cfg.mux.lookup(f.Method)
 	}
 	if m == nil {
+		msg := "method not found: " + string(f.Method)
+		if obs := c.cfg.observer; obs != nil {
+			obs.CallRefused(c, string(f.Method), &Error{Code: CodeMethodNotFound, Message: msg})
+		}
 		out := getBuf()
-		out.b = wire.AppendError(out.b, f.CallID, CodeMethodNotFound, "method not found: "+string(f.Method), nil)
+		out.b = wire.AppendError(out.b, f.CallID, CodeMethodNotFound, msg, nil)
 		putBuf(in)
 		c.send(out)
 		return
@@ -115,11 +122,15 @@ func (c *Conn) handleRequest(f *wire.Frame, in *buffer) {
 	size := int64(cap(in.b))
 	if c.draining || c.closing || c.calls >= c.cfg.maxCalls ||
 		c.cfg.maxCallBytes > 0 && c.calls > 0 && c.callBytes+size > c.cfg.maxCallBytes {
-		msg := ErrShuttingDown.Error()
+		reason := ErrShuttingDown
 		if !c.draining && !c.closing {
-			msg = ErrTooManyCalls.Error()
+			reason = ErrTooManyCalls
 		}
+		msg := reason.Error()
 		c.mu.Unlock()
+		if obs := c.cfg.observer; obs != nil {
+			obs.CallRefused(c, string(f.Method), reason)
+		}
 		out := getBuf()
 		out.b = wire.AppendError(out.b, f.CallID, CodeServerError, msg, nil)
 		putBuf(in)
@@ -167,10 +178,17 @@ func (c *Conn) cancelRunning(tok []byte) {
 // over the extension, or nil.
 func (c *Conn) runHandler(ctx context.Context, cc *callCtx, m *method, f *wire.Frame, in *buffer) {
 	defer c.wg.Done()
+	var ci *CallInfo
+	obs := c.cfg.observer
+	if obs != nil {
+		ci = &CallInfo{Method: string(f.Method), Dir: Inbound, Start: time.Now(), RequestBytes: len(in.b)}
+		ctx = obs.CallStarted(ctx, c, ci)
+	}
 	out := getBuf()
 	out.b = wire.AppendResponseStart(out.b)
 	h := bind.Hint{UTF8: in.utf8, Str: f.Str, StrEnd: f.StrEnd, StrEsc: f.StrEsc}
 	typ, err := c.invoke(ctx, m, f, h, out)
+	code := 0
 	if err == nil {
 		out.b = wire.AppendResponseEnd(out.b, typ, f.CallID)
 	} else {
@@ -181,7 +199,12 @@ func (c *Conn) runHandler(ctx context.Context, cc *callCtx, m *method, f *wire.F
 				we = &Error{Code: CodeInternalError, Message: "internal error"}
 			}
 		}
+		code = we.Code
 		out.b = wire.AppendError(out.b[:0], f.CallID, we.Code, we.Message, we.Data)
+	}
+	if ci != nil {
+		ci.Duration, ci.Err, ci.Code, ci.ResponseBytes = time.Since(ci.Start), err, code, len(out.b)
+		defer obs.CallEnded(ctx, c, ci)
 	}
 	// The caller gave up: it canceled, or the deadline it sent passed and
 	// the handler failed for it. It waits for no answer.

@@ -62,7 +62,7 @@ func NewServer(mux *Mux, opts *ServerOptions) *Server {
 		logger: o.Logger, callTimeout: o.CallTimeout, keepAlive: o.KeepAlive,
 		binary: o.BinaryFrames, maxMessage: o.MaxMessageSize, sendQueue: o.SendQueue, sendBytes: o.SendQueueBytes,
 		writeTimeout: o.WriteTimeout, maxCalls: o.MaxConcurrentCalls, maxCallBytes: o.MaxCallBytes,
-		errorDetails: o.SendErrorDetails, closeTimeout: o.CloseTimeout,
+		errorDetails: o.SendErrorDetails, observer: o.Observer, closeTimeout: o.CloseTimeout,
 	}.config(mux)
 	if err != nil {
 		panic(err)

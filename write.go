@@ -22,6 +22,14 @@ func (c *Conn) send(out *buffer) {
 func (c *Conn) trySend(out *buffer) {
 	if queued, ended := c.tryEnqueue(out); !queued && !ended {
 		putBuf(out)
+		c.observeDropped()
+	}
+}
+
+// observeDropped tells the Observer of a frame given up on.
+func (c *Conn) observeDropped() {
+	if obs := c.cfg.observer; obs != nil {
+		obs.Queue(c, 0, 0, 1)
 	}
 }
 
@@ -95,8 +103,9 @@ func (q *sendQueue) close() []*buffer {
 	return left
 }
 
-// release frees the buffers of frames taken off the queue, and their room.
-func (q *sendQueue) release(batch []*buffer) {
+// release frees the buffers of frames taken off the queue, and their room,
+// and reports the number and bytes of the data frames among them.
+func (q *sendQueue) release(batch []*buffer) (int, int64) {
 	var frames int
 	var size int64
 	for i, out := range batch {
@@ -108,7 +117,7 @@ func (q *sendQueue) release(batch []*buffer) {
 		batch[i] = nil
 	}
 	if frames == 0 {
-		return
+		return 0, 0
 	}
 	q.mu.Lock()
 	q.held -= frames
@@ -118,6 +127,31 @@ func (q *sendQueue) release(batch []*buffer) {
 	q.mu.Unlock()
 	if room != nil {
 		close(room)
+	}
+	return frames, size
+}
+
+// releaseWritten releases the frames of a batch the writer is done with,
+// and tells the Observer; written says whether they went out (or were
+// dropped: the connection ended first).
+func (c *Conn) releaseWritten(batch []*buffer, written bool) {
+	obs := c.cfg.observer
+	if obs == nil {
+		c.q.release(batch)
+		return
+	}
+	for _, out := range batch {
+		if written && out.qsize > 0 {
+			obs.Frame(c, Outbound, len(out.b))
+		}
+	}
+	frames, size := c.q.release(batch)
+	dropped := 0
+	if !written {
+		dropped = frames
+	}
+	if frames > 0 {
+		obs.Queue(c, -frames, -size, dropped)
 	}
 }
 
@@ -140,6 +174,7 @@ func (c *Conn) tryQueue(out *buffer, inline bool) (queued, ended, start bool) {
 	if q.closed {
 		q.mu.Unlock()
 		putBuf(out)
+		c.observeDropped()
 		return false, true, false
 	}
 	if !q.fitsLocked(size) {
@@ -149,7 +184,11 @@ func (c *Conn) tryQueue(out *buffer, inline bool) (queued, ended, start bool) {
 	q.held++
 	q.size += size
 	out.qsize = size
-	return true, false, c.pushLocked(out, inline)
+	start = c.pushLocked(out, inline)
+	if obs := c.cfg.observer; obs != nil {
+		obs.Queue(c, 1, size, 0)
+	}
+	return true, false, start
 }
 
 // enqueue waits for room in the send queue, then queues out. It takes
@@ -169,9 +208,11 @@ func (c *Conn) enqueue(ctx context.Context, out *buffer) error {
 		case <-c.q.waitRoom():
 		case <-ctx.Done():
 			putBuf(out)
+			c.observeDropped()
 			return ctx.Err()
 		case <-c.ctx.Done():
 			putBuf(out)
+			c.observeDropped()
 			c.mu.Lock()
 			defer c.mu.Unlock()
 			return c.endErr()
@@ -254,7 +295,7 @@ func (c *Conn) writeLoop() {
 				c.werr = err
 			}
 		}
-		c.q.release(q)
+		c.releaseWritten(q, c.werr == nil)
 		if c.werr != nil {
 			c.fail(fmt.Errorf("write: %w", c.werr))
 		} else if c.closeSent && c.cfg.closeTimeout <= 0 {

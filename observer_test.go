@@ -1,0 +1,258 @@
+package wsrpc
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// recorder is an Observer that keeps what it saw.
+type recorder struct {
+	mu       sync.Mutex
+	opened   int
+	closed   []error
+	started  []CallInfo
+	ended    []CallInfo
+	refused  []string
+	frames   map[Direction]int
+	bytes    map[Direction]int
+	depth    int
+	depthB   int64
+	dropped  int
+	tries    []error
+	ctxValue []any // what CallEnded's context carried
+}
+
+type obsKey struct{}
+
+func newRecorder() *recorder {
+	return &recorder{frames: map[Direction]int{}, bytes: map[Direction]int{}}
+}
+
+func (r *recorder) ConnOpened(*Conn) { r.mu.Lock(); r.opened++; r.mu.Unlock() }
+func (r *recorder) ConnClosed(_ *Conn, err error) {
+	r.mu.Lock()
+	r.closed = append(r.closed, err)
+	r.mu.Unlock()
+}
+func (r *recorder) CallStarted(ctx context.Context, _ *Conn, ci *CallInfo) context.Context {
+	r.mu.Lock()
+	r.started = append(r.started, *ci)
+	r.mu.Unlock()
+	return context.WithValue(ctx, obsKey{}, "span of "+ci.Method)
+}
+func (r *recorder) CallEnded(ctx context.Context, _ *Conn, ci *CallInfo) {
+	r.mu.Lock()
+	r.ended = append(r.ended, *ci)
+	r.ctxValue = append(r.ctxValue, ctx.Value(obsKey{}))
+	r.mu.Unlock()
+}
+func (r *recorder) CallRefused(_ *Conn, method string, _ error) {
+	r.mu.Lock()
+	r.refused = append(r.refused, method)
+	r.mu.Unlock()
+}
+func (r *recorder) Frame(_ *Conn, dir Direction, size int) {
+	r.mu.Lock()
+	r.frames[dir]++
+	r.bytes[dir] += size
+	r.mu.Unlock()
+}
+func (r *recorder) Queue(_ *Conn, frames int, bytes int64, dropped int) {
+	r.mu.Lock()
+	r.depth += frames
+	r.depthB += bytes
+	r.dropped += dropped
+	r.mu.Unlock()
+}
+func (r *recorder) ConnectTry(_ string, _ int, err error) {
+	r.mu.Lock()
+	r.tries = append(r.tries, err)
+	r.mu.Unlock()
+}
+
+func (r *recorder) endedCalls(dir Direction) map[string]CallInfo {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m := map[string]CallInfo{}
+	for _, ci := range r.ended {
+		if ci.Dir == dir {
+			m[ci.Method] = ci
+		}
+	}
+	return m
+}
+
+var _ Observer = (*recorder)(nil)
+var _ Observer = NopObserver{}
+
+// TestObserver: an Observer on each side sees the connection open and
+// close, every call both ways with its method, direction, outcome and
+// sizes (methods added with Register included), refused calls, frames,
+// the send queue, and the client's connect tries; the context it returns
+// from CallStarted is the handler's.
+func TestObserver(t *testing.T) {
+	ctx := ctxT(t)
+	srvObs, cliObs := newRecorder(), newRecorder()
+	m := utilMux()
+	Register(m, "span", func(ctx context.Context, _ struct{}) (string, error) {
+		s, _ := ctx.Value(obsKey{}).(string)
+		return s, nil
+	})
+	Register(m, "ask_client", func(ctx context.Context, _ struct{}) (string, error) {
+		return Call[string](ctx, ConnFromContext(ctx), "echo", textArgs{"nested"})
+	})
+	srv, u := testServer(t, m, &ServerOptions{Observer: srvObs})
+	cl := testDial(t, u, &DialOptions{Observer: cliObs, Methods: utilMux()})
+
+	if got, err := Call[string](ctx, cl, "span", nil); err != nil || got != "span of span" {
+		t.Errorf("span = %q, %v: the handler's context is not the one CallStarted returned", got, err)
+	}
+	if got, err := Call[string](ctx, cl, "ask_client", nil); err != nil || got != "nested" {
+		t.Errorf("ask_client = %q, %v", got, err)
+	}
+	_, err := Call[string](ctx, cl, "echo", map[string]any{"wrong": 1})
+	if e, ok := errors.AsType[*Error](err); !ok || e.Code != CodeInvalidParams {
+		t.Fatalf("echo with a wrong argument: %v", err)
+	}
+	if _, err := Call[string](ctx, cl, "no_such_method", nil); err == nil {
+		t.Fatal("no_such_method answered")
+	}
+	cl.Close()
+	srv.Close()
+
+	in := srvObs.endedCalls(Inbound)
+	for _, name := range []string{"span", "ask_client", "echo"} {
+		ci, ok := in[name]
+		if !ok {
+			t.Errorf("the server's observer saw no inbound call %q (saw %v)", name, in)
+			continue
+		}
+		if ci.Duration <= 0 || ci.RequestBytes == 0 || ci.ResponseBytes == 0 {
+			t.Errorf("inbound %q: %+v, want a duration and sizes", name, ci)
+		}
+	}
+	if ci := in["echo"]; ci.Code != CodeInvalidParams || ci.Err == nil {
+		t.Errorf("inbound echo with a wrong argument: code %d, err %v, want %d", ci.Code, ci.Err, CodeInvalidParams)
+	}
+	if ci := in["span"]; ci.Code != 0 || ci.Err != nil {
+		t.Errorf("inbound span: code %d, err %v, want success", ci.Code, ci.Err)
+	}
+	if ci, ok := srvObs.endedCalls(Outbound)["echo"]; !ok || ci.Err != nil {
+		t.Errorf("the server's nested call to the client: %+v (seen %v)", ci, ok)
+	}
+	if ci, ok := cliObs.endedCalls(Inbound)["echo"]; !ok || ci.Err != nil {
+		t.Errorf("the client's handler of the nested call: %+v (seen %v)", ci, ok)
+	}
+	out := cliObs.endedCalls(Outbound)
+	if ci := out["echo"]; ci.Code != CodeInvalidParams {
+		t.Errorf("the client's call with a wrong argument: code %d, want %d", ci.Code, CodeInvalidParams)
+	}
+	if ci := out["no_such_method"]; ci.Code != CodeMethodNotFound {
+		t.Errorf("the client's call of an unknown method: code %d, want %d", ci.Code, CodeMethodNotFound)
+	}
+
+	for side, r := range map[string]*recorder{"server": srvObs, "client": cliObs} {
+		r.mu.Lock()
+		if r.opened != 1 || len(r.closed) != 1 {
+			t.Errorf("%s: %d opened, %d closed, want 1 each", side, r.opened, len(r.closed))
+		}
+		if len(r.started) != len(r.ended) {
+			t.Errorf("%s: %d calls started, %d ended", side, len(r.started), len(r.ended))
+		}
+		for i, v := range r.ctxValue {
+			if v == nil {
+				t.Errorf("%s: CallEnded %d did not get CallStarted's context", side, i)
+			}
+		}
+		if r.frames[Inbound] == 0 || r.frames[Outbound] == 0 || r.bytes[Inbound] == 0 {
+			t.Errorf("%s: frames %v, bytes %v", side, r.frames, r.bytes)
+		}
+		if r.depth != 0 || r.depthB != 0 {
+			t.Errorf("%s: the send queue's changes add up to %d frames, %d bytes, want 0", side, r.depth, r.depthB)
+		}
+		r.mu.Unlock()
+	}
+	srvObs.mu.Lock()
+	if len(srvObs.refused) != 1 || srvObs.refused[0] != "no_such_method" {
+		t.Errorf("server refused %v, want [no_such_method]", srvObs.refused)
+	}
+	if !isNormalClose(srvObs.closed[0]) {
+		t.Errorf("server's connection ended with %v, want the client's close (1000)", srvObs.closed[0])
+	}
+	srvObs.mu.Unlock()
+	cliObs.mu.Lock()
+	if !errors.Is(cliObs.closed[0], ErrClosed) {
+		t.Errorf("client's connection ended with %v, want ErrClosed", cliObs.closed[0])
+	}
+	if len(cliObs.tries) != 1 || cliObs.tries[0] != nil {
+		t.Errorf("client connect tries %v, want one that succeeded", cliObs.tries)
+	}
+	cliObs.mu.Unlock()
+}
+
+// TestObserverConnectTries: each failed connect try reaches ConnectTry
+// with its error.
+func TestObserverConnectTries(t *testing.T) {
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "busy", http.StatusServiceUnavailable)
+	}))
+	defer hs.Close()
+	obs := newRecorder()
+	_, err := tryDial(ctxT(t), t, "ws"+strings.TrimPrefix(hs.URL, "http"), &DialOptions{
+		Observer: obs,
+		Retry:    RetryOptions{MaxTries: 3, InitialInterval: 1},
+	})
+	if err == nil {
+		t.Fatal("Dial succeeded against a 503")
+	}
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	if len(obs.tries) != 3 {
+		t.Fatalf("%d connect tries observed, want 3", len(obs.tries))
+	}
+	for i, err := range obs.tries {
+		if he, ok := errors.AsType[*HTTPError](err); !ok || he.StatusCode != http.StatusServiceUnavailable {
+			t.Errorf("try %d: %v, want HTTP 503", i+1, err)
+		}
+	}
+}
+
+// TestObserverRefused: a call over MaxConcurrentCalls is refused, and
+// reaches CallRefused.
+func TestObserverRefused(t *testing.T) {
+	ctx := ctxT(t)
+	obs := newRecorder()
+	release := make(chan struct{})
+	started := make(chan struct{}, 1)
+	m := utilMux()
+	Register(m, "hold", func(ctx context.Context, _ struct{}) (bool, error) {
+		started <- struct{}{}
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return true, nil
+	})
+	_, u := testServer(t, m, &ServerOptions{Observer: obs, MaxConcurrentCalls: 1})
+	cl := testDial(t, u, nil)
+	held := make(chan error, 1)
+	go func() { held <- cl.Call(ctx, "hold", nil, nil) }()
+	recv(ctx, t, started, "hold to start")
+	if _, err := Call[string](ctx, cl, "echo", textArgs{"x"}); err == nil {
+		t.Fatal("a call over MaxConcurrentCalls ran")
+	}
+	close(release)
+	if err := recv(ctx, t, held, "hold to return"); err != nil {
+		t.Fatal(err)
+	}
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	if len(obs.refused) != 1 || obs.refused[0] != "echo" {
+		t.Errorf("refused %v, want [echo]", obs.refused)
+	}
+}
