@@ -116,6 +116,7 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Client, error
 	}
 	cfg.pingRPC = true
 	cfg.workers = newWorkers()
+	cfg.hooks = new(hooks)
 	proxy := o.Proxy
 	if proxy == nil {
 		proxy = http.ProxyFromEnvironment

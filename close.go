@@ -134,6 +134,9 @@ func (c *Conn) cleanup(readErr error) {
 	if c.cfg.onDisconnect != nil {
 		c.cfg.onDisconnect(c, cause)
 	}
+	for _, f := range c.cfg.hooks.onDisconnect() {
+		f(c, cause)
+	}
 	c.done.close(&c.mu)
 }
 

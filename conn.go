@@ -42,6 +42,7 @@ type config struct {
 	maxCallBytes int64 // request bytes those handlers hold; 0: no limit
 	errorDetails bool  // send the text of handlers' plain errors
 	observer     Observer
+	hooks        *hooks // registered besides onConnect and onDisconnect
 }
 
 // Conn is one WebSocket connection, on either side. Both sides may call
@@ -215,9 +216,18 @@ func (c *Conn) serve(onConnect chan<- error) {
 	if obs := c.cfg.observer; obs != nil {
 		obs.ConnOpened(c)
 	}
-	if c.cfg.onConnect != nil {
+	if registered := c.cfg.hooks.onConnect(); c.cfg.onConnect != nil || len(registered) > 0 {
 		c.wg.Go(func() {
-			err := c.cfg.onConnect(c.ctx, c)
+			var err error
+			if c.cfg.onConnect != nil {
+				err = c.cfg.onConnect(c.ctx, c)
+			}
+			for _, f := range registered {
+				if err != nil {
+					break
+				}
+				err = f(c.ctx, c)
+			}
 			if onConnect != nil {
 				onConnect <- err
 			}

@@ -39,7 +39,8 @@ type Server struct {
 	up         websocket.Upgrader
 
 	mu       sync.Mutex
-	conns    map[*Conn]struct{}
+	conns    map[string]*Conn   // open connections, by ID
+	byPath   map[pathKey][]*Conn // the same, by path wildcard and value
 	active   int           // ServeHTTP calls and connection goroutines
 	idle     chan struct{} // closed when active drops to 0 during shutdown
 	shutdown bool
@@ -68,7 +69,8 @@ func NewServer(mux *Mux, opts *ServerOptions) *Server {
 		panic(err)
 	}
 	cfg.workers = newWorkers()
-	s := &Server{cfg: cfg, opts: o, maxMessage: maxMessage, conns: make(map[*Conn]struct{}), perAddr: make(map[string]int)}
+	cfg.hooks = new(hooks)
+	s := &Server{cfg: cfg, opts: o, maxMessage: maxMessage, conns: make(map[string]*Conn), byPath: make(map[pathKey][]*Conn), perAddr: make(map[string]int)}
 	s.up = websocket.Upgrader{
 		// A small read buffer: an idle connection keeps it for its whole
 		// life, and payloads larger than it are read past it, straight
@@ -156,7 +158,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ws.Close()
 		return
 	}
-	s.conns[c] = struct{}{}
+	s.addLocked(c)
 	s.active++ // the connection's goroutine
 	served = true
 	if s.keeper == nil && s.cfg.keepAlive.Interval > 0 {
@@ -172,7 +174,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer s.leave()
 		c.serve(nil)
 		s.mu.Lock()
-		delete(s.conns, c)
+		s.removeLocked(c)
 		s.mu.Unlock()
 		s.release(addr)
 	}()
@@ -325,10 +327,64 @@ func (s *Server) wait(ctx context.Context) {
 
 func (s *Server) snapshot() []*Conn {
 	out := make([]*Conn, 0, len(s.conns))
-	for c := range s.conns {
+	for _, c := range s.conns {
 		out = append(out, c)
 	}
 	return out
 }
 
 func deadlineSoon() time.Time { return time.Now().Add(time.Second) }
+
+// pathKey names a path wildcard's value, such as client_id=alice.
+type pathKey struct{ name, value string }
+
+// addLocked indexes an open connection; s.mu held.
+func (s *Server) addLocked(c *Conn) {
+	s.conns[c.id] = c
+	pv := c.up.pathValues
+	for i := 0; i+1 < len(pv); i += 2 {
+		k := pathKey{pv[i], pv[i+1]}
+		s.byPath[k] = append(s.byPath[k], c)
+	}
+}
+
+// removeLocked drops a connection from the indexes; s.mu held.
+func (s *Server) removeLocked(c *Conn) {
+	delete(s.conns, c.id)
+	pv := c.up.pathValues
+	for i := 0; i+1 < len(pv); i += 2 {
+		k := pathKey{pv[i], pv[i+1]}
+		list := s.byPath[k]
+		for j, x := range list {
+			if x == c {
+				list[j] = list[len(list)-1]
+				list[len(list)-1] = nil
+				list = list[:len(list)-1]
+				break
+			}
+		}
+		if len(list) == 0 {
+			delete(s.byPath, k)
+		} else {
+			s.byPath[k] = list
+		}
+	}
+}
+
+// Conn returns the open connection whose [Conn.ID] is id, or nil.
+func (s *Server) Conn(id string) *Conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conns[id]
+}
+
+// ConnsByPathValue returns the open connections whose upgrade request had
+// the path wildcard name set to value: for a Server mounted on
+// "/ws/{client_id}", ConnsByPathValue("client_id", "alice") finds alice's
+// connections, however many the server has. It takes time in proportion to
+// what it returns, not to the connections open.
+func (s *Server) ConnsByPathValue(name, value string) []*Conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]*Conn(nil), s.byPath[pathKey{name, value}]...)
+}
