@@ -39,10 +39,10 @@ type Server struct {
 	up         websocket.Upgrader
 
 	mu       sync.Mutex
-	conns    map[string]*Conn   // open connections, by ID
+	conns    map[string]*Conn    // open connections, by ID
 	byPath   map[pathKey][]*Conn // the same, by path wildcard and value
-	active   int           // ServeHTTP calls and connection goroutines
-	idle     chan struct{} // closed when active drops to 0 during shutdown
+	active   int                 // ServeHTTP calls and connection goroutines
+	idle     chan struct{}       // closed when active drops to 0 during shutdown
 	shutdown bool
 	open     int            // connections open or being upgraded
 	perAddr  map[string]int // the same, by remote IP
