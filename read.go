@@ -152,7 +152,7 @@ func (c *Conn) handleRequest(f *wire.Frame, in *buffer) {
 		ctx = cc
 	}
 	c.mu.Unlock()
-	t := taskPool.Get().(*task)
+	t := taskPool.Get().(*callTask)
 	t.c, t.ctx, t.cc, t.m, t.f, t.in = c, ctx, cc, m, *f, in
 	c.cfg.workers.run(t)
 }

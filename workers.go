@@ -11,29 +11,34 @@ import (
 // workerIdle is how long an idle worker waits for a call before it exits.
 const workerIdle = 5 * time.Second
 
-// task is one inbound call, from the reader to a worker, or a turn of a
-// connection's writer.
-type task struct {
-	c     *Conn
-	write bool // run c's writer
-	ctx   context.Context
-	cc    *callCtx
-	m     *method
-	f     wire.Frame
-	in    *buffer
+// A job is what a worker runs: an inbound call (*callTask) or a turn of a
+// connection's writer (*writerJob).
+type job interface{ run() }
+
+// callTask is one inbound call, from the reader to a worker. Tasks are
+// pooled: a call costs no allocation for its hand-off.
+type callTask struct {
+	c   *Conn
+	ctx context.Context
+	cc  *callCtx
+	m   *method
+	f   wire.Frame
+	in  *buffer
 }
 
-var taskPool = sync.Pool{New: func() any { return new(task) }}
+var taskPool = sync.Pool{New: func() any { return new(callTask) }}
 
-func (t *task) run() {
-	if t.write {
-		t.c.writeLoop()
-	} else {
-		t.c.runHandler(t.ctx, t.cc, t.m, &t.f, t.in)
-	}
-	*t = task{}
+func (t *callTask) run() {
+	t.c.runHandler(t.ctx, t.cc, t.m, &t.f, t.in)
+	*t = callTask{}
 	taskPool.Put(t)
 }
+
+// writerJob runs a connection's writer: the Conn itself, so that starting
+// the writer allocates nothing.
+type writerJob Conn
+
+func (w *writerJob) run() { (*Conn)(w).writeLoop() }
 
 // workers runs calls on goroutines that outlive one call: a call goes to an
 // idle worker if one is waiting, else to a new goroutine, so calls never
@@ -41,18 +46,18 @@ func (t *task) run() {
 // its stack, for every call. A Server or Client owns one; each call is
 // also counted by its connection, which waits for it.
 type workers struct {
-	tasks chan *task // unbuffered: a send succeeds only to an idle worker
+	tasks chan job // unbuffered: a send succeeds only to an idle worker
 	quit  chan struct{}
 	once  sync.Once
 	wg    sync.WaitGroup // the workers running
 }
 
 func newWorkers() *workers {
-	return &workers{tasks: make(chan *task), quit: make(chan struct{})}
+	return &workers{tasks: make(chan job), quit: make(chan struct{})}
 }
 
 // run runs t on a worker. It never waits for other calls.
-func (w *workers) run(t *task) {
+func (w *workers) run(t job) {
 	select {
 	case w.tasks <- t:
 	default:
@@ -62,7 +67,7 @@ func (w *workers) run(t *task) {
 
 // loop runs t, then further tasks, until it was idle for a whole period
 // or the pool stopped.
-func (w *workers) loop(t *task) {
+func (w *workers) loop(t job) {
 	t.run()
 	timer := time.NewTimer(workerIdle)
 	defer timer.Stop()

@@ -246,9 +246,7 @@ func (c *Conn) pushLocked(out *buffer, inline bool) (start bool) {
 	}
 	q.mu.Unlock()
 	if start && !inline {
-		t := taskPool.Get().(*task)
-		t.c, t.write = c, true
-		c.cfg.workers.run(t)
+		c.cfg.workers.run((*writerJob)(c))
 		return false
 	}
 	return start
