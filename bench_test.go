@@ -71,3 +71,27 @@ func BenchmarkEncode(b *testing.B) {
 		buf = wire.AppendResponseEnd(buf, "str", id)
 	}
 }
+
+// BenchmarkWriterYield shows what the writer's runtime.Gosched before each
+// batch buys: with many calls in flight on one connection, the frames that
+// handlers are about to queue join the batch, and one write carries many.
+func BenchmarkWriterYield(b *testing.B) {
+	for _, yield := range []bool{true, false} {
+		b.Run(fmt.Sprintf("yield=%v", yield), func(b *testing.B) {
+			writerYields = yield
+			defer func() { writerYields = true }()
+			_, url := testServer(b, echoMux(), nil)
+			cl := testDial(b, url, &DialOptions{KeepAlive: KeepAlive{Interval: -1}})
+			ctx := context.Background()
+			b.SetParallelism(32)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := Call[string](ctx, cl, "echo", textArgs{"0123456789abcdef"}); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}

@@ -252,6 +252,10 @@ func (c *Conn) pushLocked(out *buffer, inline bool) (start bool) {
 	return start
 }
 
+// writerYields is whether the writer yields before taking a batch; only
+// BenchmarkWriterYield turns it off, to show what it buys.
+var writerYields = true
+
 // writeLoop writes queued frames until the queue is empty, then exits; the
 // next push starts it again. At most one runs at a time, and it alone
 // owns c.werr and c.closeSent.
@@ -259,8 +263,11 @@ func (c *Conn) writeLoop() {
 	defer c.wg.Done()
 	for {
 		// Let the goroutines that are ready to queue frames (handlers
-		// finishing, callers) do so first, so that one write carries many.
-		runtime.Gosched()
+		// finishing, callers) do so first, so that one write carries many
+		// (BenchmarkWriterYield measures it).
+		if writerYields {
+			runtime.Gosched()
+		}
 		q := c.q.take()
 		if q == nil {
 			return
