@@ -86,7 +86,7 @@ func TestBadInput(t *testing.T) {
 		name   string
 		frame  string
 		mt     int
-		code   int   // 0: no answer expected
+		code   Code  // 0: no answer expected
 		callID any   // the call id the answer must carry (nil: null)
 		report error // what OnError must have seen, if not nil
 	}{

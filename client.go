@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"fmt"
 	"io"
 	"mime"
 	"net"
@@ -86,7 +85,7 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Client, error
 	}
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("wsrpc: dial: %w", err)
+		return nil, errorf("dial: %w", err)
 	}
 	switch u.Scheme {
 	case "ws", "wss":
@@ -95,10 +94,10 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Client, error
 	case "https":
 		u.Scheme = "wss"
 	default:
-		return nil, fmt.Errorf("wsrpc: dial: unsupported URL scheme %q", u.Scheme)
+		return nil, errorf("dial: unsupported URL scheme %q", u.Scheme)
 	}
 	if u.User != nil {
-		return nil, errors.New("wsrpc: dial: credentials in the URL are not supported: send them in DialOptions.Header")
+		return nil, errorf("dial: credentials in the URL are not supported: send them in DialOptions.Header")
 	}
 	// Logs and errors name the server without the query, which may hold a
 	// token.
@@ -159,7 +158,7 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Client, error
 	}
 	if err != nil {
 		cl.Close()
-		return nil, fmt.Errorf("wsrpc: dial: %w", err)
+		return nil, errorf("dial: %w", err)
 	}
 	return cl, nil
 }
@@ -214,12 +213,12 @@ func (cl *Client) connect(ctx context.Context, first bool) (*websocket.Conn, err
 			// (backoff returns the bare ctx error when ctx ends between
 			// tries), unless it is ctx's own.
 			if last != nil {
-				err = fmt.Errorf("%w (last try: %w)", cerr, last)
+				err = errorf("%w (last try: %w)", cerr, last)
 			} else if !errors.Is(err, cerr) {
-				err = fmt.Errorf("%w (%w)", cerr, err)
+				err = errorf("%w (%w)", cerr, err)
 			}
 		}
-		return nil, fmt.Errorf("wsrpc: connect %s: %w", cl.logURL, trimPrefixErr{err})
+		return nil, errorf("connect %s: %w", cl.logURL, err)
 	}
 	return ws, nil
 }
@@ -259,12 +258,12 @@ func (cl *Client) dialOnce(ctx context.Context) (*websocket.Conn, error) {
 			if errors.Is(err, cerr) {
 				return nil, err
 			}
-			return nil, fmt.Errorf("%w (%w)", cerr, err)
+			return nil, errorf("%w (%w)", cerr, err)
 		}
 		if isDeadline(err) {
 			// The try's own bound, not ctx: say so rather than let it
 			// pass for ctx's deadline.
-			return nil, fmt.Errorf("%w after %v (%v)", ErrHandshakeTimeout, cl.dialer.HandshakeTimeout, err)
+			return nil, errorf("%w after %v (%v)", ErrHandshakeTimeout, cl.dialer.HandshakeTimeout, err)
 		}
 		if resp != nil && errors.Is(err, websocket.ErrBadHandshake) {
 			return nil, answerError(resp)
@@ -297,11 +296,12 @@ func answerError(resp *http.Response) error {
 // handshakeError is an *HTTPError whose status is no error status, with a
 // text that says what went wrong instead.
 type handshakeError struct {
-	he   *HTTPError
-	text string
+	he  *HTTPError
+	msg string
 }
 
-func (e *handshakeError) Error() string { return "wsrpc: " + e.text }
+func (e *handshakeError) Error() string { return errPrefix + e.msg }
+func (e *handshakeError) text() string  { return e.msg }
 func (e *handshakeError) Unwrap() error { return e.he }
 
 // maxBodyMessage bounds the body an HTTPError keeps as its Message.
@@ -385,12 +385,6 @@ func isDeadline(err error) bool {
 	ne, ok := errors.AsType[net.Error](err)
 	return ok && ne.Timeout()
 }
-
-// trimPrefixErr drops a "wsrpc: " prefix from a wrapped error's text.
-type trimPrefixErr struct{ err error }
-
-func (e trimPrefixErr) Error() string { return strings.TrimPrefix(e.err.Error(), "wsrpc: ") }
-func (e trimPrefixErr) Unwrap() error { return e.err }
 
 // run serves each connection and reconnects when it drops, until the
 // client is closed or a reconnect fails for good.
@@ -514,7 +508,7 @@ func (cl *Client) Call(ctx context.Context, method string, args, result any) err
 		select {
 		case <-ready:
 		case <-ctx.Done():
-			return &callError{method, fmt.Errorf("%w: %w", ErrNotConnected, ctx.Err())}
+			return &callError{method, errorf("%w: %w", ErrNotConnected, ctx.Err())}
 		case <-cl.ended:
 			return &callError{method, cl.Err()}
 		}

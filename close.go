@@ -3,7 +3,6 @@ package wsrpc
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"time"
 
@@ -47,7 +46,7 @@ func (c *Conn) endErr() error {
 	if c.cause == nil || errors.Is(c.cause, ErrClosed) {
 		return ErrClosed
 	}
-	return fmt.Errorf("%w: %w", ErrConnectionLost, c.cause)
+	return errorf("%w: %w", ErrConnectionLost, c.cause)
 }
 
 // fail ends a connection whose link is broken.

@@ -232,8 +232,9 @@ func (c *Conn) serve(onConnect chan<- error) {
 				onConnect <- err
 			}
 			if err != nil {
-				c.report(fmt.Errorf("wsrpc: on connect: %w", err))
-				c.close(websocket.CloseInternalServerErr, "on connect failed", fmt.Errorf("wsrpc: on connect: %w", err))
+				err = errorf("on connect: %w", err)
+				c.report(err)
+				c.close(websocket.CloseInternalServerErr, "on connect failed", err)
 			}
 		})
 	} else if onConnect != nil {

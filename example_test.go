@@ -114,15 +114,15 @@ func ExampleError() {
 	_, err = wsrpc.Call[float64](ctx, cl, "divide", map[string]float64{"X": 1, "Y": 0})
 	var e *wsrpc.Error
 	if errors.As(err, &e) {
-		fmt.Println(e.Code, e.Message)
+		fmt.Printf("%d %s\n", e.Code, e.Message)
 	}
 	_, err = wsrpc.Call[float64](ctx, cl, "divide", map[string]float64{"X": 1})
-	if errors.As(err, &e) {
-		fmt.Println(e.Code == wsrpc.CodeInvalidParams, e.Message)
-	}
+	fmt.Println(wsrpc.ErrorCode(err) == wsrpc.CodeInvalidParams)
+	fmt.Println(err)
 	// Output:
 	// 1001 division by zero
-	// true missing required argument "Y"
+	// true
+	// wsrpc: call "divide": remote error -32602 (invalid params): missing required argument "Y"
 }
 
 // Client.Call decodes the result into a value of the caller's; its error
@@ -153,6 +153,7 @@ func ExampleClient_Call() {
 	switch {
 	case err == nil:
 		fmt.Println(sum)
+	case errors.Is(err, wsrpc.ErrTooManyCalls), errors.Is(err, wsrpc.ErrShuttingDown): // the server is busy or going away: try later
 	case errors.As(err, &e): // the peer answered with an error: e.Code, e.Message, e.Data
 		fmt.Println(e.Code, e.Message)
 	case errors.Is(err, context.DeadlineExceeded): // timed out (the ctx's deadline, or CallTimeout)

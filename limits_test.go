@@ -50,7 +50,7 @@ func TestMaxConcurrentCalls(t *testing.T) {
 	<-started
 	<-started
 	_, err := Call[string](ctx, cl, "echo", textArgs{"x"})
-	if e, ok := errors.AsType[*Error](err); !ok || e.Code != CodeServerError || e.Message != ErrTooManyCalls.Error() {
+	if !errors.Is(err, ErrTooManyCalls) || ErrorCode(err) != CodeServerError {
 		t.Fatalf("third call: %v, want %v", err, ErrTooManyCalls)
 	}
 	close(release)
@@ -98,7 +98,7 @@ func TestMaxCallBytes(t *testing.T) {
 	}()
 	<-started
 	_, err := Call[int](ctx, cl, "hold", big)
-	if e, ok := errors.AsType[*Error](err); !ok || e.Code != CodeServerError || e.Message != ErrTooManyCalls.Error() {
+	if !errors.Is(err, ErrTooManyCalls) || ErrorCode(err) != CodeServerError {
 		t.Fatalf("second big call: %v, want %v", err, ErrTooManyCalls)
 	}
 	if got, err := Call[string](ctx, cl, "echo", textArgs{"small"}); err != nil || got != "small" {

@@ -85,7 +85,7 @@ type CallInfo struct {
 
 	Duration      time.Duration
 	Err           error // nil on success; an *Error when the remote side (inbound: the handler) answered with one
-	Code          int   // the JSON-RPC code of the error answer, or 0
+	Code          Code  // the JSON-RPC code of the error answer, or 0
 	ResponseBytes int   // the answer frame's size, if there was one
 }
 

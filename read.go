@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"runtime/debug"
 	"strconv"
 	"time"
@@ -62,8 +61,8 @@ func (c *Conn) handleFrame(mt int, buf *buffer) {
 }
 
 var (
-	errInvalidUTF8    = errors.New("text frame is not valid UTF-8")
-	errCanceledByPeer = errors.New("wsrpc: call canceled by the caller")
+	errInvalidUTF8          = errors.New("text frame is not valid UTF-8")
+	errCanceledByPeer error = &sentinelError{msg: "call canceled by the caller"}
 )
 
 // badFrame answers a frame that could not be used, where it has a request to
@@ -77,16 +76,16 @@ func (c *Conn) badFrame(f *wire.Frame, err error) {
 	case errors.As(err, &inv) && inv.Params:
 		code = CodeInvalidParams
 	}
-	c.reportFromReader(fmt.Errorf("%w: %v", ErrBadFrame, err))
+	c.reportFromReader(errorf("%w: %v", ErrBadFrame, err))
 	if f.Kind == wire.KindResponse {
 		// A broken answer to one of our calls fails that call, clearly.
 		if ch := c.pending.take(f.CallID); ch != nil {
-			ch <- reply{err: fmt.Errorf("%w: %v", ErrBadFrame, err)}
+			ch <- reply{err: errorf("%w: %v", ErrBadFrame, err)}
 		}
 		return
 	}
 	out := getBuf()
-	out.b = wire.AppendError(out.b, f.CallID, code, err.Error(), nil)
+	out.b = wire.AppendError(out.b, f.CallID, int(code), err.Error(), nil)
 	c.send(out)
 }
 
@@ -111,7 +110,7 @@ func (c *Conn) handleRequest(f *wire.Frame, in *buffer) {
 			obs.CallRefused(c, string(f.Method), &Error{Code: CodeMethodNotFound, Message: msg})
 		}
 		out := getBuf()
-		out.b = wire.AppendError(out.b, f.CallID, CodeMethodNotFound, msg, nil)
+		out.b = wire.AppendError(out.b, f.CallID, int(CodeMethodNotFound), msg, nil)
 		putBuf(in)
 		c.send(out)
 		return
@@ -126,13 +125,13 @@ func (c *Conn) handleRequest(f *wire.Frame, in *buffer) {
 		if !c.draining && !c.closing {
 			reason = ErrTooManyCalls
 		}
-		msg := reason.Error()
 		c.mu.Unlock()
 		if obs := c.cfg.observer; obs != nil {
 			obs.CallRefused(c, string(f.Method), reason)
 		}
 		out := getBuf()
-		out.b = wire.AppendError(out.b, f.CallID, CodeServerError, msg, nil)
+		// The sentinel's answer: its text, without the prefix.
+		out.b = wire.AppendError(out.b, f.CallID, int(CodeServerError), textOf(reason), nil)
 		putBuf(in)
 		c.send(out)
 		return
@@ -188,19 +187,20 @@ func (c *Conn) runHandler(ctx context.Context, cc *callCtx, m *method, f *wire.F
 	out.b = wire.AppendResponseStart(out.b)
 	h := bind.Hint{UTF8: in.utf8, Str: f.Str, StrEnd: f.StrEnd, StrEsc: f.StrEsc}
 	typ, err := c.invoke(ctx, m, f, h, out)
-	code := 0
+	var code Code
 	if err == nil {
 		out.b = wire.AppendResponseEnd(out.b, typ, f.CallID)
 	} else {
-		we := toWireError(err)
-		if !isWireError(err) {
-			c.report(fmt.Errorf("wsrpc: method %q: %w", f.Method, err))
-			if !c.cfg.errorDetails {
-				we = &Error{Code: CodeInternalError, Message: "internal error"}
+		we, chosen := wireError(err)
+		if !chosen {
+			c.report(errorf("method %q: %w", f.Method, err))
+			we = &Error{Code: CodeInternalError, Message: "internal error"}
+			if c.cfg.errorDetails {
+				we.Message = err.Error()
 			}
 		}
 		code = we.Code
-		out.b = wire.AppendError(out.b[:0], f.CallID, we.Code, we.Message, we.Data)
+		out.b = wire.AppendError(out.b[:0], f.CallID, int(we.Code), we.Message, we.Data)
 	}
 	if ci != nil {
 		ci.Duration, ci.Err, ci.Code, ci.ResponseBytes = time.Since(ci.Start), err, code, len(out.b)
@@ -283,11 +283,6 @@ func (c *Conn) invoke(ctx context.Context, m *method, f *wire.Frame, h bind.Hint
 	// the server opted in to details.
 	out.b, typ, err = m.serve(ctx, f.Args, h, out.b)
 	return typ, err
-}
-
-func isWireError(err error) bool {
-	_, ok := errors.AsType[*Error](err)
-	return ok
 }
 
 func (c *Conn) sendResult(callID []byte, result, typ string) {

@@ -60,8 +60,8 @@ func TestShutdownDrains(t *testing.T) {
 		callErr = err
 		return err != nil
 	})
-	if e, ok := errors.AsType[*Error](callErr); !ok || e.Code != CodeServerError {
-		t.Errorf("call during Shutdown: err = %v, want a remote *Error with code %d", callErr, CodeServerError)
+	if !errors.Is(callErr, ErrShuttingDown) || ErrorCode(callErr) != CodeServerError {
+		t.Errorf("call during Shutdown: err = %v, want %v (code %d)", callErr, ErrShuttingDown, CodeServerError)
 	}
 	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()

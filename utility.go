@@ -38,9 +38,10 @@ const (
 	maxStoredBytes = 4 << 20
 )
 
-// errTooManyCallbacks answers a call_me_back over maxPendingCallbacks.
+// errTooManyCallbacks answers a call_me_back over maxPendingCallbacks. Its
+// caller's error matches ErrTooManyCalls ([Error.Is]).
 var errTooManyCallbacks = Errorf(CodeServerError,
-	"call_me_back: too many callbacks pending (at most %d per connection)", maxPendingCallbacks)
+	msgTooManyCallbacks+" (at most %d per connection)", maxPendingCallbacks)
 
 // RegisterUtilities adds to m the utility methods the Python library offers
 // as a ready set (RpcUtilityMethods), so that peers and tests written for it
@@ -58,9 +59,9 @@ var errTooManyCallbacks = Errorf(CodeServerError,
 //
 //   - At most 64 of call_me_back's calls wait for the peer's answer at
 //     once. A call_me_back over that is answered at once with a
-//     [CodeServerError] error, and calls nothing. A call ends when the
-//     peer answers, when it times out (CallTimeout) or when the
-//     connection ends.
+//     [CodeServerError] error, which matches [ErrTooManyCalls] with
+//     [errors.Is], and calls nothing. A call ends when the peer answers,
+//     when it times out (CallTimeout) or when the connection ends.
 //   - At most 1,000 responses, and at most 4 MiB of them (results and
 //     error messages), are kept: the oldest go first to make room. A
 //     response larger than 4 MiB on its own is kept as an error response

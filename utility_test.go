@@ -66,7 +66,7 @@ func readRawFrame(t *testing.T, ws *websocket.Conn) rawFrame {
 
 // TestCallMeBackPendingLimit: a peer that reads call_me_back's calls and
 // never answers them gets maxPendingCallbacks of them at once; every
-// call_me_back over that is refused at once with CodeServerError. The
+// call_me_back over that is refused at once with ErrTooManyCalls. The
 // server's goroutines stay bounded, and when the peer disconnects they end
 // and the connection's utility state is dropped.
 func TestCallMeBackPendingLimit(t *testing.T) {
@@ -97,10 +97,10 @@ func TestCallMeBackPendingLimit(t *testing.T) {
 			}
 			if e := f.Response.Error; e == nil {
 				accepted++
-			} else if e.Code == CodeServerError {
+			} else if errors.Is(e, ErrTooManyCalls) {
 				refused++
 			} else {
-				t.Fatalf("call_me_back %d: error %d %q, want %d", i, e.Code, e.Message, CodeServerError)
+				t.Fatalf("call_me_back %d: %v, want %v", i, e, ErrTooManyCalls)
 			}
 			break
 		}

@@ -80,7 +80,7 @@ func seedMux() *Mux {
 
 // errorCodes is what wsrpc answers where the Python library closed the
 // connection or stayed silent.
-var errorCodes = map[string]int{
+var errorCodes = map[string]Code{
 	"handler-raises":   CodeInternalError,
 	"unknown-method":   CodeMethodNotFound,
 	"missing-argument": CodeInvalidParams,

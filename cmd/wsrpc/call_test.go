@@ -120,10 +120,10 @@ func TestCallRemoteError(t *testing.T) {
 		args []string
 		want string // the first line on stderr
 	}{
-		{"unknown method", []string{url, "nope"}, "wsrpc: remote error -32601: method not found: nope"},
-		{"wrong type", []string{url, "add", "a=x", "b=1"}, "wsrpc: remote error -32602: "},
-		{"missing argument", []string{url, "concat", "a=x"}, "wsrpc: remote error -32602: "},
-		{"refused by the handler", []string{url, "register_wake_up_call", "time_delta=-1", "name=x"}, "wsrpc: remote error -32602: time_delta must be between"},
+		{"unknown method", []string{url, "nope"}, "wsrpc: remote error -32601 (method not found): method not found: nope"},
+		{"wrong type", []string{url, "add", "a=x", "b=1"}, "wsrpc: remote error -32602 (invalid params): "},
+		{"missing argument", []string{url, "concat", "a=x"}, "wsrpc: remote error -32602 (invalid params): "},
+		{"refused by the handler", []string{url, "register_wake_up_call", "time_delta=-1", "name=x"}, "wsrpc: remote error -32602 (invalid params): time_delta must be between"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
