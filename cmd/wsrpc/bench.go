@@ -386,7 +386,7 @@ func sameString(a, b []byte) bool {
 // logErr prints the first few call errors.
 func (r *loadRun) logErr(err error) {
 	if r.errLogs.Add(1) <= benchMaxErrLogs {
-		r.console.printf("wsrpc: bench: %s\n", errText(err))
+		r.console.printf("%v\n", err) // the library's "wsrpc: call ..."
 	}
 }
 

@@ -256,8 +256,9 @@ func argValue(v string) json.RawMessage {
 	return b
 }
 
-// callFailure reports why a call did not succeed and returns its exit
-// status.
+// callFailure reports why a call did not succeed, err being the library's
+// error, and returns its exit status. err's text begins with "wsrpc: ", as
+// the command's own messages do, and is printed as it is.
 func callFailure(ctx context.Context, std stdio, timeout time.Duration, err error) int {
 	if e, ok := errors.AsType[*wsrpc.Error](err); ok {
 		fmt.Fprintln(std.err, e.Error())
@@ -281,7 +282,10 @@ func callFailure(ctx context.Context, std stdio, timeout time.Duration, err erro
 		// noise.
 		return failure(std, errors.New("interrupted"))
 	case errors.Is(cerr, context.DeadlineExceeded):
-		return failure(std, fmt.Errorf("timed out after %v: %s", timeout, errText(err)))
+		// What happened, then the library's account of it.
+		fmt.Fprintf(std.err, "wsrpc: timed out after %v\n%v\n", timeout, err)
+		return exitFail
 	}
-	return failure(std, err)
+	fmt.Fprintln(std.err, err) // the library's "wsrpc: ..."
+	return exitFail
 }

@@ -205,7 +205,7 @@ func TestCallTimeout(t *testing.T) {
 	if r.code != exitFail || r.stdout != "" {
 		t.Errorf("exit %d, stdout %q; want %d and nothing", r.code, r.stdout, exitFail)
 	}
-	if want := "wsrpc: timed out after 100ms: "; !strings.HasPrefix(r.stderr, want) {
+	if want := "wsrpc: timed out after 100ms\nwsrpc: connect ws://" + ln.Addr().String() + "/ws: "; !strings.HasPrefix(r.stderr, want) {
 		t.Errorf("stderr %q, want it to begin with %q", r.stderr, want)
 	}
 }
@@ -269,7 +269,7 @@ func TestCallTimeoutBoundsClose(t *testing.T) {
 	if r.code != exitFail || r.stdout != "" {
 		t.Errorf("exit %d, stdout %q; want %d and nothing", r.code, r.stdout, exitFail)
 	}
-	if want := "wsrpc: timed out after 1s: "; !strings.HasPrefix(r.stderr, want) {
+	if want := "wsrpc: timed out after 1s\nwsrpc: call \"echo\": "; !strings.HasPrefix(r.stderr, want) {
 		t.Errorf("stderr %q, want it to begin with %q", r.stderr, want)
 	}
 	// A generous bound: what matters is that closing does not wait on.

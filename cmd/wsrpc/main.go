@@ -42,7 +42,6 @@ import (
 	"runtime/debug"
 	"runtime/pprof"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 )
@@ -310,15 +309,10 @@ func usageError(std stdio, name, msg string) int {
 	return exitFail
 }
 
-// failure prints err on stderr, with a single "wsrpc: " prefix, and returns
-// exitFail.
+// failure prints the command's own error err on stderr, after the
+// program's "wsrpc: ", and returns exitFail. The library's errors begin
+// with "wsrpc: " already: callFailure prints those as they are.
 func failure(std stdio, err error) int {
-	fmt.Fprintln(std.err, "wsrpc: "+errText(err))
+	fmt.Fprintln(std.err, "wsrpc: "+err.Error())
 	return exitFail
-}
-
-// errText is err's text without the "wsrpc: " prefix of the library's
-// errors.
-func errText(err error) string {
-	return strings.TrimPrefix(err.Error(), "wsrpc: ")
 }

@@ -222,7 +222,8 @@ type wakeUpArgs struct {
 // registerWakeUpCall is the method register_wake_up_call: it returns at
 // once and calls wake_up on the caller time_delta seconds later, unless the
 // connection or the server ends first. It refuses a call over the limits
-// of pending wake-ups with a CodeServerError error.
+// of pending wake-ups with a CodeServerError error, and one while the
+// server stops with wsrpc.ErrShuttingDown.
 func (d *demo) registerWakeUpCall(ctx context.Context, a wakeUpArgs) (bool, error) {
 	if !(a.TimeDelta >= 0 && a.TimeDelta <= maxWakeUpDelay.Seconds()) {
 		return false, wsrpc.Errorf(wsrpc.CodeInvalidParams, "time_delta must be between 0 and %v seconds", maxWakeUpDelay.Seconds())
@@ -240,7 +241,7 @@ func (d *demo) registerWakeUpCall(ctx context.Context, a wakeUpArgs) (bool, erro
 	cw := d.pending[caller]
 	switch {
 	case d.stopped:
-		return false, wsrpc.Errorf(wsrpc.CodeServerError, "server shutting down")
+		return false, wsrpc.ErrShuttingDown
 	case len(cw) >= d.maxPerConn:
 		return false, wsrpc.Errorf(wsrpc.CodeServerError,
 			"too many pending wake-up calls on this connection (at most %d)", d.maxPerConn)

@@ -316,3 +316,14 @@ func TestServeLogsConnections(t *testing.T) {
 		}
 	}
 }
+
+// TestWakeUpCallAfterStop: once the demo stops, register_wake_up_call is
+// refused with wsrpc.ErrShuttingDown, the refusal a stopping server sends.
+func TestWakeUpCallAfterStop(t *testing.T) {
+	t.Parallel()
+	d := newDemo("", slog.New(slog.DiscardHandler))
+	d.stop()
+	if _, err := d.registerWakeUpCall(t.Context(), wakeUpArgs{TimeDelta: 1, Name: "x"}); !errors.Is(err, wsrpc.ErrShuttingDown) {
+		t.Errorf("register_wake_up_call after stop: %v, want %v", err, wsrpc.ErrShuttingDown)
+	}
+}
