@@ -37,10 +37,13 @@
 // [Conn.Call], [Client.Call] and the generic [Call] take a context, a method
 // name, keyword arguments (a struct, a map or a JSON object) and a result to
 // decode into. A context without a deadline gets the default call timeout.
-// Errors are values: an *[Error] (JSON-RPC code, message, data) when the
-// peer answered with one, the context's error on timeout, [ErrClosed] and
-// [ErrConnectionLost] when the connection ended. Test them with [errors.Is]
-// and [errors.As].
+// Errors are values: an *[Error] (a JSON-RPC [Code], message, data) when
+// the peer answered with one, the context's error on timeout, [ErrClosed]
+// and [ErrConnectionLost] when the connection ended. Test them with
+// [errors.Is] and [errors.As]: a peer's refusal matches [ErrShuttingDown]
+// or [ErrTooManyCalls] where it arrives, and [ErrorCode] gives any error's
+// code. An error's text says "wsrpc: " once, in front: "wsrpc: call
+// "echo": remote error -32000 (server error): too many calls in flight".
 //
 // Handlers are registered on a [Mux]: [Register] gives typed keyword
 // arguments (a struct whose fields are the arguments) and a typed result;

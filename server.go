@@ -241,8 +241,9 @@ func (s *Server) Conns() []*Conn {
 }
 
 // Shutdown shuts the server down gracefully: it refuses new connections,
-// answers new calls from clients with a "server shutting down" error, lets
-// the calls in flight finish, then closes every connection with status 1001
+// answers new calls from clients with a "server shutting down" error
+// (their callers' errors match [ErrShuttingDown]), lets the calls in
+// flight finish, then closes every connection with status 1001
 // (going away) and waits until they have ended: their readers, writers,
 // handlers and hooks, OnDisconnect included. If ctx ends first, it closes
 // what remains at once, waits at most CloseTimeout more for the handlers
