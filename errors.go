@@ -239,10 +239,18 @@ func wireError(err error) (e *Error, ok bool) {
 	if e, ok := errors.AsType[*Error](err); ok {
 		return e, true
 	}
-	if s, ok := errors.AsType[*sentinelError](err); ok && s.code != 0 {
-		return &Error{Code: s.code, Message: s.msg}, true
+	for _, s := range remoteSentinels {
+		if errors.Is(err, s) {
+			return &Error{Code: s.code, Message: s.msg}, true
+		}
 	}
 	return nil, false
+}
+
+// remoteSentinels are the sentinels that stand for a peer's answer.
+var remoteSentinels = []*sentinelError{
+	ErrShuttingDown.(*sentinelError),
+	ErrTooManyCalls.(*sentinelError),
 }
 
 // toWireError maps a handler's error to what is sent to the peer.

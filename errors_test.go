@@ -62,6 +62,7 @@ func TestErrorCode(t *testing.T) {
 		{"a call's remote error", &callError{"m", &Error{Code: CodeMethodNotFound}}, CodeMethodNotFound},
 		{"ErrShuttingDown", ErrShuttingDown, CodeServerError},
 		{"wrapped ErrTooManyCalls", fmt.Errorf("queue: %w", ErrTooManyCalls), CodeServerError},
+		{"ErrTooManyCalls after a local sentinel", errors.Join(ErrClosed, ErrTooManyCalls), CodeServerError},
 		{"context.Canceled", context.Canceled, CodeCanceled},
 		{"a call's deadline", &callError{"m", context.DeadlineExceeded}, CodeCanceled},
 		{"not connected before the deadline", &callError{"m", errorf("%w: %w", ErrNotConnected, context.DeadlineExceeded)}, CodeCanceled},
@@ -217,17 +218,21 @@ func TestRemoteSentinels(t *testing.T) {
 	t.Run("MaxConcurrentCalls", func(t *testing.T) {
 		ctx := ctxT(t)
 		started, release := make(chan struct{}, 1), make(chan struct{})
-		defer close(release)
 		m := echoMux()
 		Register(m, "hold", hold(started, release))
 		_, url := testServer(t, m, &ServerOptions{MaxConcurrentCalls: 1})
 		cl := testDial(t, url, nil)
-		go cl.Call(ctx, "hold", nil, nil)
+		held := make(chan error, 1)
+		go func() { held <- cl.Call(ctx, "hold", nil, nil) }()
 		recv(ctx, t, started, "the held call to start")
 		_, err := Call[string](ctx, cl, "echo", textArgs{"x"})
 		wantOnly(t, err, ErrTooManyCalls, ErrShuttingDown)
 		if want := `wsrpc: call "echo": remote error -32000 (server error): too many calls in flight`; err.Error() != want {
 			t.Errorf("error text\n%q, want\n%q", err.Error(), want)
+		}
+		close(release)
+		if err := recv(ctx, t, held, "the held call"); err != nil {
+			t.Errorf("held call: %v", err)
 		}
 	})
 
