@@ -22,7 +22,9 @@ func dialQuiet(t *testing.T, url string, methods *wsrpc.Mux) *wsrpc.Client {
 	c, err := wsrpc.Dial(t.Context(), url, &wsrpc.DialOptions{
 		Methods:          methods,
 		DisableReconnect: true,
-		Logger:           slog.New(slog.DiscardHandler),
+		ConnOptions: wsrpc.ConnOptions{
+			Logger: slog.New(slog.DiscardHandler),
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
