@@ -27,8 +27,10 @@ func TestAuthRefusalIsFinal(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := ctxT(t)
 			var attempts atomic.Int32
-			srv := NewServer(utilMux(), &ServerOptions{
-				Logger: quiet(),
+			srv := mustServer(t, utilMux(), &ServerOptions{
+				ConnOptions: ConnOptions{
+					Logger: quiet(),
+				},
 				Authenticate: func(*http.Request) (any, error) {
 					attempts.Add(1)
 					return nil, tt.err
@@ -56,7 +58,7 @@ func TestDialRetriesServerErrors(t *testing.T) {
 			ctx := ctxT(t)
 			const failures = 3
 			var requests atomic.Int32
-			srv := NewServer(utilMux(), &ServerOptions{Logger: quiet()})
+			srv := mustServer(t, utilMux(), &ServerOptions{ConnOptions: ConnOptions{Logger: quiet()}})
 			hs := wsHTTPServer(t, srv, false, func(next http.Handler) http.Handler {
 				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 					if requests.Add(1) <= failures {
@@ -81,7 +83,7 @@ func TestDialRetriesServerErrors(t *testing.T) {
 	t.Run("tries exhausted", func(t *testing.T) {
 		ctx := ctxT(t)
 		var requests atomic.Int32
-		srv := NewServer(nil, &ServerOptions{Logger: quiet()})
+		srv := mustServer(t, nil, &ServerOptions{ConnOptions: ConnOptions{Logger: quiet()}})
 		hs := wsHTTPServer(t, srv, false, func(http.Handler) http.Handler {
 			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				requests.Add(1)
@@ -113,8 +115,11 @@ func TestAuthSeesRequest(t *testing.T) {
 		return map[string]string{"client_id": c.PathValue("client_id"), "token": c.Request().Header.Get("X-Token"), "user": u.name}, nil
 	})
 	connectSaw := make(chan any, 1)
-	srv := NewServer(mux, &ServerOptions{
-		Logger: quiet(),
+	srv := mustServer(t, mux, &ServerOptions{
+		ConnOptions: ConnOptions{
+			Logger:    quiet(),
+			OnConnect: func(_ context.Context, c *Conn) error { connectSaw <- c.Identity(); return nil },
+		},
 		Authenticate: func(r *http.Request) (any, error) {
 			hookSaw <- seen{r.Header.Get("X-Token"), r.PathValue("client_id")}
 			if r.Header.Get("X-Token") != "s3cret" {
@@ -122,7 +127,6 @@ func TestAuthSeesRequest(t *testing.T) {
 			}
 			return &user{name: "user-" + r.PathValue("client_id")}, nil
 		},
-		OnConnect: func(_ context.Context, c *Conn) error { connectSaw <- c.Identity(); return nil },
 	})
 	hs := wsHTTPServer(t, srv, false, nil)
 
@@ -168,7 +172,7 @@ func TestOriginCheck(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := ctxT(t)
 			var requests atomic.Int32
-			srv := NewServer(utilMux(), &ServerOptions{Logger: quiet(), OriginPatterns: tt.patterns})
+			srv := mustServer(t, utilMux(), &ServerOptions{ConnOptions: ConnOptions{Logger: quiet()}, OriginPatterns: tt.patterns})
 			hs := wsHTTPServer(t, srv, false, func(next http.Handler) http.Handler {
 				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 					requests.Add(1)

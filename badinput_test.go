@@ -145,7 +145,7 @@ func TestBadInput(t *testing.T) {
 	var log errorLog
 	block := make(chan struct{})
 	defer close(block)
-	_, url := testServer(t, badInputMux(block), &ServerOptions{OnError: log.hook})
+	_, url := testServer(t, badInputMux(block), &ServerOptions{ConnOptions: ConnOptions{OnError: log.hook}})
 	ws := rawDial(t, url)
 	// A handler that blocks stays blocked through every bad input below.
 	if err := ws.WriteMessage(websocket.TextMessage, []byte(`{"request": {"method": "block", "arguments": {}, "call_id": "blocked"}}`)); err != nil {

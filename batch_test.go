@@ -27,9 +27,9 @@ func TestLargeFramesBatched(t *testing.T) {
 	for _, useTLS := range []bool{false, true} {
 		t.Run(fmt.Sprintf("tls=%v", useTLS), func(t *testing.T) {
 			ctx := ctxT(t)
-			srv := NewServer(echoMux(), &ServerOptions{Logger: quiet(), KeepAlive: KeepAlive{Interval: 5 * time.Millisecond, Timeout: 10 * time.Second}})
+			srv := mustServer(t, echoMux(), &ServerOptions{ConnOptions: ConnOptions{Logger: quiet(), KeepAlive: KeepAlive{Interval: 5 * time.Millisecond, Timeout: 10 * time.Second}}})
 			hs := wsHTTPServer(t, srv, useTLS, nil)
-			opts := &DialOptions{Methods: echoMux(), KeepAlive: KeepAlive{Interval: 5 * time.Millisecond, Timeout: 10 * time.Second}}
+			opts := &DialOptions{Methods: echoMux(), ConnOptions: ConnOptions{KeepAlive: KeepAlive{Interval: 5 * time.Millisecond, Timeout: 10 * time.Second}}}
 			if useTLS {
 				pool := x509.NewCertPool()
 				pool.AddCert(hs.Certificate())

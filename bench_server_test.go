@@ -137,7 +137,7 @@ func echoRequest(size int) string {
 
 // benchServer serves the echo methods on ln until the benchmark ends.
 func benchServer(b *testing.B, ln net.Listener) {
-	srv := NewServer(echoMux(), &ServerOptions{Logger: quiet(), KeepAlive: KeepAlive{Interval: -1}})
+	srv := mustServer(b, echoMux(), &ServerOptions{ConnOptions: ConnOptions{Logger: quiet(), KeepAlive: KeepAlive{Interval: -1}}})
 	hs := &http.Server{Handler: srv}
 	go hs.Serve(ln)
 	b.Cleanup(func() {
@@ -209,7 +209,7 @@ func TestServerEchoAllocs(t *testing.T) {
 		t.Skip("the race detector allocates")
 	}
 	ln := newPipeListener()
-	srv := NewServer(echoMux(), &ServerOptions{Logger: quiet(), KeepAlive: KeepAlive{Interval: -1}})
+	srv := mustServer(t, echoMux(), &ServerOptions{ConnOptions: ConnOptions{Logger: quiet(), KeepAlive: KeepAlive{Interval: -1}}})
 	hs := &http.Server{Handler: srv}
 	go hs.Serve(ln)
 	defer func() {

@@ -15,7 +15,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 	for _, size := range []int{16, 16 << 10} {
 		b.Run(fmt.Sprintf("payload=%d", size), func(b *testing.B) {
 			_, url := testServer(b, echoMux(), nil)
-			cl := testDial(b, url, &DialOptions{KeepAlive: KeepAlive{Interval: -1}})
+			cl := testDial(b, url, &DialOptions{ConnOptions: ConnOptions{KeepAlive: KeepAlive{Interval: -1}}})
 			ctx := context.Background()
 			args := textArgs{strings.Repeat("x", size)}
 			b.SetBytes(int64(2 * size))
@@ -33,7 +33,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 // loopback connection.
 func BenchmarkRoundTripParallel(b *testing.B) {
 	_, url := testServer(b, echoMux(), nil)
-	cl := testDial(b, url, &DialOptions{KeepAlive: KeepAlive{Interval: -1}})
+	cl := testDial(b, url, &DialOptions{ConnOptions: ConnOptions{KeepAlive: KeepAlive{Interval: -1}}})
 	ctx := context.Background()
 	b.ReportAllocs()
 	b.SetParallelism(32)
@@ -81,7 +81,7 @@ func BenchmarkWriterYield(b *testing.B) {
 			writerYields = yield
 			defer func() { writerYields = true }()
 			_, url := testServer(b, echoMux(), nil)
-			cl := testDial(b, url, &DialOptions{KeepAlive: KeepAlive{Interval: -1}})
+			cl := testDial(b, url, &DialOptions{ConnOptions: ConnOptions{KeepAlive: KeepAlive{Interval: -1}}})
 			ctx := context.Background()
 			b.SetParallelism(32)
 			b.RunParallel(func(pb *testing.PB) {

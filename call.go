@@ -134,7 +134,7 @@ func (c *Conn) call(ctx context.Context, method string, args []byte, result any,
 // roundTrip sends a request and waits for its reply, whose buffer the
 // caller must release with putBuf. The Observer sees it.
 func (c *Conn) roundTrip(ctx context.Context, method string, args []byte, id string) (reply, error) {
-	obs := c.cfg.observer
+	obs := c.cfg.Observer
 	if obs == nil {
 		return c.exchange(ctx, method, args, id)
 	}
@@ -157,9 +157,9 @@ func (c *Conn) exchange(ctx context.Context, method string, args []byte, id stri
 	if method == "" {
 		return reply{}, &callError{method, errors.New("empty method name")}
 	}
-	if _, ok := ctx.Deadline(); !ok && c.cfg.callTimeout > 0 {
+	if _, ok := ctx.Deadline(); !ok && c.cfg.CallTimeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.cfg.callTimeout)
+		ctx, cancel = context.WithTimeout(ctx, c.cfg.CallTimeout)
 		defer cancel()
 	}
 	if err := ctx.Err(); err != nil {

@@ -26,12 +26,11 @@ import (
 // runs OnConnect again. It exposes [DialOptions].Methods to the server.
 // A Client is safe for concurrent use.
 type Client struct {
-	url        string
-	logURL     string // url without its query, for logs and errors
-	opts       DialOptions
-	cfg        *config
-	maxMessage int64
-	dialer     *websocket.Dialer
+	url    string
+	logURL string      // url without its query, for logs and errors
+	opts   DialOptions // defaulted: read the client's own fields here
+	cfg    *config     // the connections' options, defaulted
+	dialer *websocket.Dialer
 
 	ctx    context.Context // canceled by Close
 	cancel context.CancelFunc
@@ -78,10 +77,20 @@ var clientWritePool sync.Pool
 // An HTTP answer returns an error wrapping *[HTTPError] with its status; a
 // try that outlasts HandshakeTimeout fails with [ErrHandshakeTimeout]. When
 // ctx ends first, the error wraps both ctx's error and the last try's.
+//
+// If opts are invalid, Dial returns an error that names every invalid
+// field before it tries to connect. [NewServer] checks the [ConnOptions]
+// both take the same way and returns the same error, rather than
+// panicking: a configuration error is a value that a caller, such as a
+// program reading its flags, can report.
 func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Client, error) {
 	var o DialOptions
 	if opts != nil {
 		o = *opts
+	}
+	o, err := o.withDefaults()
+	if err != nil {
+		return nil, err
 	}
 	u, err := url.Parse(rawURL)
 	if err != nil {
@@ -103,35 +112,18 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Client, error
 	// token.
 	logURL := *u
 	logURL.RawQuery, logURL.ForceQuery = "", false
-	cfg, maxMessage, err := common{
-		onConnect: o.OnConnect, onDisconnect: o.OnDisconnect, onError: o.OnError,
-		logger: o.Logger, callTimeout: o.CallTimeout, keepAlive: o.KeepAlive,
-		binary: o.BinaryFrames, maxMessage: o.MaxMessageSize, sendQueue: o.SendQueue, sendBytes: o.SendQueueBytes,
-		writeTimeout: o.WriteTimeout, maxCalls: o.MaxConcurrentCalls, maxCallBytes: o.MaxCallBytes,
-		errorDetails: o.SendErrorDetails, observer: o.Observer, closeTimeout: o.CloseTimeout,
-	}.config(o.Methods)
-	if err != nil {
-		return nil, err
-	}
-	cfg.pingRPC = true
-	cfg.workers = newWorkers()
-	cfg.hooks = new(hooks)
-	proxy := o.Proxy
-	if proxy == nil {
-		proxy = http.ProxyFromEnvironment
-	}
+	cfg := &config{ConnOptions: o.ConnOptions, mux: o.Methods, pingRPC: true, workers: newWorkers(), hooks: new(hooks)}
 	cl := &Client{
-		url:        u.String(),
-		logURL:     logURL.String(),
-		opts:       o,
-		cfg:        cfg,
-		maxMessage: maxMessage,
-		ready:      make(chan struct{}),
-		ended:      make(chan struct{}),
+		url:    u.String(),
+		logURL: logURL.String(),
+		opts:   o,
+		cfg:    cfg,
+		ready:  make(chan struct{}),
+		ended:  make(chan struct{}),
 		dialer: &websocket.Dialer{
-			Proxy:            proxy,
+			Proxy:            o.Proxy,
 			TLSClientConfig:  o.TLSConfig,
-			HandshakeTimeout: orDefault(o.HandshakeTimeout, DefaultHandshakeTimeout),
+			HandshakeTimeout: max(o.HandshakeTimeout, 0),
 			Subprotocols:     []string{extProtocol},
 			// Over TLS, gorilla writes the data frames (elsewhere the Conn
 			// writes them itself: Conn.direct): it masks them through its
@@ -169,10 +161,10 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Client, error
 func (cl *Client) connect(ctx context.Context, first bool) (*websocket.Conn, error) {
 	r := cl.opts.Retry
 	b := &backoff.ExponentialBackOff{
-		InitialInterval:     orDefault(r.InitialInterval, 100*time.Millisecond),
+		InitialInterval:     r.InitialInterval,
 		RandomizationFactor: 0.5,
 		Multiplier:          2,
-		MaxInterval:         orDefault(r.MaxInterval, 120*time.Second),
+		MaxInterval:         r.MaxInterval,
 	}
 	b.Reset()
 	ctx, stop := context.WithCancel(ctx)
@@ -183,7 +175,7 @@ func (cl *Client) connect(ctx context.Context, first bool) (*websocket.Conn, err
 	op := func() (*websocket.Conn, error) {
 		try++
 		ws, err := cl.dialOnce(ctx)
-		if obs := cl.cfg.observer; obs != nil {
+		if obs := cl.cfg.Observer; obs != nil {
 			obs.ConnectTry(cl.logURL, try, err)
 		}
 		if err != nil {
@@ -195,11 +187,11 @@ func (cl *Client) connect(ctx context.Context, first bool) (*websocket.Conn, err
 			}
 			// Routine: Dial returns the error if the tries run out, and a
 			// reconnect that gives up for good is logged by run.
-			cl.cfg.logger.Debug("connect try failed", "url", cl.logURL, "try", try, "err", err)
+			cl.cfg.Logger.Debug("connect try failed", "url", cl.logURL, "try", try, "err", err)
 		}
 		return ws, err
 	}
-	opts := []backoff.RetryOption{backoff.WithBackOff(b), backoff.WithMaxElapsedTime(max(r.MaxElapsedTime, 0))}
+	opts := []backoff.RetryOption{backoff.WithBackOff(b), backoff.WithMaxElapsedTime(r.MaxElapsedTime)}
 	if r.MaxTries > 0 {
 		opts = append(opts, backoff.WithMaxTries(uint(r.MaxTries)))
 	}
@@ -230,9 +222,6 @@ func (cl *Client) dialOnce(ctx context.Context) (*websocket.Conn, error) {
 	var stop func() bool
 	d := *cl.dialer
 	dial := cl.opts.NetDialContext
-	if dial == nil {
-		dial = new(net.Dialer).DialContext
-	}
 	d.NetDialContext = func(dctx context.Context, network, addr string) (net.Conn, error) {
 		c, err := dial(dctx, network, addr)
 		if err != nil {
@@ -270,8 +259,8 @@ func (cl *Client) dialOnce(ctx context.Context) (*websocket.Conn, error) {
 		}
 		return nil, err
 	}
-	if cl.maxMessage > 0 {
-		ws.SetReadLimit(cl.maxMessage)
+	if cl.cfg.MaxMessageSize > 0 {
+		ws.SetReadLimit(cl.cfg.MaxMessageSize)
 	}
 	return ws, nil
 }
@@ -421,7 +410,7 @@ func (cl *Client) run(ws *websocket.Conn, started chan<- error) {
 			return
 		}
 		if cl.opts.DisableReconnect {
-			cl.cfg.logger.Debug("client ended: the connection ended and DisableReconnect is set", "url", cl.logURL, "err", c.Err())
+			cl.cfg.Logger.Debug("client ended: the connection ended and DisableReconnect is set", "url", cl.logURL, "err", c.Err())
 			cl.end(c.Err())
 			return
 		}
@@ -431,7 +420,7 @@ func (cl *Client) run(ws *websocket.Conn, started chan<- error) {
 			if !errors.Is(err, ErrClosed) {
 				// Only Done and Err tell of it, and no caller waits on
 				// them as it happens: an operator must see it.
-				cl.cfg.logger.Error("client gave up reconnecting", "url", cl.logURL, "err", err)
+				cl.cfg.Logger.Error("client gave up reconnecting", "url", cl.logURL, "err", err)
 			}
 			cl.end(err)
 			return
@@ -469,9 +458,9 @@ func (cl *Client) Call(ctx context.Context, method string, args, result any) err
 	if err != nil {
 		return &callError{method, err}
 	}
-	if _, ok := ctx.Deadline(); !ok && cl.cfg.callTimeout > 0 {
+	if _, ok := ctx.Deadline(); !ok && cl.cfg.CallTimeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, cl.cfg.callTimeout)
+		ctx, cancel = context.WithTimeout(ctx, cl.cfg.CallTimeout)
 		defer cancel()
 	}
 	idempotent := isIdempotent(ctx)
@@ -580,7 +569,7 @@ func (cl *Client) Close() error {
 		c.Close()
 	}
 	<-cl.ended
-	if cl.waitServed(cl.cfg.closeTimeout) {
+	if cl.waitServed(cl.cfg.CloseTimeout) {
 		cl.cfg.workers.stopAndWait()
 	}
 	return nil

@@ -86,9 +86,9 @@ func (c *Conn) close(code int, reason string, cause error) {
 		// The socket closes once the peer's close frame came, or after
 		// CloseTimeout. Without one, the writer closes it as soon as the
 		// close frame is out, and at the latest after WriteTimeout.
-		wait := c.cfg.closeTimeout
+		wait := c.cfg.CloseTimeout
 		if wait <= 0 {
-			wait = c.cfg.writeTimeout
+			wait = c.cfg.WriteTimeout
 		}
 		if wait > 0 {
 			t := time.AfterFunc(wait, func() { c.ws.NetConn().Close() })
@@ -127,11 +127,11 @@ func (c *Conn) cleanup(readErr error) {
 	c.wg.Wait()
 
 	c.logger().Debug("disconnected", "err", cause) // OnDisconnect gets the cause
-	if obs := c.cfg.observer; obs != nil {
+	if obs := c.cfg.Observer; obs != nil {
 		obs.ConnClosed(c, cause)
 	}
-	if c.cfg.onDisconnect != nil {
-		c.cfg.onDisconnect(c, cause)
+	if c.cfg.OnDisconnect != nil {
+		c.cfg.OnDisconnect(c, cause)
 	}
 	for _, f := range c.cfg.hooks.onDisconnect() {
 		f(c, cause)

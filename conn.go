@@ -22,27 +22,16 @@ import (
 // does not offer it, such as a Python one, never sees an extension frame.
 const extProtocol = "wsrpc.v1"
 
-// config is what a Conn needs from its Server or Client.
+// config is what a Conn needs from its Server or Client: the options both
+// sides share, defaulted by ConnOptions.withDefaults (a field that a
+// negative value disables stays negative: readers test for > 0), and what
+// the side adds. It is read-only once made.
 type config struct {
-	mux          *Mux
-	logger       *slog.Logger
-	onConnect    func(context.Context, *Conn) error
-	onDisconnect func(*Conn, error)
-	onError      func(*Conn, error)
-	callTimeout  time.Duration // <= 0: none
-	keepAlive    KeepAlive     // Interval <= 0: off
-	pingRPC      bool          // keep-alive also calls _ping_ (clients)
-	binary       bool
-	maxQueue     int   // frames queued to write
-	maxQueueSize int64 // their bytes; 0: no limit
-	writeTimeout time.Duration
-	closeTimeout time.Duration
-	workers      *workers
-	maxCalls     int   // handlers running at once per connection
-	maxCallBytes int64 // request bytes those handlers hold; 0: no limit
-	errorDetails bool  // send the text of handlers' plain errors
-	observer     Observer
-	hooks        *hooks // registered besides onConnect and onDisconnect
+	ConnOptions
+	mux     *Mux
+	pingRPC bool // keep-alive also calls _ping_ (clients)
+	workers *workers
+	hooks   *hooks // registered besides OnConnect and OnDisconnect
 }
 
 // Conn is one WebSocket connection, on either side. Both sides may call
@@ -117,14 +106,14 @@ func newConn(ws *websocket.Conn, cfg *config, up *upgrade) *Conn {
 		up:    up,
 		ext:   ws.Subprotocol() == extProtocol,
 		start: time.Now(),
-		q:     sendQueue{maxFrames: cfg.maxQueue, maxBytes: cfg.maxQueueSize},
+		q:     sendQueue{maxFrames: cfg.SendQueue, maxBytes: cfg.SendQueueBytes},
 	}
 	c.direct = up == nil && c.bc != nil && ws.NetConn() == net.Conn(c.bc)
 	if c.bc != nil {
 		// From now on the socket's write deadline is the batchConn's:
 		// each write, data or control, direct or through gorilla, gets
 		// WriteTimeout from its start.
-		c.bc.own(cfg.writeTimeout)
+		c.bc.own(cfg.WriteTimeout)
 	}
 	ctx, cancel := context.WithCancelCause(context.WithValue(context.Background(), connKey{}, c))
 	c.ctx, c.cancel = ctx, cancel
@@ -132,7 +121,7 @@ func newConn(ws *websocket.Conn, cfg *config, up *upgrade) *Conn {
 		c.touch()
 		// The deadline bounds only the wait for gorilla's write lock; the
 		// socket write is bounded by the batchConn (WriteTimeout).
-		err := ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(pongWait(cfg.writeTimeout)))
+		err := ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(pongWait(cfg.WriteTimeout)))
 		switch {
 		case err == nil, errors.Is(err, websocket.ErrCloseSent):
 			return nil
@@ -204,7 +193,7 @@ func (c *Conn) Err() error {
 // logger returns the logger with the connection's attributes. It is made
 // when needed, rather than kept, to save memory on idle connections.
 func (c *Conn) logger() *slog.Logger {
-	return c.cfg.logger.With("conn", c.id, "remote", c.ws.RemoteAddr().String())
+	return c.cfg.Logger.With("conn", c.id, "remote", c.ws.RemoteAddr().String())
 }
 
 func (c *Conn) touch() { c.lastRead.Store(int64(time.Since(c.start))) }
@@ -213,14 +202,14 @@ func (c *Conn) touch() { c.lastRead.Store(int64(time.Since(c.start))) }
 // calling goroutine. onConnect, if not nil, gets the hook's result.
 func (c *Conn) serve(onConnect chan<- error) {
 	c.touch()
-	if obs := c.cfg.observer; obs != nil {
+	if obs := c.cfg.Observer; obs != nil {
 		obs.ConnOpened(c)
 	}
-	if registered := c.cfg.hooks.onConnect(); c.cfg.onConnect != nil || len(registered) > 0 {
+	if registered := c.cfg.hooks.onConnect(); c.cfg.OnConnect != nil || len(registered) > 0 {
 		c.wg.Go(func() {
 			var err error
-			if c.cfg.onConnect != nil {
-				err = c.cfg.onConnect(c.ctx, c)
+			if c.cfg.OnConnect != nil {
+				err = c.cfg.OnConnect(c.ctx, c)
 			}
 			for _, f := range registered {
 				if err != nil {
@@ -240,7 +229,7 @@ func (c *Conn) serve(onConnect chan<- error) {
 	} else if onConnect != nil {
 		onConnect <- nil
 	}
-	if ka := c.cfg.keepAlive; ka.Interval > 0 && c.cfg.pingRPC {
+	if ka := c.cfg.KeepAlive; ka.Interval > 0 && c.cfg.pingRPC {
 		// A client's own timer; a server's connections are swept by its
 		// keeper (keepAliveCheck).
 		c.mu.Lock()

@@ -151,7 +151,7 @@ func TestRemoteErrors(t *testing.T) {
 	Register(m, "plain", func(context.Context, struct{}) (int, error) { return 0, errors.New("disk full") })
 	Register(m, "explode", func(context.Context, struct{}) (int, error) { panic("kaboom") })
 	Register(m, "fine", func(context.Context, struct{}) (int, error) { return 7, nil })
-	_, url := testServer(t, m, &ServerOptions{OnError: log.hook})
+	_, url := testServer(t, m, &ServerOptions{ConnOptions: ConnOptions{OnError: log.hook}})
 	cl := testDial(t, url, nil)
 	ctx := ctxT(t)
 
@@ -191,7 +191,7 @@ func TestTimeouts(t *testing.T) {
 		return false, ctx.Err()
 	})
 	_, url := testServer(t, m, nil)
-	cl := testDial(t, url, &DialOptions{CallTimeout: 50 * time.Millisecond})
+	cl := testDial(t, url, &DialOptions{ConnOptions: ConnOptions{CallTimeout: 50 * time.Millisecond}})
 	ctx, cancel := context.WithTimeout(ctxT(t), 30*time.Millisecond)
 	defer cancel()
 	if err := cl.Call(ctx, "hang", nil, nil); !errors.Is(err, context.DeadlineExceeded) {
@@ -412,10 +412,12 @@ func TestCloseFromHandler(t *testing.T) {
 	})
 	var errLog errorLog
 	srv, url := testServer(t, m, &ServerOptions{
-		OnError: func(c *Conn, err error) { errLog.hook(c, err); c.Close() },
+		ConnOptions: ConnOptions{
+			OnError: func(c *Conn, err error) { errLog.hook(c, err); c.Close() },
+		},
 	})
 	disconnected := make(chan error, 1)
-	cl := testDial(t, url, &DialOptions{DisableReconnect: true, OnDisconnect: func(_ *Conn, err error) { disconnected <- err }})
+	cl := testDial(t, url, &DialOptions{DisableReconnect: true, ConnOptions: ConnOptions{OnDisconnect: func(_ *Conn, err error) { disconnected <- err }}})
 	err := cl.Call(ctxT(t), "bye", nil, nil)
 	if err != nil && !errors.Is(err, ErrConnectionLost) {
 		t.Errorf("bye: %v", err)
@@ -512,7 +514,7 @@ func TestDialTimeout(t *testing.T) {
 	defer ln.Close()
 	ctx, cancel := context.WithTimeout(ctxT(t), 100*time.Millisecond)
 	defer cancel()
-	_, err = Dial(ctx, "ws://"+ln.Addr().String()+"/ws", &DialOptions{Logger: quiet()})
+	_, err = Dial(ctx, "ws://"+ln.Addr().String()+"/ws", &DialOptions{ConnOptions: ConnOptions{Logger: quiet()}})
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Dial: %v, want context.DeadlineExceeded", err)
 	}

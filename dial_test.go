@@ -221,7 +221,7 @@ func TestDialWrongURLIsFinal(t *testing.T) {
 			hs, requests, second := countingServer(t, tt.h)
 			url := wsURLOf(hs, "/x")
 			logger, logs := infoLogger()
-			err := dialNoDeadline(t, url, second, &DialOptions{Logger: logger})
+			err := dialNoDeadline(t, url, second, &DialOptions{ConnOptions: ConnOptions{Logger: logger}})
 			he, ok := errors.AsType[*HTTPError](err)
 			if !ok {
 				t.Fatalf("Dial: err = %v, want an *HTTPError", err)
@@ -256,8 +256,10 @@ func TestDialRetriesPassingFailures(t *testing.T) {
 			url := wsURLOf(hs, "/ws")
 			logger, logs := infoLogger()
 			_, err := Dial(ctxT(t), url, &DialOptions{
-				Logger: logger,
-				Retry:  RetryOptions{InitialInterval: time.Millisecond, MaxInterval: 5 * time.Millisecond, MaxTries: 3},
+				ConnOptions: ConnOptions{
+					Logger: logger,
+				},
+				Retry: RetryOptions{InitialInterval: time.Millisecond, MaxInterval: 5 * time.Millisecond, MaxTries: 3},
 			})
 			if he, ok := errors.AsType[*HTTPError](err); !ok || he.StatusCode != code {
 				t.Fatalf("Dial: err = %v, want an *HTTPError with status %d", err, code)
@@ -295,14 +297,16 @@ func TestReconnectRetriesWrongURL(t *testing.T) {
 	ctx := ctxT(t)
 	var broken atomic.Bool
 	var refused atomic.Int32
-	srv := NewServer(utilMux(), &ServerOptions{Logger: quiet()})
+	srv := mustServer(t, utilMux(), &ServerOptions{ConnOptions: ConnOptions{Logger: quiet()}})
 	hs := wsHTTPServer(t, srv, false, brokenable(&broken, http.StatusNotFound, &refused))
 	logger, logs := infoLogger()
 	connected := make(chan struct{}, 4)
 	cl := testDial(t, wsURLOf(hs, "/ws"), &DialOptions{
-		Logger:    logger,
-		Retry:     fastRetry,
-		OnConnect: func(context.Context, *Conn) error { sendNoWait(connected, struct{}{}); return nil },
+		ConnOptions: ConnOptions{
+			Logger:    logger,
+			OnConnect: func(context.Context, *Conn) error { sendNoWait(connected, struct{}{}); return nil },
+		},
+		Retry: fastRetry,
 	})
 	recv(ctx, t, connected, "the first OnConnect")
 
@@ -327,12 +331,14 @@ func TestReconnectGiveUpLogged(t *testing.T) {
 	ctx := ctxT(t)
 	var broken atomic.Bool
 	var refused atomic.Int32
-	srv := NewServer(utilMux(), &ServerOptions{Logger: quiet()})
+	srv := mustServer(t, utilMux(), &ServerOptions{ConnOptions: ConnOptions{Logger: quiet()}})
 	hs := wsHTTPServer(t, srv, false, brokenable(&broken, http.StatusServiceUnavailable, &refused))
 	logger, logs := infoLogger()
 	cl := testDial(t, wsURLOf(hs, "/ws"), &DialOptions{
-		Logger: logger,
-		Retry:  RetryOptions{InitialInterval: time.Millisecond, MaxInterval: 5 * time.Millisecond, MaxTries: 2},
+		ConnOptions: ConnOptions{
+			Logger: logger,
+		},
+		Retry: RetryOptions{InitialInterval: time.Millisecond, MaxInterval: 5 * time.Millisecond, MaxTries: 2},
 	})
 	mustEcho(ctx, t, cl, "before")
 
@@ -361,18 +367,20 @@ func TestLogLevels(t *testing.T) {
 	srvLogger, srvLogs := infoLogger()
 	reported := make(chan error, 1)
 	srv, url := testServer(t, mux, &ServerOptions{
-		Logger:  srvLogger,
-		OnError: func(_ *Conn, err error) { sendNoWait(reported, err) },
+		ConnOptions: ConnOptions{
+			Logger:  srvLogger,
+			OnError: func(_ *Conn, err error) { sendNoWait(reported, err) },
+		},
 	})
 	clLogger, clLogs := infoLogger()
-	cl := testDial(t, url, &DialOptions{Logger: clLogger})
+	cl := testDial(t, url, &DialOptions{ConnOptions: ConnOptions{Logger: clLogger}})
 	mustEcho(ctx, t, cl, "hello")
 	cl.Close()
 	waitConnsDone(t, srv)
 	clLogs.wantNoRecords(t, "the client of a normal dial, call and close")
 	srvLogs.wantNoRecords(t, "the server of a normal dial, call and close")
 
-	cl = testDial(t, url, &DialOptions{Logger: clLogger})
+	cl = testDial(t, url, &DialOptions{ConnOptions: ConnOptions{Logger: clLogger}})
 	var rerr *Error
 	if err := cl.Call(ctx, "boom", nil, nil); !errors.As(err, &rerr) || rerr.Code != CodeInternalError {
 		t.Fatalf("call to a panicking handler: %v, want a CodeInternalError *Error", err)

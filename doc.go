@@ -15,10 +15,16 @@
 //	wsrpc.Register(mux, "concat", func(ctx context.Context, a struct{ A, B string }) (string, error) {
 //		return a.A + a.B, nil
 //	})
-//	http.Handle("/ws/{client_id}", wsrpc.NewServer(mux, nil))
+//	srv, err := wsrpc.NewServer(mux, nil)
+//	if err != nil {
+//		log.Fatal(err) // invalid options
+//	}
+//	http.Handle("/ws/{client_id}", srv)
 //
-// [ServerOptions] has the authentication hook that runs before the upgrade,
-// the Origin check (on by default), connection hooks, keep-alive and limits.
+// [ServerOptions] has the authentication hook that runs before the upgrade
+// and the Origin check (on by default); the [ConnOptions] it embeds, which
+// [DialOptions] embeds too, has the connection hooks, keep-alive and limits
+// of either side.
 // [Server.Shutdown] drains calls in flight and closes every connection with
 // a close frame.
 //
@@ -61,7 +67,7 @@
 // call runs in its own goroutine, so a slow handler blocks nothing and nested
 // calls cannot deadlock. One writer goroutine, started on demand, owns the
 // socket and drains a bounded queue. Limits per connection
-// ([ServerOptions].MaxConcurrentCalls, MaxCallBytes, MaxMessageSize,
+// ([ConnOptions].MaxConcurrentCalls, MaxCallBytes, MaxMessageSize,
 // SendQueue, SendQueueBytes) bound what one peer can make the other hold:
 // about MaxMessageSize + MaxCallBytes + SendQueueBytes. A handler's context
 // carries its connection ([ConnFromContext]) and ends when the connection

@@ -220,7 +220,7 @@ func TestRemoteSentinels(t *testing.T) {
 		started, release := make(chan struct{}, 1), make(chan struct{})
 		m := echoMux()
 		Register(m, "hold", hold(started, release))
-		_, url := testServer(t, m, &ServerOptions{MaxConcurrentCalls: 1})
+		_, url := testServer(t, m, &ServerOptions{ConnOptions: ConnOptions{MaxConcurrentCalls: 1}})
 		cl := testDial(t, url, nil)
 		held := make(chan error, 1)
 		go func() { held <- cl.Call(ctx, "hold", nil, nil) }()
@@ -242,7 +242,7 @@ func TestRemoteSentinels(t *testing.T) {
 		defer close(release)
 		methods := NewMux()
 		Register(methods, "hold", hold(started, release))
-		_, url := testServer(t, utilMux(), &ServerOptions{CallTimeout: -1})
+		_, url := testServer(t, utilMux(), &ServerOptions{ConnOptions: ConnOptions{CallTimeout: -1}})
 		cl := testDial(t, url, &DialOptions{Methods: methods})
 		args := map[string]any{"method_name": "hold", "args": map[string]any{}}
 		for i := range maxPendingCallbacks {
@@ -266,7 +266,7 @@ func TestHandlerReturnsRemoteSentinel(t *testing.T) {
 	Register(m, "busy", func(context.Context, struct{}) (int, error) {
 		return 0, fmt.Errorf("queue full: %w", ErrTooManyCalls)
 	})
-	_, url := testServer(t, m, &ServerOptions{OnError: reported.hook})
+	_, url := testServer(t, m, &ServerOptions{ConnOptions: ConnOptions{OnError: reported.hook}})
 	cl := testDial(t, url, nil)
 	ctx := ctxT(t)
 	for _, tt := range []struct {

@@ -35,14 +35,17 @@ func Example() {
 	wsrpc.Register(mux, "concat", func(ctx context.Context, a ConcatArgs) (string, error) {
 		return a.A + a.B, nil
 	})
-	srv := wsrpc.NewServer(mux, &wsrpc.ServerOptions{Logger: slog.New(slog.DiscardHandler)})
+	srv, err := wsrpc.NewServer(mux, &wsrpc.ServerOptions{ConnOptions: wsrpc.ConnOptions{Logger: slog.New(slog.DiscardHandler)}})
+	if err != nil {
+		panic(err)
+	}
 	defer srv.Close()
 	hs := httptest.NewServer(srv) // or http.Handle("/ws", srv) on your server
 	defer hs.Close()
 	url := "ws" + strings.TrimPrefix(hs.URL, "http")
 
 	// Client: dial, call, decode the result.
-	cl, err := wsrpc.Dial(ctx, url, &wsrpc.DialOptions{Logger: slog.New(slog.DiscardHandler)})
+	cl, err := wsrpc.Dial(ctx, url, &wsrpc.DialOptions{ConnOptions: wsrpc.ConnOptions{Logger: slog.New(slog.DiscardHandler)}})
 	if err != nil {
 		panic(err)
 	}
@@ -72,7 +75,10 @@ func Example_bidirectional() {
 		}
 		return "hello " + a.Name, nil
 	})
-	srv := wsrpc.NewServer(server, &wsrpc.ServerOptions{Logger: quiet})
+	srv, err := wsrpc.NewServer(server, &wsrpc.ServerOptions{ConnOptions: wsrpc.ConnOptions{Logger: quiet}})
+	if err != nil {
+		panic(err)
+	}
 	defer srv.Close()
 	hs := httptest.NewServer(srv)
 	defer hs.Close()
@@ -81,7 +87,7 @@ func Example_bidirectional() {
 	wsrpc.Register(client, "language", func(context.Context, struct{}) (string, error) {
 		return "fr", nil
 	})
-	cl, err := wsrpc.Dial(ctx, "ws"+strings.TrimPrefix(hs.URL, "http"), &wsrpc.DialOptions{Methods: client, Logger: quiet})
+	cl, err := wsrpc.Dial(ctx, "ws"+strings.TrimPrefix(hs.URL, "http"), &wsrpc.DialOptions{Methods: client, ConnOptions: wsrpc.ConnOptions{Logger: quiet}})
 	if err != nil {
 		panic(err)
 	}
@@ -101,11 +107,14 @@ func ExampleError() {
 		}
 		return a.X / a.Y, nil
 	})
-	srv := wsrpc.NewServer(mux, &wsrpc.ServerOptions{Logger: quiet})
+	srv, err := wsrpc.NewServer(mux, &wsrpc.ServerOptions{ConnOptions: wsrpc.ConnOptions{Logger: quiet}})
+	if err != nil {
+		panic(err)
+	}
 	defer srv.Close()
 	hs := httptest.NewServer(srv)
 	defer hs.Close()
-	cl, err := wsrpc.Dial(ctx, "ws"+strings.TrimPrefix(hs.URL, "http"), &wsrpc.DialOptions{Logger: quiet})
+	cl, err := wsrpc.Dial(ctx, "ws"+strings.TrimPrefix(hs.URL, "http"), &wsrpc.DialOptions{ConnOptions: wsrpc.ConnOptions{Logger: quiet}})
 	if err != nil {
 		panic(err)
 	}
@@ -137,11 +146,14 @@ func ExampleClient_Call() {
 	}) (float64, error) {
 		return a.A + a.B, nil
 	})
-	srv := wsrpc.NewServer(mux, &wsrpc.ServerOptions{Logger: quiet})
+	srv, err := wsrpc.NewServer(mux, &wsrpc.ServerOptions{ConnOptions: wsrpc.ConnOptions{Logger: quiet}})
+	if err != nil {
+		panic(err)
+	}
 	defer srv.Close()
 	hs := httptest.NewServer(srv)
 	defer hs.Close()
-	cl, err := wsrpc.Dial(ctx, "ws"+strings.TrimPrefix(hs.URL, "http"), &wsrpc.DialOptions{Logger: quiet})
+	cl, err := wsrpc.Dial(ctx, "ws"+strings.TrimPrefix(hs.URL, "http"), &wsrpc.DialOptions{ConnOptions: wsrpc.ConnOptions{Logger: quiet}})
 	if err != nil {
 		panic(err)
 	}
@@ -176,12 +188,15 @@ func ExampleRawText() {
 	}) (int, error) {
 		return bytes.Count(a.Text, []byte("\n")), nil // a.Text is not kept
 	})
-	srv := wsrpc.NewServer(mux, &wsrpc.ServerOptions{Logger: quiet})
+	srv, err := wsrpc.NewServer(mux, &wsrpc.ServerOptions{ConnOptions: wsrpc.ConnOptions{Logger: quiet}})
+	if err != nil {
+		panic(err)
+	}
 	defer srv.Close()
 	hs := httptest.NewServer(srv)
 	defer hs.Close()
 
-	cl, err := wsrpc.Dial(ctx, "ws"+strings.TrimPrefix(hs.URL, "http"), &wsrpc.DialOptions{Logger: quiet})
+	cl, err := wsrpc.Dial(ctx, "ws"+strings.TrimPrefix(hs.URL, "http"), &wsrpc.DialOptions{ConnOptions: wsrpc.ConnOptions{Logger: quiet}})
 	if err != nil {
 		panic(err)
 	}

@@ -502,23 +502,25 @@ func TestFaults(t *testing.T) {
 	})
 	srvLog := newLogCounter()
 	srv, u := testServer(t, srvMux, &ServerOptions{
-		KeepAlive: keepAlive,
-		Logger:    slog.New(srvLog),
-		OnConnect: func(_ context.Context, c *Conn) error {
-			serverOpened.Add(1)
-			if fc := clientOf(c.PathValue("client_id")); fc != nil {
-				fc.opened.Add(1)
-				fc.newest.set(c)
-			} else {
-				strangers.Add(1)
-			}
-			return nil
-		},
-		OnDisconnect: func(c *Conn, _ error) {
-			serverClosed.Add(1)
-			if fc := clientOf(c.PathValue("client_id")); fc != nil {
-				fc.closed.Add(1)
-			}
+		ConnOptions: ConnOptions{
+			KeepAlive: keepAlive,
+			Logger:    slog.New(srvLog),
+			OnConnect: func(_ context.Context, c *Conn) error {
+				serverOpened.Add(1)
+				if fc := clientOf(c.PathValue("client_id")); fc != nil {
+					fc.opened.Add(1)
+					fc.newest.set(c)
+				} else {
+					strangers.Add(1)
+				}
+				return nil
+			},
+			OnDisconnect: func(c *Conn, _ error) {
+				serverClosed.Add(1)
+				if fc := clientOf(c.PathValue("client_id")); fc != nil {
+					fc.closed.Add(1)
+				}
+			},
 		},
 	})
 	// The baseline: before the proxies start, whose goroutines the run's end
@@ -553,13 +555,15 @@ func TestFaults(t *testing.T) {
 			return nil
 		})
 		fc.cl = testDial(t, "ws://"+fc.proxy.Addr()+"/ws/"+fc.id, &DialOptions{
-			Methods:          mux,
-			Logger:           slog.New(fc.log),
+			Methods: mux,
+			ConnOptions: ConnOptions{
+				Logger:       slog.New(fc.log),
+				KeepAlive:    keepAlive,
+				OnConnect:    fc.events.connect,
+				OnDisconnect: fc.events.disconnect,
+			},
 			Retry:            RetryOptions{InitialInterval: 10 * time.Millisecond, MaxInterval: 100 * time.Millisecond},
-			KeepAlive:        keepAlive,
 			HandshakeTimeout: time.Second,
-			OnConnect:        fc.events.connect,
-			OnDisconnect:     fc.events.disconnect,
 		})
 	}
 	pauses := startPauseClock()
@@ -907,15 +911,19 @@ func TestStalledReaderWriteTimeout(t *testing.T) {
 	ctx := ctxT(t)
 	disconnected := make(chan error, 1)
 	srv, u := testServer(t, nil, &ServerOptions{
-		KeepAlive:    KeepAlive{Interval: -1},
-		WriteTimeout: 200 * time.Millisecond,
-		SendQueue:    2,
-		OnDisconnect: func(_ *Conn, err error) { sendNoWait(disconnected, err) },
+		ConnOptions: ConnOptions{
+			KeepAlive:    KeepAlive{Interval: -1},
+			WriteTimeout: 200 * time.Millisecond,
+			SendQueue:    2,
+			OnDisconnect: func(_ *Conn, err error) { sendNoWait(disconnected, err) },
+		},
 	})
 	proxy := testproxy.New(t, hostOf(t, u))
 	testDial(t, "ws://"+proxy.Addr()+"/ws", &DialOptions{
-		Methods:          utilMux(),
-		KeepAlive:        KeepAlive{Interval: -1},
+		Methods: utilMux(),
+		ConnOptions: ConnOptions{
+			KeepAlive: KeepAlive{Interval: -1},
+		},
 		DisableReconnect: true,
 	})
 	sc := serverConn(t, srv)

@@ -32,7 +32,7 @@ func testServer(t testing.TB, mux *Mux, opts *ServerOptions) (*Server, string) {
 	if opts.Logger == nil {
 		opts.Logger = quiet()
 	}
-	srv := NewServer(mux, opts)
+	srv := mustServer(t, mux, opts)
 	hm := http.NewServeMux()
 	hm.Handle("/ws", srv)
 	hm.Handle("/ws/{client_id}", srv)
@@ -43,6 +43,17 @@ func testServer(t testing.TB, mux *Mux, opts *ServerOptions) (*Server, string) {
 		waitConnsDone(t, srv)
 	})
 	return srv, "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws"
+}
+
+// mustServer returns NewServer(mux, opts), and fails the test if opts are
+// invalid.
+func mustServer(t testing.TB, mux *Mux, opts *ServerOptions) *Server {
+	t.Helper()
+	srv, err := NewServer(mux, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv
 }
 
 // waitConnsDone waits until the server has no connections left.

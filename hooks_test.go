@@ -21,14 +21,16 @@ func TestRegisteredHooks(t *testing.T) {
 	taken := func() []string { mu.Lock(); defer mu.Unlock(); l := log; log = nil; return l }
 
 	srv, u := testServer(t, utilMux(), &ServerOptions{
-		OnConnect:    func(context.Context, *Conn) error { note("server option"); return nil },
-		OnDisconnect: func(*Conn, error) { note("server option down") },
+		ConnOptions: ConnOptions{
+			OnConnect:    func(context.Context, *Conn) error { note("server option"); return nil },
+			OnDisconnect: func(*Conn, error) { note("server option down") },
+		},
 	})
 	srv.RegisterOnConnect(func(context.Context, *Conn) error { note("server layer 1"); return nil })
 	srv.RegisterOnConnect(func(context.Context, *Conn) error { note("server layer 2"); return nil })
 	srv.RegisterOnDisconnect(func(*Conn, error) { note("server layer down") })
 
-	cl := testDial(t, u, &DialOptions{OnConnect: func(context.Context, *Conn) error { note("client option"); return nil }})
+	cl := testDial(t, u, &DialOptions{ConnOptions: ConnOptions{OnConnect: func(context.Context, *Conn) error { note("client option"); return nil }}})
 	cl.RegisterOnConnect(func(context.Context, *Conn) error { note("client layer"); return nil })
 	mustEcho(ctx, t, cl, "up")
 	got := taken()
@@ -69,7 +71,7 @@ func TestRegisteredHookError(t *testing.T) {
 	srv.RegisterOnConnect(func(context.Context, *Conn) error { ran <- "refuser"; return errors.New("not today") })
 	srv.RegisterOnConnect(func(context.Context, *Conn) error { ran <- "after"; return nil })
 	lost := make(chan error, 1)
-	testDial(t, u, &DialOptions{DisableReconnect: true, OnDisconnect: func(_ *Conn, err error) { sendNoWait(lost, err) }})
+	testDial(t, u, &DialOptions{DisableReconnect: true, ConnOptions: ConnOptions{OnDisconnect: func(_ *Conn, err error) { sendNoWait(lost, err) }}})
 	err := recv(ctx, t, lost, "the connection to be closed")
 	if !strings.Contains(err.Error(), "1011") {
 		t.Errorf("closed with %v, want status 1011", err)

@@ -14,7 +14,7 @@ func pongWait(writeTimeout time.Duration) time.Duration {
 }
 
 func (c *Conn) keepAliveTick() {
-	ka := c.cfg.keepAlive
+	ka := c.cfg.KeepAlive
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
@@ -41,7 +41,7 @@ func (c *Conn) keepAliveTick() {
 // longer than the keep-alive interval and timeout, and otherwise queues a
 // WebSocket ping. It never blocks. It reports whether the connection lives.
 func (c *Conn) keepAliveCheck() bool {
-	ka := c.cfg.keepAlive
+	ka := c.cfg.KeepAlive
 	idle := time.Since(c.start) - time.Duration(c.lastRead.Load())
 	if idle > ka.Interval+ka.Timeout {
 		c.logger().Debug("keep-alive: peer silent", "idle", idle)
@@ -60,7 +60,7 @@ func (c *Conn) keepAliveCheck() bool {
 // Shutdown.
 func (s *Server) keepAlive(stop, stopped chan struct{}) {
 	defer close(stopped)
-	t := time.NewTicker(s.cfg.keepAlive.Interval)
+	t := time.NewTicker(s.cfg.KeepAlive.Interval)
 	defer t.Stop()
 	for {
 		select {

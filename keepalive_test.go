@@ -46,18 +46,22 @@ func TestClientSurvivesServerPings(t *testing.T) {
 	ctx := ctxT(t)
 	var connects atomic.Int32
 	_, u := testServer(t, utilMux(), &ServerOptions{
-		KeepAlive: KeepAlive{Interval: 2 * time.Second},
-		OnConnect: func(context.Context, *Conn) error { connects.Add(1); return nil },
+		ConnOptions: ConnOptions{
+			KeepAlive: KeepAlive{Interval: 2 * time.Second},
+			OnConnect: func(context.Context, *Conn) error { connects.Add(1); return nil },
+		},
 	})
 	// Start the server's ping timer, then join out of phase with it.
-	first := testDial(t, u, &DialOptions{KeepAlive: KeepAlive{Interval: -1}})
+	first := testDial(t, u, &DialOptions{ConnOptions: ConnOptions{KeepAlive: KeepAlive{Interval: -1}}})
 	mustEcho(ctx, t, first, "start the keeper")
 	time.Sleep(2300 * time.Millisecond)
 
 	var disconnects []error
 	var mu sync.Mutex
 	cl := testDial(t, u, &DialOptions{
-		OnDisconnect: func(_ *Conn, err error) { mu.Lock(); disconnects = append(disconnects, err); mu.Unlock() },
+		ConnOptions: ConnOptions{
+			OnDisconnect: func(_ *Conn, err error) { mu.Lock(); disconnects = append(disconnects, err); mu.Unlock() },
+		},
 	})
 	conn := cl.Conn()
 	n, errs := callSteadily(ctx, cl, 150*time.Millisecond, 6500*time.Millisecond)
@@ -138,7 +142,9 @@ func TestClientSurvivesForeignPings(t *testing.T) {
 
 	var lost atomic.Int32
 	cl := testDial(t, "ws"+strings.TrimPrefix(hs.URL, "http"), &DialOptions{
-		OnDisconnect: func(*Conn, error) { lost.Add(1) },
+		ConnOptions: ConnOptions{
+			OnDisconnect: func(*Conn, error) { lost.Add(1) },
+		},
 	})
 	time.Sleep(700 * time.Millisecond) // out of phase with the ping timer
 	_, errs := callSteadily(ctx, cl, 150*time.Millisecond, 5*time.Second)
@@ -207,11 +213,13 @@ func TestClientWriteTimeout(t *testing.T) {
 			const writeTimeout = 300 * time.Millisecond
 			lost := make(chan error, 1)
 			cl := testDial(t, "ws"+strings.TrimPrefix(hs.URL, "http"), &DialOptions{
-				WriteTimeout:     writeTimeout,
-				KeepAlive:        KeepAlive{Interval: -1},
-				BinaryFrames:     binary,
+				ConnOptions: ConnOptions{
+					WriteTimeout: writeTimeout,
+					KeepAlive:    KeepAlive{Interval: -1},
+					BinaryFrames: binary,
+					OnDisconnect: func(_ *Conn, err error) { sendNoWait(lost, err) },
+				},
 				DisableReconnect: true,
-				OnDisconnect:     func(_ *Conn, err error) { sendNoWait(lost, err) },
 			})
 			<-stopped
 			big := strings.Repeat("x", 256<<10)

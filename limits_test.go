@@ -18,7 +18,7 @@ import (
 func TestSendErrorDetails(t *testing.T) {
 	m := NewMux()
 	Register(m, "plain", func(context.Context, struct{}) (int, error) { return 0, errors.New("disk full") })
-	_, url := testServer(t, m, &ServerOptions{SendErrorDetails: true})
+	_, url := testServer(t, m, &ServerOptions{ConnOptions: ConnOptions{SendErrorDetails: true}})
 	cl := testDial(t, url, nil)
 	_, err := Call[int](ctxT(t), cl, "plain", nil)
 	if e, ok := errors.AsType[*Error](err); !ok || e.Code != CodeInternalError || e.Message != "disk full" {
@@ -40,7 +40,7 @@ func TestMaxConcurrentCalls(t *testing.T) {
 		}
 		return true, nil
 	})
-	_, url := testServer(t, m, &ServerOptions{MaxConcurrentCalls: 2})
+	_, url := testServer(t, m, &ServerOptions{ConnOptions: ConnOptions{MaxConcurrentCalls: 2}})
 	cl := testDial(t, url, nil)
 	ctx := ctxT(t)
 	held := make(chan error, 2)
@@ -84,7 +84,7 @@ func TestMaxCallBytes(t *testing.T) {
 	})
 	// The first call's frame (150 KiB) fits alone even though the budget
 	// is below two of them.
-	_, url := testServer(t, m, &ServerOptions{MaxCallBytes: 290 << 10})
+	_, url := testServer(t, m, &ServerOptions{ConnOptions: ConnOptions{MaxCallBytes: 290 << 10}})
 	cl := testDial(t, url, nil)
 	ctx := ctxT(t)
 	big := padArgs{strings.Repeat("x", 150<<10)}
@@ -128,7 +128,7 @@ func TestMaxConns(t *testing.T) {
 			noRetry := &DialOptions{Retry: RetryOptions{MaxTries: 1}}
 			a := testDial(t, url, noRetry)
 			testDial(t, url, noRetry)
-			_, err := Dial(ctxT(t), url, &DialOptions{Retry: RetryOptions{MaxTries: 1}, Logger: quiet()})
+			_, err := Dial(ctxT(t), url, &DialOptions{Retry: RetryOptions{MaxTries: 1}, ConnOptions: ConnOptions{Logger: quiet()}})
 			if he, ok := errors.AsType[*HTTPError](err); !ok || he.StatusCode != http.StatusServiceUnavailable {
 				t.Fatalf("third Dial: %v, want 503", err)
 			}
@@ -153,7 +153,7 @@ func TestMaxConns(t *testing.T) {
 // status 1009 (message too big); other connections are unaffected.
 func TestMaxMessageSize(t *testing.T) {
 	var disconnects errorLog
-	_, url := testServer(t, echoMux(), &ServerOptions{MaxMessageSize: 1024, OnDisconnect: disconnects.hook})
+	_, url := testServer(t, echoMux(), &ServerOptions{ConnOptions: ConnOptions{MaxMessageSize: 1024, OnDisconnect: disconnects.hook}})
 	other := testDial(t, url, nil)
 	ws := rawDial(t, url)
 	big := `{"request": {"method": "echo", "arguments": {"text": "` + strings.Repeat("x", 2000) + `"}, "call_id": "big"}}`
@@ -189,11 +189,13 @@ func TestPeerThatStopsReadingMemoryBound(t *testing.T) {
 		slack      = 4 << 20 // socket batches, pools, the test's own allocations
 	)
 	srv, u := testServer(t, utilMux(), &ServerOptions{
-		KeepAlive:      KeepAlive{Interval: -1},
-		WriteTimeout:   time.Minute, // the test ends the peer itself
-		MaxMessageSize: maxMessage,
-		MaxCallBytes:   maxCall,
-		SendQueueBytes: queueBytes,
+		ConnOptions: ConnOptions{
+			KeepAlive:      KeepAlive{Interval: -1},
+			WriteTimeout:   time.Minute, // the test ends the peer itself
+			MaxMessageSize: maxMessage,
+			MaxCallBytes:   maxCall,
+			SendQueueBytes: queueBytes,
+		},
 	})
 	other := testDial(t, u, nil)
 	ctx := ctxT(t)

@@ -135,7 +135,7 @@ func pollUntil(t *testing.T, what string, cond func() bool) {
 
 func TestTLS(t *testing.T) {
 	ctx := ctxT(t)
-	srv := NewServer(utilMux(), &ServerOptions{Logger: quiet()})
+	srv := mustServer(t, utilMux(), &ServerOptions{ConnOptions: ConnOptions{Logger: quiet()}})
 	hs := wsHTTPServer(t, srv, true, nil)
 	pool := x509.NewCertPool()
 	pool.AddCert(hs.Certificate())
@@ -166,7 +166,7 @@ func TestProxyConnect(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			ctx := ctxT(t)
-			srv := NewServer(utilMux(), &ServerOptions{Logger: quiet()})
+			srv := mustServer(t, utilMux(), &ServerOptions{ConnOptions: ConnOptions{Logger: quiet()}})
 			hs := wsHTTPServer(t, srv, useTLS, nil)
 			proxy := testproxy.NewConnectProxy(t)
 			opts := &DialOptions{Proxy: http.ProxyURL(proxy.URL())}
@@ -207,8 +207,8 @@ func TestProxyFromEnvironment(t *testing.T) {
 		return
 	}
 	ctx := ctxT(t)
-	plain := wsHTTPServer(t, NewServer(utilMux(), &ServerOptions{Logger: quiet()}), false, nil)
-	secure := wsHTTPServer(t, NewServer(utilMux(), &ServerOptions{Logger: quiet()}), true, nil)
+	plain := wsHTTPServer(t, mustServer(t, utilMux(), &ServerOptions{ConnOptions: ConnOptions{Logger: quiet()}}), false, nil)
+	secure := wsHTTPServer(t, mustServer(t, utilMux(), &ServerOptions{ConnOptions: ConnOptions{Logger: quiet()}}), true, nil)
 	ca := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: secure.Certificate().Raw}))
 	// testName returns wsrpc.test with hs's port, and hs's real address.
 	testName := func(hs *httptest.Server) (name, addr string) {
@@ -318,8 +318,8 @@ func TestBinaryFrames(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := ctxT(t)
-			srv, u := testServer(t, utilMux(), &ServerOptions{BinaryFrames: tt.server})
-			cl := testDial(t, u, &DialOptions{Methods: utilMux(), BinaryFrames: tt.client})
+			srv, u := testServer(t, utilMux(), &ServerOptions{ConnOptions: ConnOptions{BinaryFrames: tt.server}})
+			cl := testDial(t, u, &DialOptions{Methods: utilMux(), ConnOptions: ConnOptions{BinaryFrames: tt.client}})
 			mustEcho(ctx, t, cl, "client to server")
 			mustEcho(ctx, t, serverConn(t, srv), "server to client")
 		})
@@ -343,7 +343,7 @@ func TestBinaryFramesOnTheWire(t *testing.T) {
 
 	t.Run("server", func(t *testing.T) {
 		ctx := ctxT(t)
-		_, u := testServer(t, utilMux(), &ServerOptions{BinaryFrames: true})
+		_, u := testServer(t, utilMux(), &ServerOptions{ConnOptions: ConnOptions{BinaryFrames: true}})
 		ws, _, err := websocket.DefaultDialer.DialContext(ctx, u, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -405,7 +405,7 @@ func TestBinaryFramesOnTheWire(t *testing.T) {
 			}
 		}))
 		defer hs.Close()
-		cl := testDial(t, wsURLOf(hs, "/"), &DialOptions{BinaryFrames: true})
+		cl := testDial(t, wsURLOf(hs, "/"), &DialOptions{ConnOptions: ConnOptions{BinaryFrames: true}})
 		got, err := Call[string](ctx, cl, "anything", nil)
 		if err != nil || got != "pong-ish" {
 			t.Errorf("Call = %q, %v; want \"pong-ish\"", got, err)
@@ -455,17 +455,17 @@ func TestURLSecretsNotLogged(t *testing.T) {
 	var logs strings.Builder
 	var mu sync.Mutex
 	logger := slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	cl := testDial(t, url+"?token=s3cret", &DialOptions{Logger: logger})
+	cl := testDial(t, url+"?token=s3cret", &DialOptions{ConnOptions: ConnOptions{Logger: logger}})
 	if got, err := Call[string](ctxT(t), cl, "token", nil); err != nil || got != "s3cret" {
 		t.Fatalf("token = %q, %v", got, err)
 	}
-	_, err := Dial(ctxT(t), strings.Replace(url, "127.0.0.1", "127.0.0.1:1", 1)+"?token=s3cret", &DialOptions{Logger: logger, Retry: RetryOptions{MaxTries: 1}})
+	_, err := Dial(ctxT(t), strings.Replace(url, "127.0.0.1", "127.0.0.1:1", 1)+"?token=s3cret", &DialOptions{ConnOptions: ConnOptions{Logger: logger}, Retry: RetryOptions{MaxTries: 1}})
 	mu.Lock()
 	defer mu.Unlock()
 	if err == nil || strings.Contains(err.Error(), "s3cret") || strings.Contains(logs.String(), "s3cret") {
 		t.Errorf("the token leaked: err %v\nlogs %s", err, logs.String())
 	}
-	if _, err := Dial(ctxT(t), strings.Replace(url, "ws://", "ws://user:pass@", 1), &DialOptions{Logger: quiet()}); err == nil || strings.Contains(err.Error(), "pass") {
+	if _, err := Dial(ctxT(t), strings.Replace(url, "ws://", "ws://user:pass@", 1), &DialOptions{ConnOptions: ConnOptions{Logger: quiet()}}); err == nil || strings.Contains(err.Error(), "pass") {
 		t.Errorf("credentials in the URL: %v", err)
 	}
 }

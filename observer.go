@@ -6,9 +6,9 @@ import (
 )
 
 // Observer watches what connections do, for metrics, traces and logs: set
-// one in [ServerOptions] or [DialOptions]. Nil means off, and off costs
-// nothing on the hot path. Embed [NopObserver] to implement only some of
-// the methods.
+// one as [ConnOptions].Observer, on a server or a client. Nil means off,
+// and off costs nothing on the hot path. Embed [NopObserver] to implement
+// only some of the methods.
 //
 // The methods are called synchronously from the connections' goroutines,
 // concurrently for different connections and calls. They must return

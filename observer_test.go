@@ -106,8 +106,8 @@ func TestObserver(t *testing.T) {
 	Register(m, "ask_client", func(ctx context.Context, _ struct{}) (string, error) {
 		return Call[string](ctx, ConnFromContext(ctx), "echo", textArgs{"nested"})
 	})
-	srv, u := testServer(t, m, &ServerOptions{Observer: srvObs})
-	cl := testDial(t, u, &DialOptions{Observer: cliObs, Methods: utilMux()})
+	srv, u := testServer(t, m, &ServerOptions{ConnOptions: ConnOptions{Observer: srvObs}})
+	cl := testDial(t, u, &DialOptions{ConnOptions: ConnOptions{Observer: cliObs}, Methods: utilMux()})
 
 	if got, err := Call[string](ctx, cl, "span", nil); err != nil || got != "span of span" {
 		t.Errorf("span = %q, %v: the handler's context is not the one CallStarted returned", got, err)
@@ -204,8 +204,10 @@ func TestObserverConnectTries(t *testing.T) {
 	defer hs.Close()
 	obs := newRecorder()
 	_, err := tryDial(ctxT(t), t, "ws"+strings.TrimPrefix(hs.URL, "http"), &DialOptions{
-		Observer: obs,
-		Retry:    RetryOptions{MaxTries: 3, InitialInterval: 1},
+		ConnOptions: ConnOptions{
+			Observer: obs,
+		},
+		Retry: RetryOptions{MaxTries: 3, InitialInterval: 1},
 	})
 	if err == nil {
 		t.Fatal("Dial succeeded against a 503")
@@ -238,7 +240,7 @@ func TestObserverRefused(t *testing.T) {
 		}
 		return true, nil
 	})
-	_, u := testServer(t, m, &ServerOptions{Observer: obs, MaxConcurrentCalls: 1})
+	_, u := testServer(t, m, &ServerOptions{ConnOptions: ConnOptions{Observer: obs, MaxConcurrentCalls: 1}})
 	cl := testDial(t, u, nil)
 	held := make(chan error, 1)
 	go func() { held <- cl.Call(ctx, "hold", nil, nil) }()

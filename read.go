@@ -27,7 +27,7 @@ func (c *Conn) readLoop() error {
 			return err
 		}
 		c.touch()
-		if obs := c.cfg.observer; obs != nil {
+		if obs := c.cfg.Observer; obs != nil {
 			obs.Frame(c, Inbound, len(buf.b))
 		}
 		c.handleFrame(mt, buf)
@@ -106,7 +106,7 @@ func (c *Conn) handleRequest(f *wire.Frame, in *buffer) {
 	}
 	if m == nil {
 		msg := "method not found: " + string(f.Method)
-		if obs := c.cfg.observer; obs != nil {
+		if obs := c.cfg.Observer; obs != nil {
 			obs.CallRefused(c, string(f.Method), &Error{Code: CodeMethodNotFound, Message: msg})
 		}
 		out := getBuf()
@@ -119,14 +119,14 @@ func (c *Conn) handleRequest(f *wire.Frame, in *buffer) {
 	var cc *callCtx
 	c.mu.Lock()
 	size := int64(cap(in.b))
-	if c.draining || c.closing || c.calls >= c.cfg.maxCalls ||
-		c.cfg.maxCallBytes > 0 && c.calls > 0 && c.callBytes+size > c.cfg.maxCallBytes {
+	if c.draining || c.closing || c.calls >= c.cfg.MaxConcurrentCalls ||
+		c.cfg.MaxCallBytes > 0 && c.calls > 0 && c.callBytes+size > c.cfg.MaxCallBytes {
 		reason := ErrShuttingDown
 		if !c.draining && !c.closing {
 			reason = ErrTooManyCalls
 		}
 		c.mu.Unlock()
-		if obs := c.cfg.observer; obs != nil {
+		if obs := c.cfg.Observer; obs != nil {
 			obs.CallRefused(c, string(f.Method), reason)
 		}
 		out := getBuf()
@@ -178,7 +178,7 @@ func (c *Conn) cancelRunning(tok []byte) {
 func (c *Conn) runHandler(ctx context.Context, cc *callCtx, m *method, f *wire.Frame, in *buffer) {
 	defer c.wg.Done()
 	var ci *CallInfo
-	obs := c.cfg.observer
+	obs := c.cfg.Observer
 	if obs != nil {
 		ci = &CallInfo{Method: string(f.Method), Dir: Inbound, Start: time.Now(), RequestBytes: len(in.b)}
 		ctx = obs.CallStarted(ctx, c, ci)
@@ -195,7 +195,7 @@ func (c *Conn) runHandler(ctx context.Context, cc *callCtx, m *method, f *wire.F
 		if !chosen {
 			c.report(errorf("method %q: %w", f.Method, err))
 			we = &Error{Code: CodeInternalError, Message: "internal error"}
-			if c.cfg.errorDetails {
+			if c.cfg.SendErrorDetails {
 				we.Message = err.Error()
 			}
 		}
@@ -305,8 +305,8 @@ func (c *Conn) handleResponse(f *wire.Frame, buf *buffer) {
 
 // report passes an error no caller waits for to the OnError hook.
 func (c *Conn) report(err error) {
-	if c.cfg.onError != nil {
-		c.cfg.onError(c, err)
+	if c.cfg.OnError != nil {
+		c.cfg.OnError(c, err)
 	}
 }
 

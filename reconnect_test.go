@@ -92,15 +92,17 @@ func TestReconnectAfterServerRestart(t *testing.T) {
 				t.Fatal(err)
 			}
 			addr := ln.Addr().String()
-			stop1 := serveOn(t, ln, NewServer(genMux(1), &ServerOptions{Logger: quiet()}))
+			stop1 := serveOn(t, ln, mustServer(t, genMux(1), &ServerOptions{ConnOptions: ConnOptions{Logger: quiet()}}))
 
 			var connects atomic.Int32
 			disconnected := make(chan error, 4)
 			cl := testDial(t, "ws://"+addr+"/ws", &DialOptions{
 				WaitForReady: waitForReady,
 				Retry:        fastRetry,
-				OnConnect:    func(context.Context, *Conn) error { connects.Add(1); return nil },
-				OnDisconnect: func(_ *Conn, err error) { sendNoWait(disconnected, err) },
+				ConnOptions: ConnOptions{
+					OnConnect:    func(context.Context, *Conn) error { connects.Add(1); return nil },
+					OnDisconnect: func(_ *Conn, err error) { sendNoWait(disconnected, err) },
+				},
 			})
 			if g, err := Call[int](ctx, cl, "gen", nil); err != nil || g != 1 {
 				t.Fatalf("gen = %d, %v; want 1", g, err)
@@ -156,7 +158,7 @@ func TestReconnectAfterServerRestart(t *testing.T) {
 			if err != nil {
 				t.Fatalf("listening again on %s: %v", addr, err)
 			}
-			serveOn(t, ln2, NewServer(genMux(2), &ServerOptions{Logger: quiet()}))
+			serveOn(t, ln2, mustServer(t, genMux(2), &ServerOptions{ConnOptions: ConnOptions{Logger: quiet()}}))
 			recv(ctx, t, sawGen2, "a call answered by the new server")
 			if waitForReady {
 				if err := recv(ctx, t, waited, "the call made while disconnected"); err != nil {
@@ -222,11 +224,13 @@ func TestKeepAliveDetectsFrozenLink(t *testing.T) {
 	connected := make(chan struct{}, 4)
 	disconnected := make(chan error, 4)
 	cl := testDial(t, "ws://"+proxy.Addr()+"/ws", &DialOptions{
-		KeepAlive:    KeepAlive{Interval: 50 * time.Millisecond, Timeout: 100 * time.Millisecond},
+		ConnOptions: ConnOptions{
+			KeepAlive:    KeepAlive{Interval: 50 * time.Millisecond, Timeout: 100 * time.Millisecond},
+			OnConnect:    func(context.Context, *Conn) error { sendNoWait(connected, struct{}{}); return nil },
+			OnDisconnect: func(_ *Conn, err error) { sendNoWait(disconnected, err) },
+		},
 		Retry:        fastRetry,
 		WaitForReady: true,
-		OnConnect:    func(context.Context, *Conn) error { sendNoWait(connected, struct{}{}); return nil },
-		OnDisconnect: func(_ *Conn, err error) { sendNoWait(disconnected, err) },
 	})
 	recv(ctx, t, connected, "the first OnConnect")
 	if err := cl.Call(ctx, "hold", nil, nil); err != nil {
@@ -248,12 +252,16 @@ func TestServerKeepAliveDropsFrozenClient(t *testing.T) {
 	ctx := ctxT(t)
 	disconnected := make(chan error, 1)
 	_, u := testServer(t, holdMux(), &ServerOptions{
-		KeepAlive:    KeepAlive{Interval: 50 * time.Millisecond, Timeout: 100 * time.Millisecond},
-		OnDisconnect: func(_ *Conn, err error) { sendNoWait(disconnected, err) },
+		ConnOptions: ConnOptions{
+			KeepAlive:    KeepAlive{Interval: 50 * time.Millisecond, Timeout: 100 * time.Millisecond},
+			OnDisconnect: func(_ *Conn, err error) { sendNoWait(disconnected, err) },
+		},
 	})
 	proxy := testproxy.New(t, hostOf(t, u))
 	cl := testDial(t, "ws://"+proxy.Addr()+"/ws", &DialOptions{
-		KeepAlive:        KeepAlive{Interval: -1}, // the client stays silent
+		ConnOptions: ConnOptions{
+			KeepAlive: KeepAlive{Interval: -1}, // the client stays silent
+		},
 		DisableReconnect: true,
 	})
 	if err := cl.Call(ctx, "hold", nil, nil); err != nil {
@@ -350,11 +358,13 @@ func TestClientCloseFromOnConnect(t *testing.T) {
 	srv, u := testServer(t, nil, nil)
 	cl := testDial(t, u, &DialOptions{
 		Retry: fastRetry,
-		OnConnect: func(context.Context, *Conn) error {
-			if connects.Add(1) == 2 {
-				closeReturned <- clp.Load().Close()
-			}
-			return nil
+		ConnOptions: ConnOptions{
+			OnConnect: func(context.Context, *Conn) error {
+				if connects.Add(1) == 2 {
+					closeReturned <- clp.Load().Close()
+				}
+				return nil
+			},
 		},
 	})
 	clp.Store(cl)
@@ -380,10 +390,12 @@ func TestCloseDuringStalledReconnect(t *testing.T) {
 	proxy := testproxy.New(t, hostOf(t, u))
 	disconnected := make(chan error, 4)
 	cl := testDial(t, "ws://"+proxy.Addr()+"/ws", &DialOptions{
-		KeepAlive:        KeepAlive{Interval: 50 * time.Millisecond, Timeout: 100 * time.Millisecond},
+		ConnOptions: ConnOptions{
+			KeepAlive:    KeepAlive{Interval: 50 * time.Millisecond, Timeout: 100 * time.Millisecond},
+			OnDisconnect: func(_ *Conn, err error) { sendNoWait(disconnected, err) },
+		},
 		Retry:            fastRetry,
 		HandshakeTimeout: 30 * time.Second,
-		OnDisconnect:     func(_ *Conn, err error) { sendNoWait(disconnected, err) },
 	})
 	proxy.Freeze()
 	recv(ctx, t, disconnected, "OnDisconnect")
@@ -420,7 +432,7 @@ func TestDialCanceledDuringStalledHandshake(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		cl, err := Dial(dctx, "ws://"+proxy.Addr()+"/ws", &DialOptions{Logger: quiet(), HandshakeTimeout: 30 * time.Second})
+		cl, err := Dial(dctx, "ws://"+proxy.Addr()+"/ws", &DialOptions{ConnOptions: ConnOptions{Logger: quiet()}, HandshakeTimeout: 30 * time.Second})
 		done <- result{cl, err}
 	}()
 	pollUntil(t, "the dial to reach the proxy", func() bool { return proxy.Accepted() == 1 })

@@ -33,10 +33,9 @@ const serverWriteBuffer = 128
 // all its connections (keep-alive, idle workers). A Server is safe for
 // concurrent use.
 type Server struct {
-	cfg        *config
-	opts       ServerOptions
-	maxMessage int64
-	up         websocket.Upgrader
+	cfg  *config       // the connections' options, defaulted
+	opts ServerOptions // defaulted too: read the server's own fields here
+	up   websocket.Upgrader
 
 	mu       sync.Mutex
 	conns    map[string]*Conn    // open connections, by ID
@@ -51,31 +50,29 @@ type Server struct {
 }
 
 // NewServer returns a Server that exposes mux's methods (nil: only the
-// built-ins). It panics if opts are invalid, reporting every problem.
-func NewServer(mux *Mux, opts *ServerOptions) *Server {
+// built-ins), configured by a copy of opts (nil: all defaults).
+//
+// If opts are invalid, NewServer returns an error that names every invalid
+// field, and no Server. It returns the error rather than panicking because
+// options are often built at run time, from flags or a configuration file,
+// where a bad value is the user's mistake to report, not a bug; and [Dial]
+// checks the [ConnOptions] both take the same way, with the same error.
+func NewServer(mux *Mux, opts *ServerOptions) (*Server, error) {
 	var o ServerOptions
 	if opts != nil {
 		o = *opts
-		o.OriginPatterns = append([]string(nil), opts.OriginPatterns...)
 	}
-	cfg, maxMessage, err := common{
-		onConnect: o.OnConnect, onDisconnect: o.OnDisconnect, onError: o.OnError,
-		logger: o.Logger, callTimeout: o.CallTimeout, keepAlive: o.KeepAlive,
-		binary: o.BinaryFrames, maxMessage: o.MaxMessageSize, sendQueue: o.SendQueue, sendBytes: o.SendQueueBytes,
-		writeTimeout: o.WriteTimeout, maxCalls: o.MaxConcurrentCalls, maxCallBytes: o.MaxCallBytes,
-		errorDetails: o.SendErrorDetails, observer: o.Observer, closeTimeout: o.CloseTimeout,
-	}.config(mux)
+	o, err := o.withDefaults()
 	if err != nil {
-		panic(err)
+		return nil, err
 	}
-	cfg.workers = newWorkers()
-	cfg.hooks = new(hooks)
-	s := &Server{cfg: cfg, opts: o, maxMessage: maxMessage, conns: make(map[string]*Conn), byPath: make(map[pathKey][]*Conn), perAddr: make(map[string]int)}
+	cfg := &config{ConnOptions: o.ConnOptions, mux: mux, workers: newWorkers(), hooks: new(hooks)}
+	s := &Server{cfg: cfg, opts: o, conns: make(map[string]*Conn), byPath: make(map[pathKey][]*Conn), perAddr: make(map[string]int)}
 	s.up = websocket.Upgrader{
 		// A small read buffer: an idle connection keeps it for its whole
 		// life, and payloads larger than it are read past it, straight
 		// into the frame's buffer.
-		HandshakeTimeout: orDefault(o.HandshakeTimeout, DefaultHandshakeTimeout),
+		HandshakeTimeout: max(o.HandshakeTimeout, 0),
 		ReadBufferSize:   serverReadBuffer,
 		// A small write buffer of its own per connection: most answers
 		// fit, larger ones are written past it. (gorilla's buffer pool
@@ -84,11 +81,11 @@ func NewServer(mux *Mux, opts *ServerOptions) *Server {
 		Subprotocols:    []string{extProtocol},
 		CheckOrigin:     s.checkOrigin,
 		Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
-			s.cfg.logger.Debug("upgrade refused", "remote", r.RemoteAddr, "status", status, "err", reason)
+			s.cfg.Logger.Debug("upgrade refused", "remote", r.RemoteAddr, "status", status, "err", reason)
 			http.Error(w, reason.Error(), status)
 		},
 	}
-	return s
+	return s, nil
 }
 
 // ServeHTTP upgrades the request to a WebSocket and serves it until the
@@ -108,7 +105,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if refusal != "" {
 		s.mu.Unlock()
-		s.cfg.logger.Debug("connection refused", "remote", r.RemoteAddr, "status", http.StatusServiceUnavailable, "reason", refusal)
+		s.cfg.Logger.Debug("connection refused", "remote", r.RemoteAddr, "status", http.StatusServiceUnavailable, "reason", refusal)
 		http.Error(w, refusal, http.StatusServiceUnavailable)
 		return
 	}
@@ -136,7 +133,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 					msg = http.StatusText(status)
 				}
 			}
-			s.cfg.logger.Debug("connection refused", "remote", r.RemoteAddr, "path", r.URL.Path, "status", status, "err", err)
+			s.cfg.Logger.Debug("connection refused", "remote", r.RemoteAddr, "path", r.URL.Path, "status", status, "err", err)
 			http.Error(w, msg, status)
 			return
 		}
@@ -146,8 +143,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return // Upgrade answered the request
 	}
-	if s.maxMessage > 0 {
-		ws.SetReadLimit(s.maxMessage)
+	if s.cfg.MaxMessageSize > 0 {
+		ws.SetReadLimit(s.cfg.MaxMessageSize)
 	}
 	c := newConn(ws, s.cfg, detach(r))
 	c.identity = identity
@@ -161,7 +158,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.addLocked(c)
 	s.active++ // the connection's goroutine
 	served = true
-	if s.keeper == nil && s.cfg.keepAlive.Interval > 0 {
+	if s.keeper == nil && s.cfg.KeepAlive.Interval > 0 {
 		s.keeper, s.kept = make(chan struct{}), make(chan struct{})
 		go s.keepAlive(s.keeper, s.kept)
 	}
@@ -229,7 +226,7 @@ func (s *Server) checkOrigin(r *http.Request) bool {
 			return true
 		}
 	}
-	s.cfg.logger.Debug("connection refused: origin not allowed", "remote", r.RemoteAddr, "origin", origin)
+	s.cfg.Logger.Debug("connection refused: origin not allowed", "remote", r.RemoteAddr, "origin", origin)
 	return false
 }
 
@@ -313,7 +310,7 @@ func (s *Server) wait(ctx context.Context) {
 		return
 	case <-ctx.Done():
 	}
-	if grace := s.cfg.closeTimeout; grace > 0 {
+	if grace := s.cfg.CloseTimeout; grace > 0 {
 		t := time.NewTimer(grace)
 		defer t.Stop()
 		select {

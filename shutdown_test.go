@@ -33,7 +33,9 @@ func TestShutdownDrains(t *testing.T) {
 	disconnected := make(chan error, 1)
 	cl := testDial(t, u, &DialOptions{
 		DisableReconnect: true,
-		OnDisconnect:     func(_ *Conn, err error) { sendNoWait(disconnected, err) },
+		ConnOptions: ConnOptions{
+			OnDisconnect: func(_ *Conn, err error) { sendNoWait(disconnected, err) },
+		},
 	})
 
 	type result struct {
@@ -149,9 +151,11 @@ func TestClientCloseWaits(t *testing.T) {
 	srv, u := testServer(t, nil, nil)
 	cl := testDial(t, u, &DialOptions{
 		Methods: methods,
-		OnDisconnect: func(*Conn, error) {
-			time.Sleep(200 * time.Millisecond) // final bookkeeping
-			disconnectDone.Store(true)
+		ConnOptions: ConnOptions{
+			OnDisconnect: func(*Conn, error) {
+				time.Sleep(200 * time.Millisecond) // final bookkeeping
+				disconnectDone.Store(true)
+			},
 		},
 	})
 	sc := serverConn(t, srv)
@@ -177,9 +181,11 @@ func TestServerCloseWaits(t *testing.T) {
 			m := NewMux()
 			lingeringHandler(m, started, &handlerReturned)
 			srv, u := testServer(t, m, &ServerOptions{
-				OnDisconnect: func(*Conn, error) {
-					time.Sleep(200 * time.Millisecond)
-					disconnectDone.Store(true)
+				ConnOptions: ConnOptions{
+					OnDisconnect: func(*Conn, error) {
+						time.Sleep(200 * time.Millisecond)
+						disconnectDone.Store(true)
+					},
 				},
 			})
 			cl := testDial(t, u, &DialOptions{DisableReconnect: true})
@@ -233,8 +239,10 @@ func TestCloseTimeout(t *testing.T) {
 			defer hs.Close()
 			defer close(hold)
 			cl := testDial(t, "ws"+strings.TrimPrefix(hs.URL, "http"), &DialOptions{
-				CloseTimeout: tc.timeout,
-				KeepAlive:    KeepAlive{Interval: -1},
+				ConnOptions: ConnOptions{
+					CloseTimeout: tc.timeout,
+					KeepAlive:    KeepAlive{Interval: -1},
+				},
 			})
 			start := time.Now()
 			cl.Close()

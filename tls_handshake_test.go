@@ -205,8 +205,10 @@ func TestMutualTLS(t *testing.T) {
 	t.Run("trusted client certificate", func(t *testing.T) {
 		ctx := ctxT(t)
 		hookSaw := make(chan string, 1)
-		srv := NewServer(identityMux(), &ServerOptions{
-			Logger: quiet(),
+		srv := mustServer(t, identityMux(), &ServerOptions{
+			ConnOptions: ConnOptions{
+				Logger: quiet(),
+			},
 			Authenticate: func(r *http.Request) (any, error) {
 				hookSaw <- peerCN(r)
 				return peerCN(r), nil
@@ -231,8 +233,10 @@ func TestMutualTLS(t *testing.T) {
 	t.Run("no client certificate", func(t *testing.T) {
 		ctx := ctxT(t)
 		var hookCalls atomic.Int32
-		srv := NewServer(identityMux(), &ServerOptions{
-			Logger:       quiet(),
+		srv := mustServer(t, identityMux(), &ServerOptions{
+			ConnOptions: ConnOptions{
+				Logger: quiet(),
+			},
 			Authenticate: func(*http.Request) (any, error) { hookCalls.Add(1); return nil, nil },
 		})
 		hs, logged := mtlsServer(t, srv, ca)
@@ -254,7 +258,7 @@ func TestMutualTLS(t *testing.T) {
 	// context ends.
 	t.Run("no client certificate, not retried", func(t *testing.T) {
 		ctx := ctxT(t)
-		srv := NewServer(identityMux(), &ServerOptions{Logger: quiet()})
+		srv := mustServer(t, identityMux(), &ServerOptions{ConnOptions: ConnOptions{Logger: quiet()}})
 		hs, logged := mtlsServer(t, srv, ca)
 		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
@@ -281,7 +285,7 @@ func TestMutualTLS(t *testing.T) {
 	// x509 reason.
 	t.Run("untrusted server certificate, not retried", func(t *testing.T) {
 		ctx := ctxT(t)
-		srv := NewServer(identityMux(), &ServerOptions{Logger: quiet()})
+		srv := mustServer(t, identityMux(), &ServerOptions{ConnOptions: ConnOptions{Logger: quiet()}})
 		hs, _ := mtlsServer(t, srv, ca)
 		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
@@ -314,8 +318,10 @@ func TestMutualTLS(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := ctxT(t)
 			var hookCalls atomic.Int32
-			srv := NewServer(identityMux(), &ServerOptions{
-				Logger:       quiet(),
+			srv := mustServer(t, identityMux(), &ServerOptions{
+				ConnOptions: ConnOptions{
+					Logger: quiet(),
+				},
 				Authenticate: func(*http.Request) (any, error) { hookCalls.Add(1); return nil, nil },
 			})
 			hs, logged := mtlsServer(t, srv, ca)
@@ -337,8 +343,10 @@ func TestMutualTLS(t *testing.T) {
 	t.Run("Authenticate refuses a valid certificate", func(t *testing.T) {
 		ctx := ctxT(t)
 		var tries atomic.Int32
-		srv := NewServer(identityMux(), &ServerOptions{
-			Logger: quiet(),
+		srv := mustServer(t, identityMux(), &ServerOptions{
+			ConnOptions: ConnOptions{
+				Logger: quiet(),
+			},
 			Authenticate: func(r *http.Request) (any, error) {
 				tries.Add(1)
 				cn := peerCN(r)
@@ -509,7 +517,7 @@ func TestDialHandshakeTimeout(t *testing.T) {
 
 func TestServerReadHeaderTimeout(t *testing.T) {
 	ctx := ctxT(t)
-	srv := NewServer(utilMux(), &ServerOptions{Logger: quiet()})
+	srv := mustServer(t, utilMux(), &ServerOptions{ConnOptions: ConnOptions{Logger: quiet()}})
 	hm := http.NewServeMux()
 	hm.Handle("/ws", srv)
 	hs := httptest.NewUnstartedServer(hm)
@@ -603,10 +611,12 @@ func (w *writeWatcher) Write(p []byte) (int, error) {
 func TestServerHandshakeTimeout(t *testing.T) {
 	ctx := ctxT(t)
 	var connected atomic.Int32
-	srv := NewServer(utilMux(), &ServerOptions{
-		Logger:           quiet(),
+	srv := mustServer(t, utilMux(), &ServerOptions{
+		ConnOptions: ConnOptions{
+			Logger:    quiet(),
+			OnConnect: func(context.Context, *Conn) error { connected.Add(1); return nil },
+		},
 		HandshakeTimeout: 200 * time.Millisecond,
-		OnConnect:        func(context.Context, *Conn) error { connected.Add(1); return nil },
 	})
 	hm := http.NewServeMux()
 	hm.Handle("/ws", srv)

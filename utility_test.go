@@ -73,7 +73,7 @@ func TestCallMeBackPendingLimit(t *testing.T) {
 	m := NewMux()
 	u := registerUtilities(m)
 	// No call timeout: only the limit ends the callbacks.
-	srv, url := testServer(t, m, &ServerOptions{CallTimeout: -1})
+	srv, url := testServer(t, m, &ServerOptions{ConnOptions: ConnOptions{CallTimeout: -1}})
 	ws := rawDial(t, url)
 	sc := serverConn(t, srv)
 	before := runtime.NumGoroutine()
@@ -191,7 +191,7 @@ func TestCallMeBackStoredBytes(t *testing.T) {
 func TestCallMeBackOversizedResponse(t *testing.T) {
 	m := NewMux()
 	u := registerUtilities(m)
-	srv, url := testServer(t, m, &ServerOptions{MaxMessageSize: 2 * maxStoredBytes})
+	srv, url := testServer(t, m, &ServerOptions{ConnOptions: ConnOptions{MaxMessageSize: 2 * maxStoredBytes}})
 	cm := NewMux()
 	Register(cm, "sized", func(_ context.Context, a struct {
 		N int `json:"n"`

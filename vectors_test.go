@@ -359,7 +359,7 @@ func TestVectorsRequests(t *testing.T) {
 		}
 	}))
 	defer hs.Close()
-	cl := testDial(t, "ws"+strings.TrimPrefix(hs.URL, "http"), &DialOptions{DisableReconnect: true, KeepAlive: KeepAlive{Interval: -1}})
+	cl := testDial(t, "ws"+strings.TrimPrefix(hs.URL, "http"), &DialOptions{DisableReconnect: true, ConnOptions: ConnOptions{KeepAlive: KeepAlive{Interval: -1}}})
 	for _, v := range loadVectors(t) {
 		if v.Direction != "client->server" || v.Frame == nil || v.FrameType != "text" || v.Case == "not-json" {
 			continue

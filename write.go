@@ -28,7 +28,7 @@ func (c *Conn) trySend(out *buffer) {
 
 // observeDropped tells the Observer of a frame given up on.
 func (c *Conn) observeDropped() {
-	if obs := c.cfg.observer; obs != nil {
+	if obs := c.cfg.Observer; obs != nil {
 		obs.Queue(c, 0, 0, 1)
 	}
 }
@@ -135,7 +135,7 @@ func (q *sendQueue) release(batch []*buffer) (int, int64) {
 // and tells the Observer; written says whether they went out (or were
 // dropped: the connection ended first).
 func (c *Conn) releaseWritten(batch []*buffer, written bool) {
-	obs := c.cfg.observer
+	obs := c.cfg.Observer
 	if obs == nil {
 		c.q.release(batch)
 		return
@@ -185,7 +185,7 @@ func (c *Conn) tryQueue(out *buffer, inline bool) (queued, ended, start bool) {
 	q.size += size
 	out.qsize = size
 	start = c.pushLocked(out, inline)
-	if obs := c.cfg.observer; obs != nil {
+	if obs := c.cfg.Observer; obs != nil {
 		obs.Queue(c, 1, size, 0)
 	}
 	return true, false, start
@@ -273,10 +273,10 @@ func (c *Conn) writeLoop() {
 			return
 		}
 
-		if c.bc == nil && c.werr == nil && c.cfg.writeTimeout > 0 {
+		if c.bc == nil && c.werr == nil && c.cfg.WriteTimeout > 0 {
 			// No batchConn to own the deadline (a socket that is not
 			// ours): gorilla sets this one on each of its writes.
-			c.werr = c.ws.SetWriteDeadline(time.Now().Add(c.cfg.writeTimeout))
+			c.werr = c.ws.SetWriteDeadline(time.Now().Add(c.cfg.WriteTimeout))
 		}
 		// The frames go to the socket together, in one write where they fit.
 		if c.bc != nil {
@@ -303,7 +303,7 @@ func (c *Conn) writeLoop() {
 		c.releaseWritten(q, c.werr == nil)
 		if c.werr != nil {
 			c.fail(fmt.Errorf("write: %w", c.werr))
-		} else if c.closeSent && c.cfg.closeTimeout <= 0 {
+		} else if c.closeSent && c.cfg.CloseTimeout <= 0 {
 			c.ws.NetConn().Close() // CloseTimeout < 0: the close frame is out, don't wait for the peer's
 		}
 		c.q.reuse(q)
@@ -315,10 +315,10 @@ func (c *Conn) writeFrame(out *buffer) error {
 		return c.ws.WriteMessage(websocket.CloseMessage, out.b)
 	}
 	if out.ping {
-		return c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.cfg.keepAlive.Timeout))
+		return c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.cfg.KeepAlive.Timeout))
 	}
 	mt := websocket.TextMessage
-	if c.cfg.binary {
+	if c.cfg.BinaryFrames {
 		mt = websocket.BinaryMessage
 	}
 	if c.direct {

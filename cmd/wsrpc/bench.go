@@ -151,11 +151,13 @@ func dialBench(ctx context.Context, url string, f *benchFlags) ([]*wsrpc.Client,
 		Header:           f.header,
 		Retry:            wsrpc.RetryOptions{MaxTries: dialTries},
 		DisableReconnect: true,
-		Logger:           slog.New(slog.DiscardHandler),
-		CallTimeout:      10 * time.Second, // unused: every call has a deadline
-		KeepAlive:        wsrpc.KeepAlive{Interval: -1},
-		// Room for the answer and its envelope.
-		MaxMessageSize: int64(max(wsrpc.DefaultMaxMessageSize, f.payload+64<<10)),
+		ConnOptions: wsrpc.ConnOptions{
+			Logger:      slog.New(slog.DiscardHandler),
+			CallTimeout: 10 * time.Second, // unused: every call has a deadline
+			KeepAlive:   wsrpc.KeepAlive{Interval: -1},
+			// Room for the answer and its envelope.
+			MaxMessageSize: int64(max(wsrpc.DefaultMaxMessageSize, f.payload+64<<10)),
+		},
 	}
 	clients, err := dialMany(ctx, f.conns, benchDialers, func(ctx context.Context) (*wsrpc.Client, error) {
 		return wsrpc.Dial(ctx, url, opts)

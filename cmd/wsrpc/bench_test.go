@@ -24,7 +24,10 @@ func startServer(t *testing.T, mux *wsrpc.Mux, opts *wsrpc.ServerOptions) (strin
 		opts = new(wsrpc.ServerOptions)
 	}
 	opts.Logger = slog.New(slog.DiscardHandler)
-	srv := wsrpc.NewServer(mux, opts)
+	srv, err := wsrpc.NewServer(mux, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -129,7 +129,9 @@ func runCall(ctx context.Context, args []string, std stdio) int {
 		NetDialContext:   socks.dial,
 		Retry:            wsrpc.RetryOptions{MaxTries: dialTries},
 		DisableReconnect: true,
-		Logger:           logger,
+		ConnOptions: wsrpc.ConnOptions{
+			Logger: logger,
+		},
 	})
 	if err != nil {
 		return callFailure(ctx, std, f.timeout, err)

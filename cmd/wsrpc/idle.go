@@ -95,12 +95,14 @@ func runIdle(ctx context.Context, args []string, std stdio) int {
 		NetDialContext:   dial,
 		Retry:            wsrpc.RetryOptions{MaxTries: dialTries},
 		DisableReconnect: true,
-		KeepAlive:        wsrpc.KeepAlive{Interval: ka},
-		Logger:           slog.New(slog.DiscardHandler),
-		OnDisconnect: func(_ *wsrpc.Conn, err error) {
-			if !closing.Load() {
-				lost.Add(1)
-			}
+		ConnOptions: wsrpc.ConnOptions{
+			KeepAlive: wsrpc.KeepAlive{Interval: ka},
+			Logger:    slog.New(slog.DiscardHandler),
+			OnDisconnect: func(_ *wsrpc.Conn, err error) {
+				if !closing.Load() {
+					lost.Add(1)
+				}
+			},
 		},
 	}
 

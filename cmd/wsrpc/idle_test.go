@@ -31,11 +31,13 @@ func TestIdle(t *testing.T) {
 	t.Parallel()
 	var opened, closed atomic.Int32
 	url, srv := startServer(t, wsrpc.NewMux(), &wsrpc.ServerOptions{
-		OnConnect: func(context.Context, *wsrpc.Conn) error {
-			opened.Add(1)
-			return nil
+		ConnOptions: wsrpc.ConnOptions{
+			OnConnect: func(context.Context, *wsrpc.Conn) error {
+				opened.Add(1)
+				return nil
+			},
+			OnDisconnect: func(*wsrpc.Conn, error) { closed.Add(1) },
 		},
-		OnDisconnect: func(*wsrpc.Conn, error) { closed.Add(1) },
 	})
 
 	ctx, cancel := context.WithCancel(context.Background())

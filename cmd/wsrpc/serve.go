@@ -110,11 +110,14 @@ func serveCommand(ctx context.Context, args []string, std stdio, setup func(*dem
 	// At INFO: the demo's hooks log connections themselves, and the
 	// library's Debug lines would repeat them.
 	logger := slog.New(slog.NewTextHandler(std.err, nil))
+	d, err := newDemo(f.token, logger)
+	if err != nil {
+		return failure(std, err)
+	}
 	ln, err := net.Listen("tcp", f.addr)
 	if err != nil {
 		return failure(std, err)
 	}
-	d := newDemo(f.token, logger)
 	if setup != nil {
 		setup(d)
 	}
@@ -154,9 +157,10 @@ type wakeUpCall struct {
 	timer *time.Timer
 }
 
-// newDemo returns the demo server. A non-empty token is required in the
-// X-Token header of every upgrade request.
-func newDemo(token string, logger *slog.Logger) *demo {
+// newDemo returns the demo server, or the error of invalid server options.
+// A non-empty token is required in the X-Token header of every upgrade
+// request.
+func newDemo(token string, logger *slog.Logger) (*demo, error) {
 	d := &demo{
 		mux:           wsrpc.NewMux(),
 		log:           logger,
@@ -184,16 +188,18 @@ func newDemo(token string, logger *slog.Logger) *demo {
 	wsrpc.Register(d.mux, "register_wake_up_call", d.registerWakeUpCall)
 
 	opts := &wsrpc.ServerOptions{
-		Logger: logger,
-		// Connections are logged here, at INFO, whatever level the
-		// library logs them at.
-		OnConnect: func(_ context.Context, c *wsrpc.Conn) error {
-			d.log.Info("connected", "conn", c.ID(), "remote", c.RemoteAddr().String(), "path", c.Request().URL.Path)
-			return nil
-		},
-		OnDisconnect: func(c *wsrpc.Conn, err error) {
-			d.dropWakeUps(c)
-			d.log.Info("disconnected", "conn", c.ID(), "cause", err)
+		ConnOptions: wsrpc.ConnOptions{
+			Logger: logger,
+			// Connections are logged here, at INFO, whatever level the
+			// library logs them at.
+			OnConnect: func(_ context.Context, c *wsrpc.Conn) error {
+				d.log.Info("connected", "conn", c.ID(), "remote", c.RemoteAddr().String(), "path", c.Request().URL.Path)
+				return nil
+			},
+			OnDisconnect: func(c *wsrpc.Conn, err error) {
+				d.dropWakeUps(c)
+				d.log.Info("disconnected", "conn", c.ID(), "cause", err)
+			},
 		},
 	}
 	if token != "" {
@@ -204,8 +210,12 @@ func newDemo(token string, logger *slog.Logger) *demo {
 			return nil, nil
 		}
 	}
-	d.srv = wsrpc.NewServer(d.mux, opts)
-	return d
+	srv, err := wsrpc.NewServer(d.mux, opts)
+	if err != nil {
+		return nil, err
+	}
+	d.srv = srv
+	return d, nil
 }
 
 // pair is the arguments of the two-operand methods.

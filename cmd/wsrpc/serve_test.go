@@ -22,7 +22,9 @@ func dialQuiet(t *testing.T, url string, methods *wsrpc.Mux) *wsrpc.Client {
 	c, err := wsrpc.Dial(t.Context(), url, &wsrpc.DialOptions{
 		Methods:          methods,
 		DisableReconnect: true,
-		Logger:           slog.New(slog.DiscardHandler),
+		ConnOptions: wsrpc.ConnOptions{
+			Logger: slog.New(slog.DiscardHandler),
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -321,7 +323,10 @@ func TestServeLogsConnections(t *testing.T) {
 // refused with wsrpc.ErrShuttingDown, the refusal a stopping server sends.
 func TestWakeUpCallAfterStop(t *testing.T) {
 	t.Parallel()
-	d := newDemo("", slog.New(slog.DiscardHandler))
+	d, err := newDemo("", slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
 	d.stop()
 	if _, err := d.registerWakeUpCall(t.Context(), wakeUpArgs{TimeDelta: 1, Name: "x"}); !errors.Is(err, wsrpc.ErrShuttingDown) {
 		t.Errorf("register_wake_up_call after stop: %v, want %v", err, wsrpc.ErrShuttingDown)

@@ -27,7 +27,10 @@ func main() {
 		}
 		return "hello, " + name, nil
 	})
-	srv := wsrpc.NewServer(mux, nil)
+	srv, err := wsrpc.NewServer(mux, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
 	defer srv.Close()
 	routes := http.NewServeMux()
 	routes.Handle("/ws", srv)

@@ -26,7 +26,10 @@ func main() {
 	wsrpc.Register(mux, "concat", func(ctx context.Context, a ConcatArgs) (string, error) {
 		return a.A + a.B, nil
 	})
-	srv := wsrpc.NewServer(mux, nil)
+	srv, err := wsrpc.NewServer(mux, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
 	defer srv.Close() // closes the WebSockets, which closing the listener leaves open
 	routes := http.NewServeMux()
 	routes.Handle("/ws", srv)

@@ -58,7 +58,10 @@ func run(ctx context.Context, w io.Writer) error {
 		}()
 		return true, nil
 	})
-	srv := wsrpc.NewServer(mux, nil)
+	srv, err := wsrpc.NewServer(mux, nil)
+	if err != nil {
+		return err
+	}
 	defer srv.Close()
 
 	routes := http.NewServeMux()
