@@ -19,6 +19,8 @@ import (
 
 	"github.com/cenkalti/backoff/v5"
 	"github.com/gorilla/websocket"
+
+	"github.com/wsrpc/wsrpc/internal/wsconn"
 )
 
 // Client is a connection to a wsrpc (or fastapi_websocket_rpc) server that
@@ -228,7 +230,7 @@ func (cl *Client) dialOnce(ctx context.Context) (*websocket.Conn, error) {
 			return nil, err
 		}
 		stop = context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
-		return newBatchConn(c), nil
+		return wsconn.New(c), nil
 	}
 	ws, resp, err := d.DialContext(ctx, cl.url, cl.opts.Header)
 	if stop != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/wsrpc/wsrpc/internal/wire"
+	"github.com/wsrpc/wsrpc/internal/wsconn"
 )
 
 // extProtocol is the WebSocket subprotocol that two wsrpc peers negotiate to
@@ -50,8 +51,8 @@ type config struct {
 type Conn struct {
 	// Set when the connection is made, read-only after.
 	ws       *websocket.Conn
-	bc       *batchConn // ws's socket, or nil for a socket that is not ours
-	direct   bool       // a client's data frames are masked in place and written straight to bc (no TLS between), not through gorilla
+	bc       *wsconn.Conn // ws's socket, or nil for a socket that is not ours
+	direct   bool         // a client's data frames are masked in place and written straight to bc (no TLS between), not through gorilla
 	id       string
 	cfg      *config
 	up       *upgrade // server side: the upgrade request
@@ -98,9 +99,10 @@ func ConnFromContext(ctx context.Context) *Conn {
 }
 
 func newConn(ws *websocket.Conn, cfg *config, up *upgrade) *Conn {
+	bc, direct := wsconn.Of(ws)
 	c := &Conn{
 		ws:    ws,
-		bc:    batchOf(ws.NetConn()),
+		bc:    bc,
 		id:    wire.NewCallID(),
 		cfg:   cfg,
 		up:    up,
@@ -108,19 +110,19 @@ func newConn(ws *websocket.Conn, cfg *config, up *upgrade) *Conn {
 		start: time.Now(),
 		q:     sendQueue{maxFrames: cfg.SendQueue, maxBytes: cfg.SendQueueBytes},
 	}
-	c.direct = up == nil && c.bc != nil && ws.NetConn() == net.Conn(c.bc)
+	c.direct = up == nil && direct
 	if c.bc != nil {
-		// From now on the socket's write deadline is the batchConn's:
+		// From now on the socket's write deadline is the wsconn.Conn's:
 		// each write, data or control, direct or through gorilla, gets
 		// WriteTimeout from its start.
-		c.bc.own(cfg.WriteTimeout)
+		c.bc.Own(cfg.WriteTimeout)
 	}
 	ctx, cancel := context.WithCancelCause(context.WithValue(context.Background(), connKey{}, c))
 	c.ctx, c.cancel = ctx, cancel
 	ws.SetPingHandler(func(data string) error {
 		c.touch()
 		// The deadline bounds only the wait for gorilla's write lock; the
-		// socket write is bounded by the batchConn (WriteTimeout).
+		// socket write is bounded by the wsconn.Conn (WriteTimeout).
 		err := ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(pongWait(cfg.WriteTimeout)))
 		switch {
 		case err == nil, errors.Is(err, websocket.ErrCloseSent):

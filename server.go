@@ -12,11 +12,13 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/wsrpc/wsrpc/internal/wsconn"
 )
 
 // serverReadBuffer is the size of each server connection's read buffer,
 // which an idle connection keeps: small, since a busy connection reads
-// ahead in bulk (batchConn).
+// ahead in bulk (wsconn.Conn.Read).
 const serverReadBuffer = 256
 
 // serverWriteBuffer is the size of each server connection's write buffer.
@@ -138,8 +140,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	h := &hijacker{ResponseWriter: w}
-	ws, err := s.up.Upgrade(h, r, nil)
+	ws, err := s.up.Upgrade(&wsconn.Hijacker{ResponseWriter: w}, r, nil)
 	if err != nil {
 		return // Upgrade answered the request
 	}

@@ -274,20 +274,20 @@ func (c *Conn) writeLoop() {
 		}
 
 		if c.bc == nil && c.werr == nil && c.cfg.WriteTimeout > 0 {
-			// No batchConn to own the deadline (a socket that is not
+			// No wsconn.Conn to own the deadline (a socket that is not
 			// ours): gorilla sets this one on each of its writes.
 			c.werr = c.ws.SetWriteDeadline(time.Now().Add(c.cfg.WriteTimeout))
 		}
 		// The frames go to the socket together, in one write where they fit.
 		if c.bc != nil {
-			c.bc.hold()
+			c.bc.Hold()
 		}
-		// A payload may be written by reference (batchConn.keep): the
+		// A payload may be written by reference (wsconn.Conn.Keep): the
 		// buffers are released once the batch is out.
 		for _, out := range q {
 			if c.werr == nil && !c.closeSent {
 				if c.bc != nil {
-					c.bc.keep(out.b)
+					c.bc.Keep(out.b)
 				}
 				c.werr = c.writeFrame(out)
 				// Nothing may follow a close frame. gorilla would refuse
@@ -296,7 +296,7 @@ func (c *Conn) writeLoop() {
 			}
 		}
 		if c.bc != nil {
-			if err := c.bc.release(); c.werr == nil {
+			if err := c.bc.Release(); c.werr == nil {
 				c.werr = err
 			}
 		}
@@ -322,7 +322,7 @@ func (c *Conn) writeFrame(out *buffer) error {
 		mt = websocket.BinaryMessage
 	}
 	if c.direct {
-		return c.bc.writeMasked(mt, out.b)
+		return c.bc.WriteMasked(mt, out.b)
 	}
 	return c.ws.WriteMessage(mt, out.b)
 }

@@ -1,6 +1,6 @@
 //go:build !unix
 
-package wsrpc
+package wsconn
 
 // aheadReader reads a socket ahead of its reader on Unix systems, through
 // the socket's RawConn (readahead_unix.go). Elsewhere it does not exist.
@@ -8,4 +8,4 @@ type aheadReader struct{}
 
 // Read reads from the socket. Without the Unix read-ahead, each read is
 // one read of the socket: gorilla's own buffer does the batching.
-func (b *batchConn) Read(p []byte) (int, error) { return b.Conn.Read(p) }
+func (c *Conn) Read(p []byte) (int, error) { return c.nc.Read(p) }

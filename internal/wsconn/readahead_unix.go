@@ -1,6 +1,6 @@
 //go:build unix
 
-package wsrpc
+package wsconn
 
 import (
 	"io"
@@ -10,7 +10,7 @@ import (
 	"syscall"
 )
 
-// aheadSize is the most a batchConn reads from its socket at once: more
+// aheadSize is the most a Conn reads from its socket at once: more
 // than its reader asked for, so that one read syscall brings several
 // frames (gorilla's own read buffer is small, to keep idle connections
 // small).
@@ -83,8 +83,8 @@ func (r *aheadReader) readSocket(fd uintptr) bool {
 // buffer, taken only once the socket is readable, so that an idle
 // connection, blocked in Read, holds none; a connection that only sees
 // pings does not touch the pool. One goroutine reads.
-func (b *batchConn) Read(p []byte) (int, error) {
-	r := b.rd
+func (c *Conn) Read(p []byte) (int, error) {
+	r := c.rd
 	if r != nil && r.ahead != nil {
 		a := r.ahead
 		n := copy(p, a.b[a.off:])
@@ -95,13 +95,13 @@ func (b *batchConn) Read(p []byte) (int, error) {
 		}
 		return n, nil
 	}
-	if r == nil && b.busy && !b.noRaw {
-		r = newAheadReader(b.Conn)
-		b.rd, b.noRaw = r, r == nil
+	if r == nil && c.busy && !c.noRaw {
+		r = newAheadReader(c.nc)
+		c.rd, c.noRaw = r, r == nil
 	}
-	if r == nil || !b.busy || len(p) >= aheadSize/2 || len(p) == 0 {
-		n, err := b.Conn.Read(p)
-		b.busy = n >= min(len(p), minAhead)
+	if r == nil || !c.busy || len(p) >= aheadSize/2 || len(p) == 0 {
+		n, err := c.nc.Read(p)
+		c.busy = n >= min(len(p), minAhead)
 		return n, err
 	}
 	err := r.raw.Read(r.readFn)
@@ -115,12 +115,12 @@ func (b *batchConn) Read(p []byte) (int, error) {
 		return 0, err
 	case rerr != nil:
 		putAhead(a)
-		return 0, &net.OpError{Op: "read", Net: b.LocalAddr().Network(), Source: b.LocalAddr(), Addr: b.RemoteAddr(), Err: os.NewSyscallError("read", rerr)}
+		return 0, &net.OpError{Op: "read", Net: c.LocalAddr().Network(), Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: os.NewSyscallError("read", rerr)}
 	case n == 0:
 		putAhead(a)
 		return 0, io.EOF
 	}
-	b.busy = n >= minAhead
+	c.busy = n >= minAhead
 	a.b = a.b[:n]
 	k := copy(p, a.b)
 	if k == n {
