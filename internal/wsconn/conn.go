@@ -36,7 +36,9 @@ const minKeep = 2 << 10
 // therefore never stays on the socket for the data frames that follow it,
 // and frames that bypass gorilla ([Conn.WriteMasked]) are bounded as much
 // as those it writes. Before Own, during the handshakes, deadlines set
-// through SetWriteDeadline apply as usual.
+// through SetWriteDeadline apply as usual. Either way the first write
+// sets the socket's write deadline, whatever deadline the socket had
+// when New got it.
 //
 // A Conn is made by [New] or by [Hijacker], and handed to gorilla as its
 // net.Conn; [Of] finds it again under a websocket.Conn. Its methods are
@@ -61,7 +63,8 @@ type Conn struct {
 	owned    bool          // Own was called: timeout decides the deadline
 	timeout  time.Duration // after Own: each socket write's bound; 0: none
 	deadline time.Time     // before Own: the deadline the next socket write must have
-	applied  time.Time     // the deadline the socket has
+	applied  time.Time     // the deadline the socket has, once known
+	known    bool          // applied is known: the first write sets the deadline, whatever New's socket had
 }
 
 // New wraps the socket c. A Conn keeps payloads by reference (Keep) only
@@ -271,19 +274,19 @@ func (c *Conn) armLocked() error {
 			want = time.Time{}
 		} else {
 			now := time.Now()
-			if left := c.applied.Sub(now); !c.applied.IsZero() && left > c.timeout-deadlineSlack(c.timeout) && left <= c.timeout {
+			if left := c.applied.Sub(now); c.known && !c.applied.IsZero() && left > c.timeout-deadlineSlack(c.timeout) && left <= c.timeout {
 				return nil // fresh enough
 			}
 			want = now.Add(c.timeout)
 		}
 	}
-	if want.Equal(c.applied) {
+	if c.known && want.Equal(c.applied) {
 		return nil
 	}
 	if err := c.nc.SetWriteDeadline(want); err != nil {
 		return err
 	}
-	c.applied = want
+	c.applied, c.known = want, true
 	return nil
 }
 

@@ -237,6 +237,27 @@ func TestOwnedDeadline(t *testing.T) {
 		}
 	})
 
+	// A socket handed over with a write deadline on it (a dialer's, a
+	// server's that does not clear its own on hijack as net/http does):
+	// gorilla's SetDeadline(zero) clears it before Own, and Own(0)
+	// clears it too. The Conn used to take a new socket for one without
+	// a deadline, and skip both.
+	for _, clear := range []string{"SetDeadline", "Own"} {
+		t.Run("a deadline before New, cleared by "+clear, func(t *testing.T) {
+			cc, _ := tcpPair(t)
+			cc.SetWriteDeadline(past)
+			c := New(cc)
+			if clear == "SetDeadline" {
+				c.SetDeadline(time.Time{})
+			} else {
+				c.Own(0)
+			}
+			if _, err := c.Write([]byte("x")); err != nil {
+				t.Fatalf("the socket kept the deadline it had before New: %v", err)
+			}
+		})
+	}
+
 	// The keep-alive defect: a pong's deadline (a second away, here a
 	// millisecond) stayed on the socket and cut the client's next data
 	// frame, which gorilla never sees.
