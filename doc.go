@@ -65,8 +65,14 @@
 //
 // Each connection has one reader, which never runs handlers itself: every
 // call runs in its own goroutine, so a slow handler blocks nothing and nested
-// calls cannot deadlock. One writer goroutine, started on demand, owns the
-// socket and drains a bounded queue. Limits per connection
+// calls cannot deadlock. One writer at a time, started when frames are
+// queued (or run by a handler whose answer finds no writer running),
+// drains a bounded send queue. Handlers and writers run on the workers of
+// the Server or Client that owns the connection; the connection counts them
+// and waits for them before it reports Done. A Server also runs one
+// keep-alive goroutine for all its connections, a Client one reconnect
+// loop. Each Conn's lock guards its lifecycle and inbound accounting; the
+// send queue and the pending calls have locks of their own. Limits per connection
 // ([ConnOptions].MaxConcurrentCalls, MaxCallBytes, MaxMessageSize,
 // SendQueue, SendQueueBytes) bound what one peer can make the other hold:
 // about MaxMessageSize + MaxCallBytes + SendQueueBytes. A handler's context
