@@ -174,12 +174,12 @@ func (c *Conn) exchange(ctx context.Context, method string, args []byte, id stri
 	if id == "" {
 		id = wire.NewCallID()
 	}
-	ch := replyPool.Get().(chan reply)
+	ch := c.cfg.replies.get()
 	if !c.pending.add(id, ch) {
 		c.mu.Lock()
 		err := c.endErr()
 		c.mu.Unlock()
-		replyPool.Put(ch)
+		c.cfg.replies.put(ch)
 		return reply{}, &callError{method, &notSentError{err}}
 	}
 
@@ -189,12 +189,12 @@ func (c *Conn) exchange(ctx context.Context, method string, args []byte, id stri
 		if !c.pending.forget(id) {
 			putBuf((<-ch).buf) // the connection ended meanwhile and failed the call
 		}
-		replyPool.Put(ch)
+		c.cfg.replies.put(ch)
 		return reply{}, &callError{method, err}
 	}
 	select {
 	case r := <-ch:
-		replyPool.Put(ch)
+		c.cfg.replies.put(ch)
 		if r.err != nil {
 			return reply{}, &callError{method, r.err}
 		}
@@ -209,14 +209,26 @@ func (c *Conn) exchange(ctx context.Context, method string, args []byte, id stri
 		} else {
 			putBuf((<-ch).buf) // the answer raced the deadline; the deadline wins
 		}
-		replyPool.Put(ch) // empty: nobody else holds it now
+		c.cfg.replies.put(ch) // empty: nobody else holds it now
 		return reply{}, &callError{method, ctx.Err()}
 	}
 }
 
 // replyPool recycles the one-slot channels that carry a call's reply. A
 // channel goes back only when it is empty and no longer in the pending map.
-var replyPool = sync.Pool{New: func() any { return make(chan reply, 1) }}
+// Each Server and Client has its own (config.replies) rather than the
+// process one: a channel belongs to the testing/synctest bubble that made
+// it, and a goroutine of another bubble, or of none, must not touch it.
+type replyPool struct{ pool sync.Pool }
+
+func (p *replyPool) get() chan reply {
+	if ch, ok := p.pool.Get().(chan reply); ok {
+		return ch
+	}
+	return make(chan reply, 1)
+}
+
+func (p *replyPool) put(ch chan reply) { p.pool.Put(ch) }
 
 func (c *Conn) finish(method string, r reply, result any) error {
 	defer putBuf(r.buf)

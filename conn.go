@@ -26,13 +26,15 @@ const extProtocol = "wsrpc.v1"
 // config is what a Conn needs from its Server or Client: the options both
 // sides share, defaulted by ConnOptions.withDefaults (a field that a
 // negative value disables stays negative: readers test for > 0), and what
-// the side adds. It is read-only once made.
+// the side adds. It is read-only once made, but for the replies pool.
 type config struct {
 	ConnOptions
 	mux     *Mux
 	pingRPC bool // keep-alive also calls _ping_ (clients)
 	workers *workers
 	hooks   *hooks // registered besides OnConnect and OnDisconnect
+
+	replies replyPool // the reply channels of the calls to the peers
 }
 
 // Conn is one WebSocket connection, on either side. Both sides may call
