@@ -3,12 +3,20 @@ package wsrpc
 import (
 	"context"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/wsrpc/wsrpc/internal/wstest"
 )
 
 // quiet is a logger for tests: set WSRPC_TEST_LOG=1 to see the logs.
@@ -110,4 +118,159 @@ func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// The helpers below are for tests under testing/synctest, which run in a
+// bubble with a fake clock: their servers and clients talk over the
+// in-memory pipes of internal/wstest (a goroutine blocked on a loopback
+// socket never lets the fake clock advance). Call them inside the bubble.
+
+// pipeServer serves a Server with mux and opts (a quiet logger unless set)
+// on an in-memory http.Server, at /ws and /ws/{client_id}. Both close when
+// the test ends.
+func pipeServer(t *testing.T, mux *Mux, opts *ServerOptions) (*Server, *wstest.Server) {
+	t.Helper()
+	if opts == nil {
+		opts = &ServerOptions{}
+	}
+	if opts.Logger == nil {
+		opts.Logger = quiet()
+	}
+	srv := mustServer(t, mux, opts)
+	hm := http.NewServeMux()
+	hm.Handle("/ws", srv)
+	hm.Handle("/ws/{client_id}", srv)
+	ps := wstest.NewServer(hm)
+	t.Cleanup(func() {
+		srv.Close() // first: the WebSockets are hijacked, ps.Close leaves them
+		ps.Close()
+	})
+	return srv, ps
+}
+
+// pipeDial dials ps's /ws with opts (a quiet logger unless set), through
+// ps unless opts has a NetDialContext, and closes the client when the test
+// ends.
+func pipeDial(t *testing.T, ps *wstest.Server, opts *DialOptions) *Client {
+	t.Helper()
+	if opts == nil {
+		opts = &DialOptions{}
+	}
+	if opts.Logger == nil {
+		opts.Logger = quiet()
+	}
+	if opts.NetDialContext == nil {
+		opts.NetDialContext = ps.DialContext
+	}
+	opts.Proxy = noProxy
+	cl, err := Dial(t.Context(), ps.URL+"/ws", opts)
+	if err != nil {
+		t.Fatalf("Dial(%s): %v", ps.URL+"/ws", err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	return cl
+}
+
+// noProxy is the Proxy for in-memory servers, which a proxy from the
+// environment could not reach.
+func noProxy(*http.Request) (*url.URL, error) { return nil, nil }
+
+// rawPipeDial connects a plain gorilla client to ps: a peer that does only
+// what its test makes it do (it answers pings only while the test reads).
+// It is closed when the test ends.
+func rawPipeDial(t *testing.T, ps *wstest.Server) *websocket.Conn {
+	t.Helper()
+	d := websocket.Dialer{NetDialContext: ps.DialContext}
+	ws, _, err := d.DialContext(t.Context(), ps.URL+"/ws", nil)
+	if err != nil {
+		t.Fatalf("dial %s: %v", ps.URL+"/ws", err)
+	}
+	t.Cleanup(func() { ws.Close() })
+	return ws
+}
+
+// rawPipeServer serves every connection with handle, as a plain gorilla
+// server: a peer that does only what its test makes it do. The connection
+// closes when handle returns; handle must return by the end of the test
+// (when t.Context ends, at the latest). The server closes then.
+func rawPipeServer(t *testing.T, handle func(ws *websocket.Conn)) *wstest.Server {
+	t.Helper()
+	ps := wstest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer ws.Close()
+		handle(ws)
+	}))
+	t.Cleanup(ps.Close)
+	return ps
+}
+
+// await returns the next value on ch, failing the test if none comes
+// within d on the bubble's clock: without a bound, a bug that leaves a
+// ticker running would advance the fake clock forever instead of
+// deadlocking the bubble.
+func await[T any](t *testing.T, ch <-chan T, d time.Duration, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(d):
+		t.Fatalf("no %s within %v", what, d)
+		panic("unreachable")
+	}
+}
+
+// flakyNet is a NetDialContext to an in-memory server that refuses while
+// the server is down (or always, without a server), and records when each
+// dial came and the links it made.
+type flakyNet struct {
+	ps    *wstest.Server // nil: always down
+	start time.Time
+
+	mu    sync.Mutex
+	down  bool
+	tries []time.Duration // when each dial came, since start
+	links []*wstest.Conn  // the client's end of each link made
+}
+
+func newFlakyNet(ps *wstest.Server) *flakyNet { return &flakyNet{ps: ps, start: time.Now()} }
+
+func (n *flakyNet) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	n.mu.Lock()
+	n.tries = append(n.tries, time.Since(n.start))
+	down := n.down || n.ps == nil
+	n.mu.Unlock()
+	if down {
+		return nil, &net.OpError{Op: "dial", Net: network, Err: wstest.ErrRefused}
+	}
+	c, err := n.ps.DialContext(ctx, network, addr)
+	if err == nil {
+		n.mu.Lock()
+		n.links = append(n.links, c.(*wstest.Conn))
+		n.mu.Unlock()
+	}
+	return c, err
+}
+
+// setDown takes the server down (dials are refused) or brings it back.
+func (n *flakyNet) setDown(down bool) {
+	n.mu.Lock()
+	n.down = down
+	n.mu.Unlock()
+}
+
+// dials returns when each dial came, since start.
+func (n *flakyNet) dials() []time.Duration {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return slices.Clone(n.tries)
+}
+
+// lastLink returns the client's end of the last link made.
+func (n *flakyNet) lastLink() *wstest.Conn {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.links[len(n.links)-1]
 }

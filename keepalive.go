@@ -38,12 +38,12 @@ func (c *Conn) keepAliveTick() {
 }
 
 // keepAliveCheck closes the connection if the peer has been silent for
-// longer than the keep-alive interval and timeout, and otherwise queues a
+// the keep-alive interval and timeout, or longer, and otherwise queues a
 // WebSocket ping. It never blocks. It reports whether the connection lives.
 func (c *Conn) keepAliveCheck() bool {
 	ka := c.cfg.KeepAlive
 	idle := time.Since(c.start) - time.Duration(c.lastRead.Load())
-	if idle > ka.Interval+ka.Timeout {
+	if idle >= ka.Interval+ka.Timeout {
 		c.logger().Debug("keep-alive: peer silent", "idle", idle)
 		c.fail(ErrKeepAliveTimeout)
 		return false

@@ -1,8 +1,11 @@
 package wsrpc
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -10,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -41,6 +45,8 @@ func callSteadily(ctx context.Context, c Caller, gap, d time.Duration) (int, []e
 // times a second. Each pong the client sent used to leave a one-second
 // write deadline on its socket, which its own data frames (written past
 // gorilla) never moved: the link dropped about a second after each ping.
+// TestClientSurvivesServerPingsAnyPhase checks many phases on the fake
+// clock; this test keeps a real socket under one.
 func TestClientSurvivesServerPings(t *testing.T) {
 	t.Parallel()
 	ctx := ctxT(t)
@@ -236,6 +242,249 @@ func TestClientWriteTimeout(t *testing.T) {
 				t.Errorf("disconnected by %v, want a write timeout", err)
 			}
 			wg.Wait()
+		})
+	}
+}
+
+// The tests below run under testing/synctest, over in-memory pipes: the
+// clock is fake, so they can assert the exact schedule of keep-alive. The
+// tests above check the same features over real sockets.
+
+// silenceBounds checks that a connection whose peer went silent at 0 was
+// dropped at d: no sooner than Interval+Timeout, and before the next
+// check after that, one Interval later.
+func silenceBounds(t *testing.T, d time.Duration, ka KeepAlive) {
+	t.Helper()
+	limit := ka.Interval + cmp.Or(ka.Timeout, ka.Interval)
+	if d < limit || d >= limit+ka.Interval {
+		t.Errorf("dropped %v after the peer went silent, want within [%v, %v): Interval+Timeout, before the next check", d, limit, limit+ka.Interval)
+	}
+}
+
+// silentKeepAlives are the keep-alive settings the silent-peer tests try:
+// the default Timeout (equal to Interval), a shorter and a longer one.
+var silentKeepAlives = []KeepAlive{
+	{Interval: time.Second},
+	{Interval: time.Second, Timeout: 500 * time.Millisecond},
+	{Interval: time.Second, Timeout: 1500 * time.Millisecond},
+}
+
+// TestServerKeepAliveDropsSilentClient: a server drops a client from which
+// nothing arrives, neither frames nor pongs, after Interval+Timeout, at
+// its first check past that.
+func TestServerKeepAliveDropsSilentClient(t *testing.T) {
+	for _, ka := range silentKeepAlives {
+		t.Run(fmt.Sprintf("timeout=%v", ka.Timeout), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				lost := make(chan error, 1)
+				_, ps := pipeServer(t, nil, &ServerOptions{
+					ConnOptions: ConnOptions{
+						KeepAlive:    ka,
+						OnDisconnect: func(_ *Conn, err error) { sendNoWait(lost, err) },
+					},
+				})
+				start := time.Now()
+				rawPipeDial(t, ps) // never reads, never writes
+				err := await(t, lost, time.Minute, "disconnect of the silent client")
+				if !errors.Is(err, ErrKeepAliveTimeout) {
+					t.Errorf("OnDisconnect: %v, want ErrKeepAliveTimeout", err)
+				}
+				silenceBounds(t, time.Since(start), ka)
+			})
+		})
+	}
+}
+
+// TestClientKeepAliveDropsSilentServer: a client drops a server from which
+// nothing arrives, neither answers to its _ping_ calls nor pongs, after
+// Interval+Timeout, at its first check past that.
+func TestClientKeepAliveDropsSilentServer(t *testing.T) {
+	for _, ka := range silentKeepAlives {
+		t.Run(fmt.Sprintf("timeout=%v", ka.Timeout), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				ps := rawPipeServer(t, func(*websocket.Conn) { <-t.Context().Done() }) // never reads, never writes
+				lost := make(chan error, 1)
+				start := time.Now()
+				cl := pipeDial(t, ps, &DialOptions{
+					ConnOptions: ConnOptions{
+						KeepAlive:    ka,
+						OnDisconnect: func(_ *Conn, err error) { sendNoWait(lost, err) },
+					},
+					DisableReconnect: true,
+				})
+				err := await(t, lost, time.Minute, "disconnect from the silent server")
+				if !errors.Is(err, ErrKeepAliveTimeout) {
+					t.Errorf("OnDisconnect: %v, want ErrKeepAliveTimeout", err)
+				}
+				silenceBounds(t, time.Since(start), ka)
+				await(t, cl.Done(), time.Minute, "end of the client")
+			})
+		})
+	}
+}
+
+// keepAliveSchedule is what a peer saw of the other side's keep-alive:
+// when each ping and each _ping_ call came, since the connection opened.
+type keepAliveSchedule struct {
+	pings, pingCalls chan time.Duration
+}
+
+func newKeepAliveSchedule() *keepAliveSchedule {
+	return &keepAliveSchedule{make(chan time.Duration, 64), make(chan time.Duration, 64)}
+}
+
+// watch answers ws's pings with pongs and its _ping_ calls, recording both,
+// until ws ends. Other frames are read and dropped.
+func (s *keepAliveSchedule) watch(ws *websocket.Conn, start time.Time) {
+	ws.SetPingHandler(func(data string) error {
+		sendNoWait(s.pings, time.Since(start))
+		return ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
+	})
+	for {
+		_, msg, err := ws.ReadMessage()
+		if err != nil {
+			return
+		}
+		if reply, ok := seedEchoReply(msg); ok && bytes.Contains(msg, []byte(`"_ping_"`)) {
+			sendNoWait(s.pingCalls, time.Since(start))
+			if ws.WriteMessage(websocket.TextMessage, reply) != nil {
+				return
+			}
+		}
+	}
+}
+
+// expectEvery checks that the first n events on ch came at Interval, 2
+// Intervals, and so on.
+func expectEvery(t *testing.T, ch <-chan time.Duration, n int, interval time.Duration, what string) {
+	t.Helper()
+	for k := 1; k <= n; k++ {
+		got := await(t, ch, time.Minute, what)
+		if want := time.Duration(k) * interval; got != want {
+			t.Errorf("%s %d came at %v, want %v (every %v)", what, k, got, want, interval)
+		}
+	}
+}
+
+// TestServerKeepAlivePingsEveryInterval: a server pings each client every
+// Interval, and a client that answers stays connected.
+func TestServerKeepAlivePingsEveryInterval(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const interval = 3 * time.Second
+		lost := make(chan error, 1)
+		_, ps := pipeServer(t, nil, &ServerOptions{
+			ConnOptions: ConnOptions{
+				KeepAlive:    KeepAlive{Interval: interval},
+				OnDisconnect: func(_ *Conn, err error) { sendNoWait(lost, err) },
+			},
+		})
+		start := time.Now()
+		ws := rawPipeDial(t, ps)
+		seen := newKeepAliveSchedule()
+		go seen.watch(ws, start)
+		expectEvery(t, seen.pings, 10, interval, "server ping")
+		if len(lost) > 0 {
+			t.Errorf("the client that answers pings was dropped: %v", <-lost)
+		}
+	})
+}
+
+// TestClientKeepAlivePingsEveryInterval: a client pings its server every
+// Interval and calls its _ping_ method as often (as the Python client
+// does), and a server that answers keeps the client connected.
+func TestClientKeepAlivePingsEveryInterval(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const interval = 3 * time.Second
+		seen := newKeepAliveSchedule()
+		var start time.Time
+		ps := rawPipeServer(t, func(ws *websocket.Conn) { seen.watch(ws, start) })
+		lost := make(chan error, 1)
+		start = time.Now()
+		pipeDial(t, ps, &DialOptions{
+			ConnOptions: ConnOptions{
+				KeepAlive:    KeepAlive{Interval: interval},
+				OnDisconnect: func(_ *Conn, err error) { sendNoWait(lost, err) },
+			},
+		})
+		expectEvery(t, seen.pings, 10, interval, "client ping")
+		expectEvery(t, seen.pingCalls, 10, interval, "client _ping_ call")
+		if len(lost) > 0 {
+			t.Errorf("the client was dropped from a server that answers: %v", <-lost)
+		}
+	})
+}
+
+// TestKeepAliveFrozenLinkExactly: over a healthy link, with keep-alive on
+// both sides checking at the same instants, a call outlasts many
+// keep-alive periods; once the link freezes, the client drops it after
+// Interval+Timeout, at its first check past that, and reconnects at once.
+func TestKeepAliveFrozenLinkExactly(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ka := KeepAlive{Interval: time.Second, Timeout: 2 * time.Second}
+		const hold = 10 * time.Second
+		m := utilMux()
+		Register(m, "hold", func(context.Context, struct{}) (string, error) {
+			time.Sleep(hold) // no frame but keep-alive meanwhile
+			return "held", nil
+		})
+		_, ps := pipeServer(t, m, &ServerOptions{ConnOptions: ConnOptions{KeepAlive: ka}})
+		net := newFlakyNet(ps)
+		connected := make(chan time.Time, 4)
+		lost := make(chan error, 4)
+		cl := pipeDial(t, ps, &DialOptions{
+			ConnOptions: ConnOptions{
+				KeepAlive:    ka,
+				OnConnect:    func(context.Context, *Conn) error { sendNoWait(connected, time.Now()); return nil },
+				OnDisconnect: func(_ *Conn, err error) { sendNoWait(lost, err) },
+			},
+			NetDialContext: net.DialContext,
+		})
+		<-connected
+		if _, err := Call[string](t.Context(), cl, "hold", nil); err != nil {
+			t.Fatalf("a call outlasting %v of keep-alive checks on a healthy link: %v", hold, err)
+		}
+		// Let the keep-alive traffic of this instant settle: the client
+		// last heard from the server now.
+		synctest.Wait()
+		link := net.lastLink()
+		link.Freeze()
+		frozen := time.Now()
+		err := await(t, lost, time.Minute, "disconnect of the frozen link")
+		if !errors.Is(err, ErrKeepAliveTimeout) {
+			t.Errorf("OnDisconnect: %v, want ErrKeepAliveTimeout", err)
+		}
+		silenceBounds(t, time.Since(frozen), ka)
+		dropped := time.Now()
+		if at := await(t, connected, time.Minute, "reconnect"); at != dropped {
+			t.Errorf("reconnected %v after the drop, want at once", at.Sub(dropped))
+		}
+		mustEcho(t.Context(), t, cl, "after the reconnect")
+		link.Thaw() // the server learns that the old link is gone
+	})
+}
+
+// TestClientSurvivesServerPingsAnyPhase is TestClientSurvivesServerPings
+// on the fake clock, for many phases of the client to the server's ping
+// timer, exact to the nanosecond: a client at its default options, calling
+// every 150 ms, stays connected through several pings.
+func TestClientSurvivesServerPingsAnyPhase(t *testing.T) {
+	for _, phase := range []time.Duration{0, time.Nanosecond, 300 * time.Millisecond, time.Second, 2*time.Second - time.Nanosecond} {
+		t.Run(fmt.Sprintf("phase=%v", phase), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				_, ps := pipeServer(t, utilMux(), &ServerOptions{ConnOptions: ConnOptions{KeepAlive: KeepAlive{Interval: 2 * time.Second}}})
+				pipeDial(t, ps, &DialOptions{ConnOptions: ConnOptions{KeepAlive: KeepAlive{Interval: -1}}}) // starts the server's ping timer
+				time.Sleep(phase)
+				lost := make(chan error, 1)
+				cl := pipeDial(t, ps, &DialOptions{ConnOptions: ConnOptions{OnDisconnect: func(_ *Conn, err error) { sendNoWait(lost, err) }}})
+				conn := cl.Conn()
+				_, errs := callSteadily(t.Context(), cl, 150*time.Millisecond, 7*time.Second)
+				for _, err := range errs {
+					t.Errorf("call failed: %v", err)
+				}
+				if len(lost) > 0 || cl.Conn() != conn {
+					t.Errorf("the client lost its connection: %v", <-lost)
+				}
+			})
 		})
 	}
 }

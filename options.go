@@ -38,7 +38,8 @@ const (
 // side sends a WebSocket ping (and a client also calls the peer's _ping_
 // method, as the Python client does); a connection from which nothing at
 // all has arrived for Interval+Timeout is dead and is closed, and a client
-// then reconnects.
+// then reconnects. The check runs with each ping, so the connection is
+// closed less than one Interval after that.
 type KeepAlive struct {
 	// Interval between pings. Zero means DefaultKeepAliveInterval (30 s);
 	// negative disables keep-alive.
@@ -49,7 +50,11 @@ type KeepAlive struct {
 }
 
 // RetryOptions configures how a [Client] retries connecting, on [Dial] and
-// on every reconnect: jittered exponential backoff. Some answers are final
+// on every reconnect: jittered exponential backoff. The wait after the
+// first try is InitialInterval, and it doubles after each try, up to
+// MaxInterval; each wait is then randomized to between half and one and a
+// half times that (with the defaults, the first wait is 50 to 150 ms). A
+// reconnect's first try is at once. Some answers are final
 // and never retried, whatever the options: 401 and 403, and certificate
 // failures, always; on Dial's first connect also the answers that say the
 // URL names no WebSocket endpoint (400, 404, 405, 410, 426, 501, and any
@@ -60,13 +65,14 @@ type KeepAlive struct {
 type RetryOptions struct {
 	// InitialInterval is the first wait. Zero means 100 ms.
 	InitialInterval time.Duration
-	// MaxInterval caps the wait between tries. Zero means 120 s.
+	// MaxInterval caps the wait between tries, before the jitter (a wait
+	// is at most 1.5 × MaxInterval). Zero means 120 s.
 	MaxInterval time.Duration
 	// MaxTries caps the tries of one connect. Zero means no cap (Dial is
 	// still bounded by its context).
 	MaxTries int
 	// MaxElapsedTime caps the time one connect may take with all its
-	// tries. Zero means no cap.
+	// tries: no try starts later. Zero means no cap.
 	MaxElapsedTime time.Duration
 }
 
