@@ -1,13 +1,20 @@
 package wsrpc
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/wsrpc/wsrpc/internal/wstest"
 )
 
 // TestLargeFramesBatched sends frames of many sizes at once both ways, so
@@ -59,5 +66,67 @@ func TestLargeFramesBatched(t *testing.T) {
 			}
 			wg.Wait()
 		})
+	}
+}
+
+// TestWriteTimeoutExactly: a peer that stops reading is disconnected by the
+// WriteTimeout of the side writing to it, exactly WriteTimeout after the
+// write that found the link full began, with the write's timeout as the
+// cause, on either side and however the frames are written; the call
+// whose frame was being written fails with ErrConnectionLost. It runs
+// under testing/synctest over an in-memory pipe; TestClientWriteTimeout
+// and TestStalledReaderWriteTimeout test the same over real sockets.
+func TestWriteTimeoutExactly(t *testing.T) {
+	const writeTimeout = 5 * time.Second
+	big := strings.Repeat("x", 4*wstest.BufferSize) // more than the pipe holds
+	for _, side := range []string{"client", "server"} {
+		for _, binary := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/binary=%v", side, binary), func(t *testing.T) {
+				synctest.Test(t, func(t *testing.T) {
+					lost := make(chan error, 1)
+					onDisconnect := func(_ *Conn, err error) { sendNoWait(lost, err) }
+					var caller Caller
+					if side == "client" {
+						ps := rawPipeServer(t, func(*websocket.Conn) { <-t.Context().Done() }) // never reads
+						caller = pipeDial(t, ps, &DialOptions{
+							ConnOptions: ConnOptions{
+								WriteTimeout: writeTimeout,
+								KeepAlive:    KeepAlive{Interval: -1},
+								BinaryFrames: binary,
+								OnDisconnect: onDisconnect,
+							},
+							DisableReconnect: true,
+						})
+					} else {
+						conns := make(chan *Conn, 1)
+						_, ps := pipeServer(t, nil, &ServerOptions{
+							ConnOptions: ConnOptions{
+								WriteTimeout: writeTimeout,
+								KeepAlive:    KeepAlive{Interval: -1},
+								BinaryFrames: binary,
+								OnConnect:    func(_ context.Context, c *Conn) error { conns <- c; return nil },
+								OnDisconnect: onDisconnect,
+							},
+						})
+						rawPipeDial(t, ps) // never reads
+						caller = <-conns
+					}
+
+					start := time.Now()
+					calls := make(chan error, 1)
+					go func() { calls <- caller.Call(t.Context(), "echo", textArgs{big}, nil) }()
+					err := await(t, lost, time.Minute, "disconnect of the peer that stopped reading")
+					if took := time.Since(start); took != writeTimeout {
+						t.Errorf("disconnected after %v, want WriteTimeout %v", took, writeTimeout)
+					}
+					if !isTimeout(err) {
+						t.Errorf("OnDisconnect: %v, want a write timeout", err)
+					}
+					if err := await(t, calls, time.Minute, "the call"); !errors.Is(err, ErrConnectionLost) {
+						t.Errorf("the call being written: %v, want ErrConnectionLost", err)
+					}
+				})
+			})
+		}
 	}
 }
