@@ -105,6 +105,10 @@ func TestServerLookup(t *testing.T) {
 	alice1 := testDial(t, base+"/ws/alice", nil)
 	alice2 := testDial(t, base+"/ws/alice", nil)
 	bob := testDial(t, base+"/ws/bob", nil)
+	// A connection is listed before its first call is served (Dial may
+	// return a little earlier).
+	mustEcho(ctx, t, alice1, "listed")
+	mustEcho(ctx, t, alice2, "listed")
 
 	id, err := Call[string](ctx, bob, "_get_channel_id_", nil) // the server side's id
 	if err != nil {
