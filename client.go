@@ -453,9 +453,34 @@ func (cl *Client) Conn() *Conn {
 // [Conn.Call]. While the client is reconnecting, Call fails at once with
 // [ErrNotConnected], or waits for the connection if WaitForReady is set.
 // Calls in flight when the link drops fail with [ErrConnectionLost]; they
-// are not retried, since the server may have run them, unless ctx comes
-// from [Idempotent].
+// are not retried, since the server may have run them. [Client.CallWith]
+// makes calls that are.
 func (cl *Client) Call(ctx context.Context, method string, args, result any) error {
+	return cl.CallWith(ctx, method, args, result, CallOptions{})
+}
+
+// CallOptions are the options of one call made with [Client.CallWith]. The
+// zero value makes the call [Client.Call] makes. A [Conn] takes none: it
+// never reconnects, so it has no call to retry.
+type CallOptions struct {
+	// Idempotent says that the call is safe to run more than once, as a
+	// read or an absolute write is. When the link drops before its answer
+	// arrives, the client sends it again on the next connection; while the
+	// client is reconnecting the call waits for it (as with WaitForReady);
+	// ctx bounds it all. Other calls are never retried: the server may
+	// have run them.
+	Idempotent bool
+}
+
+// CallWith is [Client.Call] with the options opts:
+//
+//	err := cl.CallWith(ctx, "get", args, &v, wsrpc.CallOptions{Idempotent: true})
+//
+// The options are an argument, not a value carried by ctx, so that they
+// show at the call site and reach no other call made with a context
+// derived from ctx. They are a value, not a pointer: they cost no
+// allocation.
+func (cl *Client) CallWith(ctx context.Context, method string, args, result any, opts CallOptions) error {
 	raw, err := encodeArgs(args)
 	if err != nil {
 		return &callError{method, err}
@@ -465,8 +490,7 @@ func (cl *Client) Call(ctx context.Context, method string, args, result any) err
 		ctx, cancel = context.WithTimeout(ctx, cl.cfg.CallTimeout)
 		defer cancel()
 	}
-	idempotent := isIdempotent(ctx)
-	wait := cl.opts.WaitForReady || idempotent
+	wait := cl.opts.WaitForReady || opts.Idempotent
 	for {
 		cl.mu.Lock()
 		c, ready, closed := cl.conn, cl.ready, cl.closed
@@ -477,7 +501,7 @@ func (cl *Client) Call(ctx context.Context, method string, args, result any) err
 		if c != nil {
 			err := c.call(ctx, method, raw, result, "")
 			_, notSent := errors.AsType[*notSentError](err)
-			retry := notSent || idempotent && errors.Is(err, ErrConnectionLost)
+			retry := notSent || opts.Idempotent && errors.Is(err, ErrConnectionLost)
 			if !retry || cl.isClosed() {
 				return err
 			}
@@ -504,23 +528,6 @@ func (cl *Client) Call(ctx context.Context, method string, args, result any) err
 			return &callError{method, cl.Err()}
 		}
 	}
-}
-
-type idempotentKey struct{}
-
-// Idempotent marks the calls a [Client] makes with the returned context as
-// safe to run more than once. When the link drops before such a call's
-// answer arrives, the client sends it again on the next connection, and
-// while it is reconnecting the call waits (as with WaitForReady), all
-// bounded by ctx. Other calls are never retried: the server may have run
-// them.
-func Idempotent(ctx context.Context) context.Context {
-	return context.WithValue(ctx, idempotentKey{}, true)
-}
-
-func isIdempotent(ctx context.Context) bool {
-	v, _ := ctx.Value(idempotentKey{}).(bool)
-	return v
 }
 
 func (cl *Client) isClosed() bool {

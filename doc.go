@@ -50,6 +50,8 @@
 // or [ErrTooManyCalls] where it arrives, and [ErrorCode] gives any error's
 // code. An error's text says "wsrpc: " once, in front: "wsrpc: call
 // "echo": remote error -32000 (server error): too many calls in flight".
+// A Client retries a call only when [Client.CallWith] says that it is
+// idempotent ([CallOptions]).
 //
 // Handlers are registered on a [Mux]: [Register] gives typed keyword
 // arguments (a struct whose fields are the arguments) and a typed result;
