@@ -530,6 +530,35 @@ func (cl *Client) CallWith(ctx context.Context, method string, args, result any,
 	}
 }
 
+// Go calls method on the server over the current connection without
+// waiting for the answer; see [Conn.Go], for what it returns and when done
+// runs too. Go never waits for a connection: while the client is
+// reconnecting it fails at once with [ErrNotConnected], whatever
+// WaitForReady says. Nor is a call retried: those in flight when the link
+// drops complete with [ErrConnectionLost]. The calls one goroutine makes
+// with Go reach the server in the order it made them as long as they go
+// over one connection.
+func (cl *Client) Go(ctx context.Context, method string, args any, done func(*Reply)) error {
+	raw, err := encodeArgs(args)
+	if err != nil {
+		return &callError{method, err}
+	}
+	cl.mu.Lock()
+	c, closed := cl.conn, cl.closed
+	cl.mu.Unlock()
+	switch {
+	case closed:
+		return &callError{method, ErrClosed}
+	case c == nil:
+		return &callError{method, ErrNotConnected}
+	}
+	err = c.goCall(ctx, method, raw, done)
+	if _, notSent := errors.AsType[*notSentError](err); notSent && !cl.isClosed() {
+		return &callError{method, ErrNotConnected} // the connection just ended
+	}
+	return err
+}
+
 func (cl *Client) isClosed() bool {
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
