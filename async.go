@@ -40,8 +40,8 @@ import (
 // done must be quick and must not block. In particular it must not wait
 // for another call on the same connection (Call would wait for the reader
 // that runs done); to do more, hand the outcome to a goroutine of your own.
-// It may close the connection ([Conn.Close]), and it may call Go, which
-// blocks it while the send queue is full. The done functions of different
+// It may close the connection or the client ([Conn.Close], [Client.Close]),
+// and it may call Go, which blocks it while the send queue is full. The done functions of different
 // calls may run concurrently; those the reader runs run one at a time, in
 // the order the answers arrived. All have returned when [Conn.Done] is
 // closed. The [Reply] is valid only until done returns.

@@ -596,7 +596,9 @@ func (cl *Client) served() {
 // after the socket closed, which is what a handler that ignores its
 // context's end, or one that calls Close itself, costs it; then it
 // returns and they end on their own. The close handshake takes at most
-// CloseTimeout as well.
+// CloseTimeout as well. Called on the connection's reader (from OnError,
+// or from the done function of a [Client.Go] call), Close returns at once,
+// and the client ends once the caller returned.
 func (cl *Client) Close() error {
 	cl.mu.Lock()
 	cl.closed = true
@@ -605,6 +607,11 @@ func (cl *Client) Close() error {
 	cl.cancel()
 	if c != nil {
 		c.Close()
+		if c.inHook.Load() > 0 {
+			// Called on c's reader (OnError, or a Go call's done), which
+			// must return before the client can end: it ends after.
+			return nil
+		}
 	}
 	<-cl.ended
 	if cl.waitServed(cl.cfg.CloseTimeout) {
