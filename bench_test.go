@@ -47,6 +47,36 @@ func BenchmarkRoundTripParallel(b *testing.B) {
 	})
 }
 
+// BenchmarkClientGo is echo calls made with Client.Go from one goroutine,
+// at most inflight at once, on one loopback connection: done frees a slot.
+func BenchmarkClientGo(b *testing.B) {
+	for _, inflight := range []int{1, 64} {
+		b.Run(fmt.Sprintf("inflight=%d", inflight), func(b *testing.B) {
+			_, url := testServer(b, echoMux(), nil)
+			cl := testDial(b, url, &DialOptions{ConnOptions: ConnOptions{KeepAlive: KeepAlive{Interval: -1}}})
+			ctx := context.Background()
+			slots := make(chan struct{}, inflight)
+			done := func(r *Reply) {
+				if err := r.Err(); err != nil {
+					b.Error(err)
+				}
+				<-slots
+			}
+			args := textArgs{"0123456789abcdef"}
+			b.ReportAllocs()
+			for b.Loop() {
+				slots <- struct{}{}
+				if err := cl.Go(ctx, "echo", args, done); err != nil {
+					b.Fatal(err)
+				}
+			}
+			for range inflight { // the last calls' answers
+				slots <- struct{}{}
+			}
+		})
+	}
+}
+
 // BenchmarkDecode decodes a request frame.
 func BenchmarkDecode(b *testing.B) {
 	frame := []byte(`{"request": {"method": "echo", "arguments": {"text": "0123456789abcdef"}, "call_id": "8a4f0c3b9d2e4f6a8b1c2d3e4f5a6b7c"}, "response": null}`)

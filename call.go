@@ -37,47 +37,64 @@ type reply struct {
 // pendingCalls are the calls to the peer waiting for its answer, by call
 // id, as net/rpc and jrpc2 keep them: a call is added before its request
 // is queued, and whoever takes it out (its answer, its deadline, or the
-// connection's end) is the only one to deliver to its channel.
+// connection's end) is the only one to deliver to its waiter.
 type pendingCalls struct {
 	mu     sync.Mutex // guards the fields below
-	calls  map[string]chan reply
+	calls  map[string]waiter
 	closed bool // the connection ended: no call is added any more
 }
 
+// waiter is who waits for a call's answer: the goroutine of a [Conn.Call],
+// on its channel ch, or a call made with [Conn.Go], which a completes.
+// Exactly one of the two is set.
+type waiter struct {
+	ch chan reply
+	a  *asyncCall
+}
+
+// deliver hands r to the waiter, which owns r.buf from then on.
+func (w waiter) deliver(r reply) {
+	if w.a != nil {
+		w.a.complete(r, false)
+		return
+	}
+	w.ch <- r
+}
+
 // add registers a call; it returns false if the connection has ended.
-func (p *pendingCalls) add(id string, ch chan reply) bool {
+func (p *pendingCalls) add(id string, w waiter) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
 		return false
 	}
 	if p.calls == nil {
-		p.calls = make(map[string]chan reply)
+		p.calls = make(map[string]waiter)
 	}
-	p.calls[id] = ch
+	p.calls[id] = w
 	return true
 }
 
 // take removes and returns the call for a raw call id token (the JSON
-// string as it came), or nil.
-func (p *pendingCalls) take(tok []byte) chan reply {
+// string as it came); ok is false if there is none.
+func (p *pendingCalls) take(tok []byte) (w waiter, ok bool) {
 	if len(tok) < 2 || tok[0] != '"' {
-		return nil
+		return waiter{}, false
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	key := tok[1 : len(tok)-1]
-	ch, ok := p.calls[string(key)]
+	w, ok = p.calls[string(key)]
 	if !ok {
 		s := wire.TokenString(tok) // escaped form of an id
-		if ch, ok = p.calls[s]; !ok {
-			return nil
+		if w, ok = p.calls[s]; !ok {
+			return waiter{}, false
 		}
 		delete(p.calls, s)
-		return ch
+		return w, true
 	}
 	delete(p.calls, string(key))
-	return ch
+	return w, true
 }
 
 // forget removes a call; it reports whether the call was still pending (no
@@ -98,8 +115,8 @@ func (p *pendingCalls) failAll(err error) {
 	calls := p.calls
 	p.calls, p.closed = nil, true
 	p.mu.Unlock()
-	for _, ch := range calls {
-		ch <- reply{err: err}
+	for _, w := range calls {
+		w.deliver(reply{err: err})
 	}
 }
 
@@ -165,17 +182,11 @@ func (c *Conn) exchange(ctx context.Context, method string, args []byte, id stri
 	if err := ctx.Err(); err != nil {
 		return reply{}, &callError{method, err}
 	}
-	var timeoutMS int64
-	if c.ext {
-		if dl, ok := ctx.Deadline(); ok {
-			timeoutMS = max(1, int64((time.Until(dl)+time.Millisecond-1)/time.Millisecond))
-		}
-	}
 	if id == "" {
 		id = wire.NewCallID()
 	}
 	ch := c.cfg.replies.get()
-	if !c.pending.add(id, ch) {
+	if !c.pending.add(id, waiter{ch: ch}) {
 		c.mu.Lock()
 		err := c.endErr()
 		c.mu.Unlock()
@@ -183,8 +194,7 @@ func (c *Conn) exchange(ctx context.Context, method string, args []byte, id stri
 		return reply{}, &callError{method, &notSentError{err}}
 	}
 
-	out := getBuf()
-	out.b = wire.AppendRequest(out.b, method, args, id, timeoutMS)
+	out := c.newRequest(ctx, method, args, id)
 	if err := c.enqueue(ctx, out); err != nil {
 		if !c.pending.forget(id) {
 			putBuf((<-ch).buf) // the connection ended meanwhile and failed the call
@@ -201,16 +211,36 @@ func (c *Conn) exchange(ctx context.Context, method string, args []byte, id stri
 		return r, nil
 	case <-ctx.Done():
 		if c.pending.forget(id) {
-			if c.ext {
-				cf := getBuf()
-				cf.b = wire.AppendCancel(cf.b, id)
-				c.trySend(cf)
-			}
+			c.sendCancel(id)
 		} else {
 			putBuf((<-ch).buf) // the answer raced the deadline; the deadline wins
 		}
 		c.cfg.replies.put(ch) // empty: nobody else holds it now
 		return reply{}, &callError{method, ctx.Err()}
+	}
+}
+
+// newRequest returns the request frame of a call; over the extension it
+// carries ctx's deadline.
+func (c *Conn) newRequest(ctx context.Context, method string, args []byte, id string) *buffer {
+	var timeoutMS int64
+	if c.ext {
+		if dl, ok := ctx.Deadline(); ok {
+			timeoutMS = max(1, int64((time.Until(dl)+time.Millisecond-1)/time.Millisecond))
+		}
+	}
+	out := getBuf()
+	out.b = wire.AppendRequest(out.b, method, args, id, timeoutMS)
+	return out
+}
+
+// sendCancel tells the peer, over the extension, that the caller of call id
+// gave up, if the send queue has room for it now.
+func (c *Conn) sendCancel(id string) {
+	if c.ext {
+		cf := getBuf()
+		cf.b = wire.AppendCancel(cf.b, id)
+		c.trySend(cf)
 	}
 }
 
@@ -235,10 +265,16 @@ func (c *Conn) finish(method string, r reply, result any) error {
 	if e := r.remoteError(); e != nil {
 		return &callError{method, e}
 	}
+	return decodeResult(method, r.result, result)
+}
+
+// decodeResult decodes a call's raw result into result, as [Conn.Call]
+// does: result is a pointer, or nil to discard the result. A
+// *json.RawMessage gets a copy of raw.
+func decodeResult(method string, raw []byte, result any) error {
 	if result == nil {
 		return nil
 	}
-	raw := r.result
 	if raw == nil {
 		raw = []byte("null")
 	}

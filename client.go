@@ -453,9 +453,34 @@ func (cl *Client) Conn() *Conn {
 // [Conn.Call]. While the client is reconnecting, Call fails at once with
 // [ErrNotConnected], or waits for the connection if WaitForReady is set.
 // Calls in flight when the link drops fail with [ErrConnectionLost]; they
-// are not retried, since the server may have run them, unless ctx comes
-// from [Idempotent].
+// are not retried, since the server may have run them. [Client.CallWith]
+// makes calls that are.
 func (cl *Client) Call(ctx context.Context, method string, args, result any) error {
+	return cl.CallWith(ctx, method, args, result, CallOptions{})
+}
+
+// CallOptions are the options of one call made with [Client.CallWith]. The
+// zero value makes the call [Client.Call] makes. A [Conn] takes none: it
+// never reconnects, so it has no call to retry.
+type CallOptions struct {
+	// Idempotent says that the call is safe to run more than once, as a
+	// read or an absolute write is. When the link drops before its answer
+	// arrives, the client sends it again on the next connection; while the
+	// client is reconnecting the call waits for it (as with WaitForReady);
+	// ctx bounds it all. Other calls are never retried: the server may
+	// have run them.
+	Idempotent bool
+}
+
+// CallWith is [Client.Call] with the options opts:
+//
+//	err := cl.CallWith(ctx, "get", args, &v, wsrpc.CallOptions{Idempotent: true})
+//
+// The options are an argument, not a value carried by ctx, so that they
+// show at the call site and reach no other call made with a context
+// derived from ctx. They are a value, not a pointer: they cost no
+// allocation.
+func (cl *Client) CallWith(ctx context.Context, method string, args, result any, opts CallOptions) error {
 	raw, err := encodeArgs(args)
 	if err != nil {
 		return &callError{method, err}
@@ -465,8 +490,7 @@ func (cl *Client) Call(ctx context.Context, method string, args, result any) err
 		ctx, cancel = context.WithTimeout(ctx, cl.cfg.CallTimeout)
 		defer cancel()
 	}
-	idempotent := isIdempotent(ctx)
-	wait := cl.opts.WaitForReady || idempotent
+	wait := cl.opts.WaitForReady || opts.Idempotent
 	for {
 		cl.mu.Lock()
 		c, ready, closed := cl.conn, cl.ready, cl.closed
@@ -477,7 +501,7 @@ func (cl *Client) Call(ctx context.Context, method string, args, result any) err
 		if c != nil {
 			err := c.call(ctx, method, raw, result, "")
 			_, notSent := errors.AsType[*notSentError](err)
-			retry := notSent || idempotent && errors.Is(err, ErrConnectionLost)
+			retry := notSent || opts.Idempotent && errors.Is(err, ErrConnectionLost)
 			if !retry || cl.isClosed() {
 				return err
 			}
@@ -506,21 +530,33 @@ func (cl *Client) Call(ctx context.Context, method string, args, result any) err
 	}
 }
 
-type idempotentKey struct{}
-
-// Idempotent marks the calls a [Client] makes with the returned context as
-// safe to run more than once. When the link drops before such a call's
-// answer arrives, the client sends it again on the next connection, and
-// while it is reconnecting the call waits (as with WaitForReady), all
-// bounded by ctx. Other calls are never retried: the server may have run
-// them.
-func Idempotent(ctx context.Context) context.Context {
-	return context.WithValue(ctx, idempotentKey{}, true)
-}
-
-func isIdempotent(ctx context.Context) bool {
-	v, _ := ctx.Value(idempotentKey{}).(bool)
-	return v
+// Go calls method on the server over the current connection without
+// waiting for the answer; see [Conn.Go], for what it returns and when done
+// runs too. Go never waits for a connection: while the client is
+// reconnecting it fails at once with [ErrNotConnected], whatever
+// WaitForReady says. Nor is a call retried: those in flight when the link
+// drops complete with [ErrConnectionLost]. The calls one goroutine makes
+// with Go reach the server in the order it made them as long as they go
+// over one connection.
+func (cl *Client) Go(ctx context.Context, method string, args any, done func(*Reply)) error {
+	raw, err := encodeArgs(args)
+	if err != nil {
+		return &callError{method, err}
+	}
+	cl.mu.Lock()
+	c, closed := cl.conn, cl.closed
+	cl.mu.Unlock()
+	switch {
+	case closed:
+		return &callError{method, ErrClosed}
+	case c == nil:
+		return &callError{method, ErrNotConnected}
+	}
+	err = c.goCall(ctx, method, raw, done)
+	if _, notSent := errors.AsType[*notSentError](err); notSent && !cl.isClosed() {
+		return &callError{method, ErrNotConnected} // the connection just ended
+	}
+	return err
 }
 
 func (cl *Client) isClosed() bool {
@@ -560,7 +596,9 @@ func (cl *Client) served() {
 // after the socket closed, which is what a handler that ignores its
 // context's end, or one that calls Close itself, costs it; then it
 // returns and they end on their own. The close handshake takes at most
-// CloseTimeout as well.
+// CloseTimeout as well. Called on the connection's reader (from OnError,
+// or from the done function of a [Client.Go] call), Close returns at once,
+// and the client ends once the caller returned.
 func (cl *Client) Close() error {
 	cl.mu.Lock()
 	cl.closed = true
@@ -569,6 +607,11 @@ func (cl *Client) Close() error {
 	cl.cancel()
 	if c != nil {
 		c.Close()
+		if c.inHook.Load() > 0 {
+			// Called on c's reader (OnError, or a Go call's done), which
+			// must return before the client can end: it ends after.
+			return nil
+		}
 	}
 	<-cl.ended
 	if cl.waitServed(cl.cfg.CloseTimeout) {

@@ -78,6 +78,7 @@ func (c *Conn) close(code int, reason string, cause error) {
 	first := !c.closeStarted
 	c.closeStarted = true
 	c.mu.Unlock()
+	var stop func() bool
 	if first {
 		out := getBuf()
 		out.b = append(out.b, websocket.FormatCloseMessage(code, reason)...)
@@ -91,14 +92,18 @@ func (c *Conn) close(code int, reason string, cause error) {
 			wait = c.cfg.WriteTimeout
 		}
 		if wait > 0 {
-			t := time.AfterFunc(wait, func() { c.ws.NetConn().Close() })
-			defer t.Stop()
+			stop = time.AfterFunc(wait, func() { c.ws.NetConn().Close() }).Stop
 		}
 	}
 	if c.inHook.Load() > 0 {
-		return // called from a hook on the reader: it will see the close
+		// Called on the reader (a hook, or a Go call's done): it will see
+		// the close, or the timer closes the socket under it.
+		return
 	}
 	<-c.readerDone.wait(&c.mu)
+	if stop != nil {
+		stop()
+	}
 }
 
 // cleanup runs when the read loop has ended, in its goroutine.

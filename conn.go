@@ -46,10 +46,12 @@ type config struct {
 // concurrent use.
 //
 // Each Conn has one reader goroutine (serve, readLoop), which never runs a
-// handler or waits for the peer. Handlers run on the workers of the Server
-// or Client, and so does the writer (writeLoop), only while frames are
-// queued. The Conn counts all of them, and its hooks, in wg; cleanup waits
-// for them before Done closes.
+// handler or waits for the peer; it runs the done functions of Go calls
+// with their answers (asyncCall.complete), and with ErrConnectionLost in
+// cleanup. Handlers run on the workers of the Server or Client, and so does
+// the writer (writeLoop), only while frames are queued. The Conn counts all
+// of them, its hooks, and the Go calls' expiries (asyncCall.expire), in wg;
+// cleanup waits for them before Done closes.
 type Conn struct {
 	// Set when the connection is made, read-only after.
 	ws       *websocket.Conn
@@ -86,7 +88,7 @@ type Conn struct {
 	drained      chan struct{} // closed when calls drops to 0 while draining
 	ka           *time.Timer   // a client's keep-alive timer
 
-	wg         sync.WaitGroup // the goroutines working for the Conn: writer, handlers, hooks
+	wg         sync.WaitGroup // the goroutines working for the Conn: writer, handlers, hooks, Go calls' expiries
 	readerDone lazyDone       // closed when the read loop has ended
 	done       lazyDone       // closed when everything has ended, after OnDisconnect
 }

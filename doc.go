@@ -50,6 +50,14 @@
 // or [ErrTooManyCalls] where it arrives, and [ErrorCode] gives any error's
 // code. An error's text says "wsrpc: " once, in front: "wsrpc: call
 // "echo": remote error -32000 (server error): too many calls in flight".
+// A Client retries a call only when [Client.CallWith] says that it is
+// idempotent ([CallOptions]).
+//
+// [Conn.Go] and [Client.Go] make a call without waiting for its answer:
+// they queue the request and return, and a function of the caller's gets
+// the outcome, a [Reply], from the connection's reader. A call in flight
+// costs no goroutine, and the calls one goroutine makes reach the peer in
+// order, so a program can push thousands of notifications at once.
 //
 // Handlers are registered on a [Mux]: [Register] gives typed keyword
 // arguments (a struct whose fields are the arguments) and a typed result;
@@ -65,9 +73,10 @@
 //
 // Each connection has one reader, which never runs handlers itself: every
 // call runs in its own goroutine, so a slow handler blocks nothing and nested
-// calls cannot deadlock. One writer at a time, started when frames are
-// queued (or run by a handler whose answer finds no writer running),
-// drains a bounded send queue. Handlers and writers run on the workers of
+// calls cannot deadlock; it hands the answers to calls made with Go to
+// their done functions, which must therefore be quick. One writer at a
+// time, started when frames are queued (or run by a handler whose answer
+// finds no writer running), drains a bounded send queue. Handlers and writers run on the workers of
 // the Server or Client that owns the connection; the connection counts them
 // and waits for them before it reports Done. A Server also runs one
 // keep-alive goroutine for all its connections, a Client one reconnect

@@ -15,6 +15,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/wsrpc/wsrpc"
@@ -176,6 +177,83 @@ func ExampleClient_Call() {
 	// Output: 3
 }
 
+// CallWith takes the options of one call: an idempotent call is sent
+// again when the link drops before its answer arrives.
+func ExampleClient_CallWith() {
+	ctx := context.Background()
+	quiet := slog.New(slog.DiscardHandler)
+	mux := wsrpc.NewMux()
+	wsrpc.Register(mux, "balance", func(_ context.Context, a struct {
+		Account string `json:"account"`
+	}) (int, error) {
+		return 42, nil
+	})
+	srv, err := wsrpc.NewServer(mux, &wsrpc.ServerOptions{ConnOptions: wsrpc.ConnOptions{Logger: quiet}})
+	if err != nil {
+		panic(err)
+	}
+	defer srv.Close()
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	cl, err := wsrpc.Dial(ctx, "ws"+strings.TrimPrefix(hs.URL, "http"), &wsrpc.DialOptions{ConnOptions: wsrpc.ConnOptions{Logger: quiet}})
+	if err != nil {
+		panic(err)
+	}
+	defer cl.Close()
+
+	var balance int
+	args := map[string]string{"account": "a-1"}
+	// A read is safe to run twice: if the link drops, it is sent again on the
+	// next connection (waiting for it), all within ctx.
+	err = cl.CallWith(ctx, "balance", args, &balance, wsrpc.CallOptions{Idempotent: true})
+	fmt.Println(balance, err)
+	// Output: 42 <nil>
+}
+
+// Client.Go makes calls without waiting for their answers: each answer
+// goes to the call's done function, which decodes it.
+func ExampleClient_Go() {
+	ctx := context.Background()
+	quiet := slog.New(slog.DiscardHandler)
+	mux := wsrpc.NewMux()
+	wsrpc.Register(mux, "square", func(_ context.Context, a struct {
+		X int `json:"x"`
+	}) (int, error) {
+		return a.X * a.X, nil
+	})
+	srv, err := wsrpc.NewServer(mux, &wsrpc.ServerOptions{ConnOptions: wsrpc.ConnOptions{Logger: quiet}})
+	if err != nil {
+		panic(err)
+	}
+	defer srv.Close()
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	cl, err := wsrpc.Dial(ctx, "ws"+strings.TrimPrefix(hs.URL, "http"), &wsrpc.DialOptions{ConnOptions: wsrpc.ConnOptions{Logger: quiet}})
+	if err != nil {
+		panic(err)
+	}
+	defer cl.Close()
+
+	squares := make([]int, 5)
+	var wg sync.WaitGroup
+	for i := range squares { // the requests go out in this order, all at once
+		wg.Add(1)
+		err := cl.Go(ctx, "square", map[string]int{"x": i}, func(r *wsrpc.Reply) {
+			defer wg.Done()
+			if err := r.Decode(&squares[i]); err != nil { // r is valid only until done returns
+				fmt.Println(err)
+			}
+		})
+		if err != nil { // not sent: done is not called
+			wg.Done()
+			fmt.Println(err)
+		}
+	}
+	wg.Wait()
+	fmt.Println(squares)
+	// Output: [0 1 4 9 16]
+}
+
 // A handler that reads a large argument at once borrows it from the
 // frame, without a copy; it must not keep it past its return.
 func ExampleRawText() {
@@ -236,6 +314,8 @@ func TestREADMEGoSnippets(t *testing.T) {
 		{section: "Python interoperability", file: "examples/simple/main.go",
 			readme: `"ws://127.0.0.1:9000/ws"`, replaced: `"ws://"+ln.Addr().String()+"/ws"`},
 		{section: "Calls and errors", file: "example_test.go", example: "ExampleClient_Call"},
+		{section: "Retrying idempotent calls", file: "example_test.go", example: "ExampleClient_CallWith"},
+		{section: "Many calls in flight", file: "example_test.go", example: "ExampleClient_Go"},
 		{section: "Large arguments without a copy", file: "example_test.go", example: "ExampleRawText"},
 	}
 	if len(blocks) != len(sources) {

@@ -596,9 +596,6 @@ func TestFaults(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), *faultCallTimeout)
 		defer cancel()
 		deadline, _ := ctx.Deadline()
-		if idempotent {
-			ctx = Idempotent(ctx)
-		}
 		callStart, pausedBefore := time.Now(), pauses.now()
 		var got string
 		var err error
@@ -608,7 +605,7 @@ func TestFaults(t *testing.T) {
 				got, err = Call[string](ctx, c, "fecho", args)
 			}
 		} else {
-			got, err = Call[string](ctx, fc.cl, "fecho", args)
+			err = fc.cl.CallWith(ctx, "fecho", args, &got, CallOptions{Idempotent: idempotent})
 		}
 		took := time.Since(callStart)
 		ta.record(args.Text, got, err, idempotent, took, pauses.now()-pausedBefore, time.Now().Before(deadline))
@@ -670,15 +667,21 @@ func TestFaults(t *testing.T) {
 	// (Stop resets the links a half-open fault silenced: a client may be
 	// reconnecting once more.)
 	ctx := ctxT(t)
-	echoOnce := func(ctx context.Context, c Caller, text string) error {
-		got, err := Call[string](ctx, c, "fecho", faultArgs{Text: text})
+	checkEcho := func(text, got string, err error) error {
 		if err == nil && got != text {
 			err = fmt.Errorf("got %q", got)
 		}
 		return err
 	}
+	echoOnce := func(ctx context.Context, c Caller, text string) error {
+		got, err := Call[string](ctx, c, "fecho", faultArgs{Text: text})
+		return checkEcho(text, got, err)
+	}
 	for _, fc := range clients {
-		if err := echoOnce(Idempotent(ctx), fc.cl, fmt.Sprintf("c2s-%d-final", fc.k)); err != nil {
+		text := fmt.Sprintf("c2s-%d-final", fc.k)
+		var got string
+		err := fc.cl.CallWith(ctx, "fecho", faultArgs{Text: text}, &got, CallOptions{Idempotent: true})
+		if err = checkEcho(text, got, err); err != nil {
 			t.Errorf("client %d: a call after the faults stopped: %v", fc.k, err)
 		}
 		for try := 0; ; try++ {

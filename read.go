@@ -79,8 +79,8 @@ func (c *Conn) badFrame(f *wire.Frame, err error) {
 	c.reportFromReader(errorf("%w: %v", ErrBadFrame, err))
 	if f.Kind == wire.KindResponse {
 		// A broken answer to one of our calls fails that call, clearly.
-		if ch := c.pending.take(f.CallID); ch != nil {
-			ch <- reply{err: errorf("%w: %v", ErrBadFrame, err)}
+		if w, ok := c.pending.take(f.CallID); ok {
+			w.deliver(reply{err: errorf("%w: %v", ErrBadFrame, err)})
 		}
 		return
 	}
@@ -294,13 +294,13 @@ func (c *Conn) sendResult(callID []byte, result, typ string) {
 }
 
 func (c *Conn) handleResponse(f *wire.Frame, buf *buffer) {
-	ch := c.pending.take(f.CallID)
-	if ch == nil {
+	w, ok := c.pending.take(f.CallID)
+	if !ok {
 		c.logger().Debug("response to no pending call", "call_id", f.ID())
 		putBuf(buf)
 		return
 	}
-	ch <- reply{result: f.Result, typ: f.ResultType, errObj: f.Error, buf: buf}
+	w.deliver(reply{result: f.Result, typ: f.ResultType, errObj: f.Error, buf: buf})
 }
 
 // report passes an error no caller waits for to the OnError hook.

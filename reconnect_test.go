@@ -456,9 +456,9 @@ func TestDialCanceledDuringStalledHandshake(t *testing.T) {
 	}
 }
 
-// TestIdempotentRetried: an idempotent call whose link is cut before its
-// answer is sent again on the next connection and succeeds; a plain call
-// fails with ErrConnectionLost and runs once.
+// TestIdempotentRetried: a call made with CallOptions.Idempotent whose link
+// is cut before its answer is sent again on the next connection and
+// succeeds; a plain call fails with ErrConnectionLost and runs once.
 func TestIdempotentRetried(t *testing.T) {
 	var runs atomic.Int32
 	cut := make(chan struct{}, 1)
@@ -490,7 +490,8 @@ func TestIdempotentRetried(t *testing.T) {
 		}
 	}()
 	cl := testDial(t, "ws://"+p.Addr()+"/ws", &DialOptions{Retry: RetryOptions{InitialInterval: 10 * time.Millisecond}})
-	got, err := Call[int32](Idempotent(ctxT(t)), cl, "once_cut", nil)
+	var got int32
+	err = cl.CallWith(ctxT(t), "once_cut", nil, &got, CallOptions{Idempotent: true})
 	if err != nil || got != 2 {
 		t.Fatalf("idempotent call: %d, %v; want 2 (run twice)", got, err)
 	}

@@ -1,0 +1,257 @@
+package wsrpc
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/wsrpc/wsrpc/internal/wire"
+)
+
+// Go calls method on the peer as [Conn.Call] does, but does not wait for
+// the answer: it queues the request and returns, and done receives the
+// outcome later. A call in flight costs no goroutine, so thousands can be
+// in flight at once, and the calls one goroutine makes with Go (or Call)
+// reach the peer in the order it made them.
+//
+// Go blocks only while the connection's send queue is full
+// ([ConnOptions].SendQueue and SendQueueBytes), and at most until ctx
+// ends: the queue bounds the requests waiting to be written. Go does not
+// bound the calls waiting for their answers; a caller that makes many
+// bounds them itself, for example with a semaphore that done releases.
+//
+// If Go returns an error, done is never called: the call was not made,
+// because the method name or the arguments are invalid (args as for Call),
+// ctx had ended, or the connection had ended ([ErrClosed],
+// [ErrConnectionLost]). Otherwise done is called exactly once, with the
+// answer or with why there is none, as an error that Call would return: a
+// wrapped *[Error] when the peer answered with one; ctx's error when ctx
+// ended first (over the negotiated extension, the peer's handler is then
+// canceled, as for Call); [ErrConnectionLost] or [ErrClosed] when the
+// connection ended, also while Go waited for room. ctx bounds the call as
+// it bounds Call: if it has no deadline, the connection's default call
+// timeout applies. Watching ctx costs no goroutine until it ends
+// ([context.AfterFunc]) when ctx comes from the context package or is a
+// handler's; a Context of another kind costs one per call. done may be nil
+// to discard the outcome.
+//
+// done runs on the connection's reader goroutine, or, when ctx ends first,
+// on a goroutine of its own. While the reader runs it, no frame is read:
+// done must be quick and must not block. In particular it must not wait
+// for another call on the same connection (Call would wait for the reader
+// that runs done); to do more, hand the outcome to a goroutine of your own.
+// It may close the connection or the client ([Conn.Close], [Client.Close]),
+// and it may call Go, which blocks it while the send queue is full. The done functions of different
+// calls may run concurrently; those the reader runs run one at a time, in
+// the order the answers arrived. All have returned when [Conn.Done] is
+// closed. The [Reply] is valid only until done returns.
+//
+// Go takes a function rather than returning a value with a channel to
+// receive from, as net/rpc's Client.Go does: the reader hands each answer
+// to done as it arrives, with no channel to size (net/rpc drops answers
+// that find their Done channel full) and no copy of the result, which done
+// decodes straight from the frame it arrived in.
+func (c *Conn) Go(ctx context.Context, method string, args any, done func(*Reply)) error {
+	raw, err := encodeArgs(args)
+	if err != nil {
+		return &callError{method, err}
+	}
+	return c.goCall(ctx, method, raw, done)
+}
+
+// goCall makes a call with Go; the Observer sees it, as it sees Call's.
+func (c *Conn) goCall(ctx context.Context, method string, args []byte, done func(*Reply)) error {
+	a := &asyncCall{c: c, method: method, done: done}
+	if obs := c.cfg.Observer; obs != nil {
+		a.ci = &CallInfo{Method: method, Dir: Outbound, Start: time.Now(), RequestBytes: len(args)}
+		ctx = obs.CallStarted(ctx, c, a.ci)
+		a.octx = ctx
+	}
+	err := c.startGo(ctx, a, args)
+	if err != nil {
+		a.observe(reply{}, err)
+	}
+	return err
+}
+
+// startGo registers a, then queues its request. Once the call is in the
+// pending calls, whoever takes it out of them completes it: startGo itself
+// only when it takes it back to return an error.
+func (c *Conn) startGo(ctx context.Context, a *asyncCall, args []byte) error {
+	method := a.method
+	if method == "" {
+		return &callError{method, errors.New("empty method name")}
+	}
+	if _, ok := ctx.Deadline(); !ok && c.cfg.CallTimeout > 0 {
+		ctx, a.cancel = context.WithTimeout(ctx, c.cfg.CallTimeout)
+	}
+	if err := ctx.Err(); err != nil {
+		a.release()
+		return &callError{method, err}
+	}
+	a.ctx, a.id = ctx, wire.NewCallID()
+	if ctx.Done() != nil {
+		a.stop = context.AfterFunc(ctx, a.expire)
+	}
+	if !c.pending.add(a.id, waiter{a: a}) {
+		a.release()
+		c.mu.Lock()
+		err := c.endErr()
+		c.mu.Unlock()
+		return &callError{method, &notSentError{err}}
+	}
+	// ctx may have ended before add, when expire found nothing to take.
+	err := ctx.Err()
+	if err == nil {
+		if err = c.enqueue(ctx, c.newRequest(ctx, method, args, a.id)); err == nil {
+			return nil
+		}
+	}
+	if c.pending.forget(a.id) {
+		a.release()
+		return &callError{method, err}
+	}
+	return nil // expire or failAll took the call, and tell done why it failed
+}
+
+// asyncCall is a call made with [Conn.Go], waiting in the pending calls.
+// Whoever takes it out of them completes it, once: the reader with the
+// answer (handleResponse, badFrame), expire when ctx ends first, or failAll
+// when the connection ends. It is not recycled: expire may still be
+// running when another has completed the call.
+type asyncCall struct {
+	c      *Conn
+	method string
+	id     string
+	ctx    context.Context    // with the default call timeout, if any
+	cancel context.CancelFunc // frees the default call timeout; nil: none
+	stop   func() bool        // unregisters expire; nil if ctx never ends
+	done   func(*Reply)       // nil: the outcome is discarded
+	reply  Reply
+
+	ci   *CallInfo       // what the Observer sees; nil without one
+	octx context.Context // the context the Observer's CallStarted returned
+}
+
+// release stops watching a's context, before expire ran or once it has.
+func (a *asyncCall) release() {
+	if a.stop != nil {
+		a.stop() // first: cancel must not run expire
+	}
+	if a.cancel != nil {
+		a.cancel()
+	}
+}
+
+// expire runs when the call's context ends, on a goroutine of the context
+// package's: it completes the call if it still waits, and cancels it on
+// the peer. The Conn counts it in c.wg while it may run done.
+func (a *asyncCall) expire() {
+	c := a.c
+	c.mu.Lock()
+	if c.closing {
+		// The connection has ended: failAll completes the call, unless
+		// goCall takes it back.
+		c.mu.Unlock()
+		return
+	}
+	c.wg.Add(1)
+	c.mu.Unlock()
+	defer c.wg.Done()
+	if !c.pending.forget(a.id) {
+		return // answered, failed, or taken back meanwhile
+	}
+	c.sendCancel(a.id)
+	a.complete(reply{err: a.ctx.Err()}, true)
+}
+
+// complete tells the Observer and done the outcome r, then releases
+// r.buf. expired says that expire calls it: its context has ended.
+func (a *asyncCall) complete(r reply, expired bool) {
+	if !expired {
+		a.release()
+	} else if a.cancel != nil {
+		a.cancel()
+	}
+	var err error
+	remote := r.remoteError()
+	if r.err != nil {
+		err = &callError{a.method, r.err}
+	} else if remote != nil {
+		err = &callError{a.method, remote}
+	}
+	if a.ci != nil {
+		if remote != nil {
+			a.observe(r, remote)
+		} else {
+			a.observe(r, err)
+		}
+	}
+	if a.done != nil {
+		if !expired {
+			// On the reader, as a hook is: Close from done must not wait
+			// for the reader.
+			a.c.inHook.Add(1)
+			defer a.c.inHook.Add(-1)
+		}
+		rp := &a.reply
+		rp.method, rp.err, rp.live = a.method, err, true
+		if err == nil {
+			rp.result = r.result
+		}
+		a.done(rp)
+		rp.result, rp.live = nil, false
+	}
+	putBuf(r.buf)
+}
+
+// observe tells the Observer, if any, that the call ended with err (an
+// *Error when the peer answered with one), r being its answer if it got
+// one.
+func (a *asyncCall) observe(r reply, err error) {
+	ci := a.ci
+	if ci == nil {
+		return
+	}
+	ci.Duration, ci.Err = time.Since(ci.Start), err
+	if r.buf != nil {
+		ci.ResponseBytes = len(r.buf.b)
+	}
+	if e, ok := err.(*Error); ok {
+		ci.Code = e.Code
+	}
+	a.c.cfg.Observer.CallEnded(a.octx, a.c, ci)
+}
+
+// Reply is the outcome of a call made with [Conn.Go] or [Client.Go], as its
+// done function receives it. It is valid only until done returns: the
+// result is read from the frame the answer arrived in, which is then
+// reused. Decode it, or copy what is needed, within done.
+type Reply struct {
+	method string
+	err    error
+	result []byte // the raw JSON result, in the answer's frame
+	live   bool   // done has not returned: result may be read
+}
+
+// errReplyUsed is Decode's error once its done function has returned.
+var errReplyUsed = errors.New("reply decoded after its done function returned")
+
+// Err returns the call's error: nil if the peer answered with a result,
+// else an error as [Conn.Call] returns it. Unlike Decode, Err may be called
+// after done returned.
+func (r *Reply) Err() error { return r.err }
+
+// Decode returns the call's error, as Err does, or else decodes the result
+// into result as [Conn.Call] does: result is a pointer, or nil to discard
+// the result, and a *json.RawMessage gets a copy of the raw JSON. It must
+// be called before done returns; after, it returns an error.
+func (r *Reply) Decode(result any) error {
+	if r.err != nil {
+		return r.err
+	}
+	if !r.live {
+		return &callError{r.method, errReplyUsed}
+	}
+	return decodeResult(r.method, r.result, result)
+}
