@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
 )
@@ -68,6 +69,33 @@ func (c *Conn) fail(err error) {
 func (c *Conn) Close() error {
 	c.close(websocket.CloseNormalClosure, "", ErrClosed)
 	return nil
+}
+
+// CloseWith closes the connection as [Conn.Close] does, with a WebSocket
+// close status and reason of the caller's choosing, which the peer sees: a
+// code from 4000 to 4999 for an application's own reasons (pubsub closes a
+// slow subscriber with 4008), or one of RFC 6455's. A reason longer than
+// the 123 bytes a close frame holds is cut (at a character boundary). The
+// hooks see the cause [ErrClosed], as for Close.
+func (c *Conn) CloseWith(code int, reason string) error {
+	c.close(code, truncateReason(reason), ErrClosed)
+	return nil
+}
+
+// maxCloseReason is the most a close frame's reason can hold, in bytes.
+const maxCloseReason = 123
+
+// truncateReason cuts a close reason to maxCloseReason bytes, on a UTF-8
+// character boundary.
+func truncateReason(s string) string {
+	if len(s) <= maxCloseReason {
+		return s
+	}
+	n := maxCloseReason
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 func (c *Conn) close(code int, reason string, cause error) {

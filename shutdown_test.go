@@ -256,3 +256,31 @@ func TestCloseTimeout(t *testing.T) {
 		})
 	}
 }
+
+// TestCloseWith: Conn.CloseWith closes with the status and reason given,
+// which the peer sees; a reason too long for a close frame is cut at a
+// character boundary; the closing side's hooks see ErrClosed.
+func TestCloseWith(t *testing.T) {
+	ctx := ctxT(t)
+	serverDown := make(chan error, 2)
+	srv, u := testServer(t, utilMux(), &ServerOptions{ConnOptions: ConnOptions{OnDisconnect: func(_ *Conn, err error) { sendNoWait(serverDown, err) }}})
+	clientDown := make(chan error, 2)
+	testDial(t, u, &DialOptions{DisableReconnect: true, ConnOptions: ConnOptions{OnDisconnect: func(_ *Conn, err error) { sendNoWait(clientDown, err) }}})
+
+	long := strings.Repeat("é", 100) // 200 bytes
+	serverConn(t, srv).CloseWith(4008, long)
+	err := recv(ctx, t, clientDown, "the client's OnDisconnect")
+	ce, ok := errors.AsType[*websocket.CloseError](err)
+	if !ok {
+		t.Fatalf("client saw %v, want a *websocket.CloseError", err)
+	}
+	if ce.Code != 4008 {
+		t.Errorf("close code %d, want 4008", ce.Code)
+	}
+	if want := strings.Repeat("é", 61); ce.Text != want {
+		t.Errorf("close reason %q (%d bytes), want %d bytes of whole characters", ce.Text, len(ce.Text), len(want))
+	}
+	if err := recv(ctx, t, serverDown, "the server's OnDisconnect"); !errors.Is(err, ErrClosed) {
+		t.Errorf("server's OnDisconnect got %v, want ErrClosed", err)
+	}
+}
