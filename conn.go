@@ -87,6 +87,8 @@ type Conn struct {
 	draining     bool          // Shutdown: new calls are refused
 	drained      chan struct{} // closed when calls drops to 0 while draining
 	ka           *time.Timer   // a client's keep-alive timer
+	ordered      []*callTask   // calls of ordered methods waiting for their turn, in arrival order
+	orderedBusy  bool          // a call of an ordered method runs
 
 	wg         sync.WaitGroup // the goroutines working for the Conn: writer, handlers, hooks, Go calls' expiries
 	readerDone lazyDone       // closed when the read loop has ended

@@ -67,7 +67,8 @@ func NewMux() *Mux { return new(Mux) }
 // result's JSON to out and returns the result's type name. h is what the
 // frame's decoding found out about args.
 type method struct {
-	serve func(ctx context.Context, args []byte, h bind.Hint, out []byte) ([]byte, string, error)
+	serve   func(ctx context.Context, args []byte, h bind.Hint, out []byte) ([]byte, string, error)
+	ordered bool // HandleOrdered: one call at a time per connection, in arrival order
 }
 
 func (m *Mux) lookup(name []byte) *method {
@@ -124,7 +125,12 @@ func (m *Mux) Methods() []string {
 // Handle registers h under name. It panics if name is empty, begins with
 // "_", or is already registered.
 func (m *Mux) Handle(name string, h Handler) {
-	m.add(name, &method{serve: func(ctx context.Context, args []byte, _ bind.Hint, out []byte) ([]byte, string, error) {
+	m.add(name, rawMethod(h))
+}
+
+// rawMethod is the method serving h.
+func rawMethod(h Handler) *method {
+	return &method{serve: func(ctx context.Context, args []byte, _ bind.Hint, out []byte) ([]byte, string, error) {
 		if args == nil {
 			args = []byte("{}")
 		} else {
@@ -135,7 +141,24 @@ func (m *Mux) Handle(name string, h Handler) {
 			return out, "", err
 		}
 		return appendResult(out, res, "")
-	}})
+	}}
+}
+
+// HandleOrdered registers h under name, like [Mux.Handle], except that the
+// calls of ordered methods on one connection run one at a time, in the
+// order their requests arrived: each starts once the one before it
+// returned. Calls of other methods still run concurrently with them. A
+// call waiting for its turn counts against MaxConcurrentCalls and
+// MaxCallBytes as a running one does, and its context ends with the
+// connection as a running one's does.
+//
+// It is for a peer's calls whose order matters, such as the events a
+// pub/sub server pushes: h should be quick, since a call that takes long
+// delays the ordered calls behind it.
+func (m *Mux) HandleOrdered(name string, h Handler) {
+	meth := rawMethod(h)
+	meth.ordered = true
+	m.add(name, meth)
 }
 
 // HandleFunc registers f under name, like [Mux.Handle].

@@ -1,10 +1,18 @@
 package wsrpc
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"math"
+	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 // TestAppendFloat: floats are written as encoding/json writes them, with a
@@ -35,5 +43,82 @@ func TestAppendFloat(t *testing.T) {
 	}
 	if _, _, err := appendFloat(nil, math.NaN(), 64); err == nil {
 		t.Error("NaN encoded")
+	}
+}
+
+// TestHandleOrdered: the calls of ordered methods on one connection run one
+// at a time, in the order their requests arrived, even when each takes a
+// different time; a call of another method runs while an ordered one
+// blocks.
+func TestHandleOrdered(t *testing.T) {
+	ctx := ctxT(t)
+	const n = 300
+	var (
+		mu      sync.Mutex
+		seen    []int
+		running atomic.Int32
+		overlap atomic.Bool
+	)
+	release := make(chan struct{})
+	mux := utilMux()
+	mux.HandleOrdered("ev", HandlerFunc(func(_ context.Context, args json.RawMessage) (any, error) {
+		if running.Add(1) > 1 {
+			overlap.Store(true)
+		}
+		defer running.Add(-1)
+		var a struct{ N int }
+		if err := json.Unmarshal(args, &a); err != nil {
+			return nil, err
+		}
+		if a.N == 0 {
+			<-release // the first holds the others back
+		}
+		for range a.N % 7 {
+			runtime.Gosched() // each takes its own time
+		}
+		mu.Lock()
+		seen = append(seen, a.N)
+		mu.Unlock()
+		return nil, nil
+	}))
+	_, u := testServer(t, mux, nil)
+	ws, _, err := websocket.DefaultDialer.DialContext(ctx, u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	for i := range n {
+		req := fmt.Sprintf(`{"request": {"method": "ev", "arguments": {"n": %d}, "call_id": "o%d"}, "response": null}`, i, i)
+		if err := ws.WriteMessage(websocket.TextMessage, []byte(req)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// While the ordered calls wait, another method still answers.
+	if err := ws.WriteMessage(websocket.TextMessage, []byte(`{"request": {"method": "echo", "arguments": {"text": "x"}, "call_id": "e"}}`)); err != nil {
+		t.Fatal(err)
+	}
+	ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, msg, err := ws.ReadMessage()
+	if err != nil || !strings.Contains(string(msg), `"call_id":"e"`) {
+		t.Fatalf("first answer %s, %v; want echo's while the ordered calls wait", msg, err)
+	}
+	close(release)
+	for range n {
+		if _, _, err := ws.ReadMessage(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for i, v := range seen {
+		if v != i {
+			t.Fatalf("ordered calls ran in the order %v, want 0..%d", seen, n-1)
+		}
+	}
+	if len(seen) != n {
+		t.Errorf("%d ordered calls ran, want %d", len(seen), n)
+	}
+	if overlap.Load() {
+		t.Error("two ordered calls ran at once")
 	}
 }

@@ -153,7 +153,33 @@ func (c *Conn) handleRequest(f *wire.Frame, in *buffer) {
 	c.mu.Unlock()
 	t := taskPool.Get().(*callTask)
 	t.c, t.ctx, t.cc, t.m, t.f, t.in = c, ctx, cc, m, *f, in
+	if m.ordered {
+		c.mu.Lock()
+		if c.orderedBusy {
+			c.ordered = append(c.ordered, t) // nextOrdered runs it in turn
+			c.mu.Unlock()
+			return
+		}
+		c.orderedBusy = true
+		c.mu.Unlock()
+	}
 	c.cfg.workers.run(t)
+}
+
+// nextOrdered returns the next call of an ordered method waiting for its
+// turn, once one has returned, or nil when none waits.
+func (c *Conn) nextOrdered() *callTask {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.ordered) == 0 {
+		c.orderedBusy = false
+		c.ordered = nil
+		return nil
+	}
+	t := c.ordered[0]
+	c.ordered[0] = nil
+	c.ordered = c.ordered[1:]
+	return t
 }
 
 // cancelRunning cancels the handler serving the call id token, if any.

@@ -29,9 +29,16 @@ type callTask struct {
 var taskPool = sync.Pool{New: func() any { return new(callTask) }}
 
 func (t *callTask) run() {
-	t.c.runHandler(t.ctx, t.cc, t.m, &t.f, t.in)
-	*t = callTask{}
-	taskPool.Put(t)
+	for t != nil {
+		c, ordered := t.c, t.m.ordered
+		c.runHandler(t.ctx, t.cc, t.m, &t.f, t.in)
+		*t = callTask{}
+		taskPool.Put(t)
+		t = nil
+		if ordered {
+			t = c.nextOrdered() // the ordered calls run in turn on this goroutine
+		}
+	}
 }
 
 // writerJob runs a connection's writer: the Conn itself, so that starting
