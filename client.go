@@ -390,16 +390,21 @@ func (cl *Client) run(ws *websocket.Conn, started chan<- error) {
 			cl.end(ErrClosed)
 			return
 		}
-		cl.conn = c
-		close(cl.ready)
 		cl.serving++
-		cl.mu.Unlock()
-
-		go func(started chan<- error) {
-			c.serve(started)
-			cl.served()
-		}(started)
-		started = nil
+		if started != nil {
+			// Dial's connection: Dial returns once the hooks returned,
+			// and until then nobody but the hooks has the client.
+			cl.publishLocked(c)
+			cl.mu.Unlock()
+			go func(started chan<- error) {
+				c.serve(started)
+				cl.served()
+			}(started)
+			started = nil
+		} else {
+			cl.mu.Unlock()
+			cl.serveReconnected(c)
+		}
 		<-c.readerDone.wait(&c.mu)
 
 		cl.mu.Lock()
@@ -428,6 +433,46 @@ func (cl *Client) run(ws *websocket.Conn, started chan<- error) {
 			return
 		}
 	}
+}
+
+// publishLocked makes c the client's connection, for Conn and Call, and
+// wakes the calls waiting for one; cl.mu held.
+func (cl *Client) publishLocked(c *Conn) {
+	cl.conn = c
+	close(cl.ready)
+}
+
+// serveReconnected serves a reconnect's connection c, which becomes the
+// client's (Conn, Call, the calls waiting for it) only once its OnConnect
+// hooks returned without error, as Dial's first connection does: a layer
+// that restores its state in a hook (pubsub re-subscribes) has done so
+// before the application's calls go out on c. It returns once c is the
+// client's or has ended.
+func (cl *Client) serveReconnected(c *Conn) {
+	hooked := make(chan error, 1)
+	go func() {
+		c.serve(hooked)
+		cl.served()
+	}()
+	var err error
+	select {
+	case err = <-hooked:
+	case <-c.readerDone.wait(&c.mu):
+		return
+	case <-cl.ctx.Done(): // Close, maybe from a hook: it has not seen c
+		err = ErrClosed
+	}
+	cl.mu.Lock()
+	if err == nil && !cl.closed {
+		cl.publishLocked(c)
+		cl.mu.Unlock()
+		return
+	}
+	closed := cl.closed
+	cl.mu.Unlock()
+	if closed {
+		c.Close()
+	} // else the failed hook closes c
 }
 
 // end records why the client ended for good.

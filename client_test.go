@@ -242,6 +242,7 @@ func TestReconnectBackOff(t *testing.T) {
 								outage, r.err, r.at.Sub(dropped), at.Sub(dropped))
 						}
 					}
+					synctest.Wait() // the hooks returned: the connection is the client's
 					mustEcho(t.Context(), t, cl, "after the reconnect")
 				}
 			})

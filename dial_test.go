@@ -320,6 +320,8 @@ func TestReconnectRetriesWrongURL(t *testing.T) {
 	}
 	broken.Store(false)
 	recv(ctx, t, connected, "the OnConnect of the reconnect")
+	// The connection is the client's once its hooks returned.
+	pollUntil(t, "the reconnect to be the client's", func() bool { return cl.Conn() != nil })
 	mustEcho(ctx, t, cl, "after the 404s")
 	logs.wantNoRecords(t, "a reconnect through 404s")
 }

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -139,4 +140,68 @@ func TestServerLookup(t *testing.T) {
 		t.Errorf("bob still has %d connections", len(got))
 	}
 	mustEcho(ctx, t, alice2, "still here")
+}
+
+// TestReconnectReadyAfterHooks: a reconnect's connection becomes the
+// client's only once its OnConnect hooks returned: while they run,
+// Client.Conn is nil, calls fail with ErrNotConnected or (WaitForReady)
+// wait, and a waiting call reaches the server after what the hooks sent.
+func TestReconnectReadyAfterHooks(t *testing.T) {
+	ctx := ctxT(t)
+	var mu sync.Mutex
+	var arrived []string
+	mux := utilMux()
+	Register(mux, "mark", func(_ context.Context, a struct{ Who string }) (bool, error) {
+		mu.Lock()
+		arrived = append(arrived, a.Who)
+		mu.Unlock()
+		return true, nil
+	})
+	srv, u := testServer(t, mux, nil)
+
+	var clp atomic.Pointer[Client]
+	var connects atomic.Int32
+	hookRuns, release := make(chan *Conn, 1), make(chan struct{})
+	hookErr := make(chan error, 1)
+	cl := testDial(t, u, &DialOptions{Retry: fastRetry, WaitForReady: true})
+	clp.Store(cl)
+	cl.RegisterOnConnect(func(ctx context.Context, c *Conn) error {
+		if connects.Add(1) != 1 {
+			return nil
+		}
+		hookRuns <- c
+		<-release
+		if got := clp.Load().Conn(); got != nil {
+			hookErr <- errors.New("Client.Conn is set while the hooks run")
+		}
+		_, err := Call[bool](ctx, c, "mark", map[string]string{"who": "hook"})
+		hookErr <- err
+		return err
+	})
+
+	serverConn(t, srv).Close()
+	c := recv(ctx, t, hookRuns, "the reconnect's hook")
+	if got := cl.Conn(); got != nil {
+		t.Errorf("Client.Conn() = %p while the hooks run, want nil", got)
+	}
+	waited := make(chan error, 1)
+	go func() {
+		_, err := Call[bool](ctx, cl, "mark", map[string]string{"who": "app"})
+		waited <- err
+	}()
+	close(release)
+	if err := recv(ctx, t, hookErr, "the hook's call"); err != nil {
+		t.Fatal(err)
+	}
+	if err := recv(ctx, t, waited, "the application's call"); err != nil {
+		t.Fatal(err)
+	}
+	if cl.Conn() != c {
+		t.Error("the reconnect's connection is not the client's once its hooks returned")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(arrived, []string{"hook", "app"}) {
+		t.Errorf("the server saw %v, want the hook's call before the application's", arrived)
+	}
 }

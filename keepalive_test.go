@@ -458,6 +458,7 @@ func TestKeepAliveFrozenLinkExactly(t *testing.T) {
 		if at := await(t, connected, time.Minute, "reconnect"); at != dropped {
 			t.Errorf("reconnected %v after the drop, want at once", at.Sub(dropped))
 		}
+		synctest.Wait() // the hooks returned: the connection is the client's
 		mustEcho(t.Context(), t, cl, "after the reconnect")
 		link.Thaw() // the server learns that the old link is gone
 	})

@@ -90,11 +90,14 @@ type RetryOptions struct {
 // report every invalid field in one error.
 type ConnOptions struct {
 	// OnConnect runs when a connection opens, in its own goroutine while
-	// calls already flow; it may call the peer. An error closes the
-	// connection (status 1011). On a client it runs on every new
-	// connection, the first and each reconnect: Dial returns after it
-	// returned, and its error fails Dial, or on a reconnect closes that
-	// connection (the client then tries again).
+	// calls already flow on that connection; it may call the peer, with c.
+	// An error closes the connection (status 1011). On a client it runs
+	// on every new connection, the first and each reconnect: Dial returns
+	// after it returned, and a reconnect's connection becomes the
+	// client's (Client.Conn, Client.Call, the calls WaitForReady holds)
+	// only once it and the registered hooks returned, so that they may
+	// restore state first. Its error fails Dial, or on a reconnect closes
+	// that connection (the client then tries again).
 	OnConnect func(ctx context.Context, c *Conn) error
 	// OnDisconnect runs once per connection after it ended and its
 	// handlers returned, with the cause; on a client, once for each
