@@ -1,0 +1,82 @@
+// Package pubsub is publish/subscribe over wsrpc, wire-compatible with the
+// Python library fastapi_websocket_pubsub (FWP): a Python PubSubClient
+// works against a [Server] unchanged, and a [Client] against a Python
+// PubSubEndpoint. It is built on wsrpc's public API alone.
+//
+// A [Server] adds FWP's methods (subscribe, unsubscribe, publish, ping) to
+// a wsrpc.Mux and delivers each event by calling the subscriber's notify
+// method with {"subscription": {"id", "subscriber_id", "topic",
+// "notifier_id": null}, "data"}:
+//
+//	ps := pubsub.NewServer(nil)
+//	defer ps.Close()
+//	mux := wsrpc.NewMux()
+//	srv, _ := wsrpc.NewServer(mux, nil)
+//	ps.Register(srv, mux)
+//	http.Handle("/pubsub", srv)
+//	ps.Publish(ctx, []string{"orders"}, order) // from application code
+//
+// A [Client] subscribes handlers to topics and publishes:
+//
+//	cl, _ := pubsub.Dial(ctx, "ws://host/pubsub", nil)
+//	cl.Subscribe(ctx, "orders", pubsub.Typed(func(ctx context.Context, topic string, o Order) error { … }))
+//	cl.Publish(ctx, []string{"orders"}, order)
+//
+// # Delivery
+//
+// An event reaches each subscription at most once: nothing is redelivered
+// (a subscriber that reconnects gets the events published from then on).
+// For each subscriber, the events of one topic from one publisher arrive in
+// the order they were published: the Server queues a subscriber's events in
+// order and sends them in order, and a Client's handler gets the events of
+// its subscription one at a time, in that order, though wsrpc runs
+// handlers concurrently (its notifies are [wsrpc.Mux.HandleOrdered]). A
+// connection does not get its own publications, unless it publishes with
+// a notifier id not its own (FWP's rule). [AllTopics] subscribes to every
+// topic.
+//
+// # No head-of-line blocking
+//
+// Publishing never waits for a subscriber: it queues the event for each
+// subscriber, in that subscriber's own queue, and returns. Each subscriber
+// with events waiting has one sender goroutine (none when its queue is
+// empty), which sends its notifies one after another without waiting for
+// the answers, many in flight at once. One subscriber that stops answering
+// or reading delays neither the publisher nor any other subscriber.
+//
+// # Slow subscribers
+//
+// A subscriber's queue holds its events waiting to be sent and those sent
+// but not answered yet, bounded in events ([Options].QueueEvents, 1024)
+// and in bytes (QueueBytes, 1 MiB). When an event finds it full, the
+// policy ([Options].Slow) applies: [SlowDisconnect], the default, closes
+// the subscriber's connection with status [CloseSlowSubscriber] (4008,
+// reason "slow subscriber"), its client reconnects and subscribes again;
+// [SlowDrop] drops the event and counts it. Both are logged, counted in
+// [Server.Stats] and told to the [Observer]. Memory per subscriber is so
+// bounded by the queue and the connection's own send queue.
+//
+// # Sync
+//
+// publish with sync (FWP's default) is answered once every local
+// subscriber took the event (answered its notify, or its function
+// returned) or was given up on (the slow policy, its connection ended, its
+// notify failed), and at the latest after [Options].SyncTimeout (5 s):
+// never forever, and never deadlocked when the publisher is itself a
+// subscriber. Without sync it is answered at once.
+//
+// # Authorization
+//
+// [Options].Authorize may refuse a subscribe or a publish per connection
+// and topic; the client gets an error answer with [CodeForbidden], which a
+// Client's error matches as [ErrForbidden].
+//
+// # Several nodes
+//
+// A [wsrpc.Broker] carries events between nodes in the Python
+// broadcaster's format (channel [BrokerChannel], one message
+// {"notifier_id", "topics": [topic], "data"} per topic; a node ignores its
+// own). A node always delivers to its own subscribers itself; the broker
+// brings it the others' events. Nil means a [MemoryBroker] of the node's
+// own: a single node needs nothing else.
+package pubsub

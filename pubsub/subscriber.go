@@ -1,0 +1,247 @@
+package pubsub
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+
+	"github.com/wsrpc/wsrpc"
+)
+
+// event is one event on one topic, shared by all its deliveries.
+type event struct {
+	topic     string
+	topicJSON []byte
+	data      json.RawMessage
+	notifier  string    // the publisher's notifier id: it is not notified
+	sync      *syncWait // nil unless the publisher waits
+}
+
+// notifyOverhead is what a notify frame adds to its topic and data, about:
+// the envelope, the method, the ids. It counts against QueueBytes.
+const notifyOverhead = 200
+
+// size is what ev counts against a subscriber's QueueBytes.
+func (ev *event) size() int64 { return int64(len(ev.data) + len(ev.topicJSON) + notifyOverhead) }
+
+// subscription is one subscription of a subscriber to a topic.
+type subscription struct {
+	id    string
+	topic string
+	sub   *subscriber
+	idx   int // in the topic's list; Server.mu guards it
+}
+
+// delivery is an event queued for a subscriber, under one of its
+// subscriptions.
+type delivery struct {
+	ev    *event
+	subID string
+}
+
+// subscriber is a connection that subscribed (conn), or a server-side
+// subscription (fn), with its queue: the events waiting to be sent, and
+// the count of those sent and not answered yet. A sender goroutine runs
+// while events wait, and only then: it sends them in order, many in
+// flight at once, and exits when the queue is empty.
+type subscriber struct {
+	s    *Server
+	id   string      // subscriber_id: the connection's id, or a random one
+	conn *wsrpc.Conn // nil for a server-side subscription
+	fn   Handler     // a server-side subscription's function
+	subs []*subscription
+
+	mu        sync.Mutex // guards the fields below
+	queue     []delivery // waiting to be sent, from head on
+	head      int
+	held      int   // events queued or in flight (sent, not answered)
+	heldBytes int64 // their size
+	running   bool  // a sender goroutine runs
+	closed    bool  // ended: nothing more is queued
+}
+
+// enqueue queues ev under sub, applying the slow policy if the queue is
+// full. It reports whether ev was queued. Server.mu is read-held.
+func (u *subscriber) enqueue(sub *subscription, ev *event) bool {
+	s := u.s
+	size := ev.size()
+	u.mu.Lock()
+	if u.closed {
+		u.mu.Unlock()
+		return false
+	}
+	if u.held >= s.opts.QueueEvents || s.opts.QueueBytes > 0 && u.held > 0 && u.heldBytes+size > s.opts.QueueBytes {
+		if u.conn == nil || s.opts.Slow == SlowDrop {
+			u.mu.Unlock()
+			s.drop(u, ev, ErrSlowSubscriber, false)
+			return false
+		}
+		// SlowDisconnect: what waits is dropped, and a goroutine of its
+		// own closes the connection (the sender may be stuck on its full
+		// send queue).
+		u.closed = true
+		left := u.takeLocked()
+		u.mu.Unlock()
+		s.drop(u, ev, ErrSlowSubscriber, false)
+		u.dropAll(left, ErrSlowSubscriber)
+		s.wg.Go(u.closeSlow)
+		return false
+	}
+	if ev.sync != nil {
+		ev.sync.add()
+	}
+	u.queue = append(u.queue, delivery{ev, sub.id})
+	u.held++
+	u.heldBytes += size
+	start := !u.running
+	u.running = true
+	u.mu.Unlock()
+	if start {
+		s.wg.Go(u.run)
+	}
+	return true
+}
+
+// takeLocked takes the deliveries still waiting, and uncounts them; u.mu
+// held.
+func (u *subscriber) takeLocked() []delivery {
+	left := u.queue[u.head:]
+	u.queue, u.head = nil, 0
+	for _, d := range left {
+		u.held--
+		u.heldBytes -= d.ev.size()
+	}
+	return left
+}
+
+// end stops u: nothing more is queued, and what waits is dropped.
+func (u *subscriber) end(reason error) {
+	u.mu.Lock()
+	u.closed = true
+	left := u.takeLocked()
+	u.mu.Unlock()
+	u.dropAll(left, reason)
+}
+
+// dropAll drops deliveries taken off the queue.
+func (u *subscriber) dropAll(left []delivery, reason error) {
+	for _, d := range left {
+		u.s.drop(u, d.ev, reason, true)
+	}
+}
+
+// drop gives up on ev for u: it is counted and reported, and if it was
+// queued, a sync publisher stops waiting for it.
+func (s *Server) drop(u *subscriber, ev *event, reason error, queued bool) {
+	if queued && ev.sync != nil {
+		ev.sync.release()
+	}
+	s.dropped.Add(1)
+	s.obs.Dropped(u.conn, ev.topic, reason)
+	s.log.Debug("pubsub: event dropped", "subscriber", u.id, "topic", ev.topic, "reason", reason)
+}
+
+// run is the sender: it sends the queued events in order until none is
+// left.
+func (u *subscriber) run() {
+	var args []byte
+	for {
+		u.mu.Lock()
+		if u.head == len(u.queue) {
+			u.running = false
+			if cap(u.queue) > 16 {
+				u.queue = nil // an idle subscriber keeps little
+			} else {
+				u.queue = u.queue[:0]
+			}
+			u.head = 0
+			u.mu.Unlock()
+			return
+		}
+		d := u.queue[u.head]
+		u.queue[u.head] = delivery{}
+		u.head++
+		u.mu.Unlock()
+		if u.conn == nil {
+			u.finish(d.ev, u.call(d.ev))
+			continue
+		}
+		args = appendNotifyArgs(args[:0], d.subID, u.id, d.ev.topicJSON, d.ev.data)
+		ev := d.ev
+		notify(u.s.ctx, u.conn, args, func(err error) { u.finish(ev, err) })
+	}
+}
+
+// call runs a server-side subscription's function on ev.
+func (u *subscriber) call(ev *event) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			u.s.log.Error("pubsub: subscription function panicked", "topic", ev.topic, "panic", p, "stack", string(debug.Stack()))
+			err = fmt.Errorf("pubsub: subscription function panicked: %v", p)
+		}
+	}()
+	u.mu.Lock()
+	closed := u.closed
+	u.mu.Unlock()
+	if closed {
+		return ErrSubscriberGone
+	}
+	return u.fn(u.s.ctx, Event{Topic: ev.topic, Data: ev.data})
+}
+
+// finish counts a delivery as done: answered (err nil or the answer's
+// error) or failed.
+func (u *subscriber) finish(ev *event, err error) {
+	s := u.s
+	u.mu.Lock()
+	u.held--
+	u.heldBytes -= ev.size()
+	u.mu.Unlock()
+	if ev.sync != nil {
+		ev.sync.release()
+	}
+	if err != nil && !isAnswer(err) && u.conn != nil {
+		s.dropped.Add(1)
+		s.obs.Dropped(u.conn, ev.topic, err)
+		s.log.Debug("pubsub: notify failed", "subscriber", u.id, "topic", ev.topic, "err", err)
+		return
+	}
+	switch {
+	case err != nil && u.conn == nil:
+		s.log.Warn("pubsub: subscription function failed", "topic", ev.topic, "err", err)
+	case err != nil:
+		s.log.Debug("pubsub: subscriber answered its notify with an error", "subscriber", u.id, "topic", ev.topic, "err", err)
+	}
+	s.delivered.Add(1)
+	s.obs.Delivered(u.conn, ev.topic, err)
+}
+
+// isAnswer reports whether a notify's error is the subscriber's answer (it
+// got the event and failed it), not a failure to deliver.
+func isAnswer(err error) bool {
+	_, ok := errors.AsType[*wsrpc.Error](err)
+	return ok
+}
+
+// closeSlow closes a slow subscriber's connection.
+func (u *subscriber) closeSlow() {
+	s := u.s
+	s.slowDisconnects.Add(1)
+	s.log.Warn("pubsub: slow subscriber disconnected: its queue is full",
+		"conn", u.id, "remote", u.conn.RemoteAddr().String(), "queue_events", s.opts.QueueEvents, "queue_bytes", s.opts.QueueBytes)
+	s.obs.SlowDisconnect(u.conn)
+	u.conn.CloseWith(CloseSlowSubscriber, "slow subscriber: notify queue full")
+}
+
+// notify sends one notify to c, with keyword arguments args, and calls
+// done once with its outcome. It is the one place that sends notifies.
+//
+// For now it makes the call and waits for the answer (one notify in
+// flight per subscriber), until Conn.Go lets it return at once, with the
+// answer handed to done by the connection's reader.
+func notify(ctx context.Context, c *wsrpc.Conn, args []byte, done func(error)) {
+	done(c.Call(ctx, "notify", json.RawMessage(args), nil))
+}
