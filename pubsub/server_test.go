@@ -186,7 +186,7 @@ func TestAllTopics(t *testing.T) {
 		t.Errorf("topic handler got %q", ev.Topic)
 	}
 	// Each handler got its events once.
-	if err := pub.Publish(ctx, []string{"end"}, nil); err != nil {
+	if err := pub.PublishWith(ctx, []string{"end"}, nil, PublishOptions{NoSync: true}); err != nil {
 		t.Fatal(err)
 	}
 	if ev := recv(ctx, t, goAll.ch, "the AllTopics handler"); ev.Topic != "end" {
@@ -440,6 +440,8 @@ func TestPublisherSubscribed(t *testing.T) {
 	mustTrue(t, raw.call(ctx, "subscribe", map[string]any{"topics": []string{"users"}}), "subscribe")
 	// raw.call answers the notify that comes before the answer.
 	mustTrue(t, raw.call(ctx, "publish", map[string]any{"topics": []string{"users"}, "data": "stuck", "sync": true, "notifier_id": "recorder-notifier-0002"}), "publish to itself")
+	raw.ws.Close()
+	n.subscribed(t, "users", 0)
 
 	cl := dial(t, n.url, nil)
 	c := newCollector()

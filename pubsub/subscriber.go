@@ -239,9 +239,14 @@ func (u *subscriber) closeSlow() {
 // notify sends one notify to c, with keyword arguments args, and calls
 // done once with its outcome. It is the one place that sends notifies.
 //
-// For now it makes the call and waits for the answer (one notify in
-// flight per subscriber), until Conn.Go lets it return at once, with the
-// answer handed to done by the connection's reader.
+// It does not wait for the answer ([wsrpc.Conn.Go]): the notifies of one
+// sender go out in order, many in flight, and the connection's reader
+// hands each answer to done. It blocks only while c's send queue is full
+// (a subscriber that does not read), until c or ctx ends. args may be
+// reused once it returned.
 func notify(ctx context.Context, c *wsrpc.Conn, args []byte, done func(error)) {
-	done(c.Call(ctx, "notify", json.RawMessage(args), nil))
+	err := c.Go(ctx, "notify", json.RawMessage(args), func(r *wsrpc.Reply) { done(r.Err()) })
+	if err != nil {
+		done(err) // not sent: Go calls no done
+	}
 }
