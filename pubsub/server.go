@@ -173,6 +173,10 @@ type Server struct {
 	ctx    context.Context // ends with Close
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // the senders and the broker's joiner
+	// inflight counts the notifies sent and not answered: Close waits
+	// for them (its end of ctx completes them), so that nothing is
+	// reported after it returned.
+	inflight sync.WaitGroup
 
 	// mu guards the index: the fields below, and subscriber.subs and
 	// subscription.idx.
@@ -641,6 +645,7 @@ func (s *Server) Close() error {
 		u.end(ErrClosed)
 	}
 	s.wg.Wait()
+	s.inflight.Wait()
 	return nil
 }
 

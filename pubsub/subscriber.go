@@ -171,7 +171,11 @@ func (u *subscriber) run() {
 		}
 		args = appendNotifyArgs(args[:0], d.subID, u.id, d.ev.topicJSON, d.ev.data)
 		ev := d.ev
-		notify(u.s.ctx, u.conn, args, func(err error) { u.finish(ev, err) })
+		u.s.inflight.Add(1)
+		notify(u.s.ctx, u.conn, args, func(err error) {
+			u.finish(ev, err)
+			u.s.inflight.Done()
+		})
 	}
 }
 
