@@ -38,10 +38,11 @@ func ctxT(t testing.TB) context.Context {
 // `wsrpc serve` mounts it: /ws, /ws/{client_id}, /pubsub and
 // /pubsub/{client_id}.
 type node struct {
-	ps  *Server
-	srv *wsrpc.Server
-	hs  *httptest.Server
-	url string // ws:// URL of /pubsub
+	ps   *Server
+	srv  *wsrpc.Server
+	hs   *httptest.Server
+	url  string // ws:// URL of /pubsub
+	once sync.Once
 }
 
 // newNode starts a node; everything is closed when the test ends.
@@ -76,10 +77,13 @@ func newNode(t testing.TB, opts *Options, sopts *wsrpc.ServerOptions) *node {
 	return n
 }
 
+// close closes the node, once.
 func (n *node) close() {
-	n.srv.Close()
-	n.ps.Close()
-	n.hs.Close()
+	n.once.Do(func() {
+		n.srv.Close()
+		n.ps.Close()
+		n.hs.Close()
+	})
 }
 
 // dial dials a Client to url (a quiet logger unless set), closed when the
