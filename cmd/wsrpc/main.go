@@ -10,9 +10,12 @@
 // The commands are:
 //
 //	serve    run the demo server: add, multiply, concat, the utility
-//	         methods and the register_wake_up_call trigger, on /ws and
-//	         /ws/{client_id}
+//	         methods, the register_wake_up_call trigger and pub/sub (the
+//	         time every second on topic "time"), on /ws, /ws/{client_id},
+//	         /pubsub and /pubsub/{client_id}
 //	call     call one method on a server and print its result as JSON
+//	sub      subscribe to topics and print each event as a line of JSON
+//	pub      publish one event
 //	bench    measure a server's throughput and latency with echo calls
 //	idle     hold many idle connections open, for memory tests
 //	version  print the module version and the VCS revision the binary
@@ -22,11 +25,12 @@
 // Durations are written with a unit: 500ms, 5s, 1m.
 //
 // The exit status is 0 on success, 1 when a called method answered with an
-// error, and 2 for anything else that went wrong: bad usage, a server that
-// cannot be reached or refuses the connection, a timeout, an interrupted
-// call or bench (SIGINT or SIGTERM: "wsrpc: interrupted"). "wsrpc call
-// --timeout" bounds the whole command, closing the connection included.
-// serve and idle run until SIGINT or SIGTERM and then exit with 0; serve
+// error (for sub and pub: the server refused), and 2 for anything else that
+// went wrong: bad usage, a server that cannot be reached or refuses the
+// connection, a timeout, an interrupted call, pub or bench (SIGINT or
+// SIGTERM: "wsrpc: interrupted"). "wsrpc call --timeout" bounds the whole
+// command, closing the connection included. serve, idle and sub run until
+// SIGINT or SIGTERM (sub: or --count events) and then exit with 0; serve
 // does so even when calls still running had to be cut after its 5 s drain,
 // and logs how many connections it cut at WARN.
 package main
@@ -71,6 +75,8 @@ type command struct {
 var commands = []command{
 	{"serve", "run the demo server", runServe},
 	{"call", "call one method and print its result as JSON", runCall},
+	{"sub", "subscribe to topics and print each event as a line of JSON", runSub},
+	{"pub", "publish one event on a topic", runPub},
 	{"bench", "measure a server's throughput and latency with echo calls", runBench},
 	{"idle", "hold many idle connections open, for memory tests", runIdle},
 	{"version", "print the version and the VCS revision it was built from", runVersion},
@@ -140,7 +146,8 @@ func usage(w io.Writer) {
 	fmt.Fprint(w, `Usage: wsrpc <command> [flags] [arguments]
 
 wsrpc serves and calls RPC methods over WebSockets, with the wire protocol
-of the Python library fastapi_websocket_rpc.
+of the Python library fastapi_websocket_rpc, and pub/sub as
+fastapi_websocket_pubsub does it.
 
 Commands:
 `)
@@ -153,14 +160,17 @@ Run 'wsrpc <command> --help' for a command's flags and examples.
 Flags:
   --version   print the version, as 'wsrpc version' does
 
-Exit status: 0 on success, and for serve and idle after SIGINT or SIGTERM;
-1 when a called method answered with an error; 2 for anything else: bad
-usage, a server that cannot be reached or refuses the connection, a
-timeout, an interrupted call or bench.
+Exit status: 0 on success, and for serve, idle and sub after SIGINT or
+SIGTERM; 1 when a called method answered with an error (sub, pub: the
+server refused); 2 for anything else: bad usage, a server that cannot be
+reached or refuses the connection, a timeout, an interrupted call, pub or
+bench.
 
 Examples:
   wsrpc serve --addr 127.0.0.1:9000
   wsrpc call ws://127.0.0.1:9000/ws add a=1 b=2
+  wsrpc sub ws://127.0.0.1:9000/pubsub time
+  wsrpc pub ws://127.0.0.1:9000/pubsub news '{"id": 7}'
   wsrpc --version
 `)
 }

@@ -145,6 +145,8 @@ func TestHelp(t *testing.T) {
 		{[]string{"call", "ws://127.0.0.1:1/ws", "add", "--help"}, "Usage: wsrpc call [flags] URL METHOD [key=value ...]"},
 		{[]string{"help", "call"}, "Usage: wsrpc call [flags] URL METHOD [key=value ...]"},
 		{[]string{"--help"}, "  --version   print the version, as 'wsrpc version' does"},
+		{[]string{"sub", "--help"}, "Usage: wsrpc sub [flags] URL TOPIC..."},
+		{[]string{"pub", "--help"}, "Usage: wsrpc pub [flags] URL TOPIC [DATA]"},
 		{[]string{"version", "--help"}, "Usage: wsrpc version"},
 		{[]string{"help", "version"}, "Usage: wsrpc version"},
 	}
@@ -174,6 +176,8 @@ func TestHelpListsEveryFlag(t *testing.T) {
 		"call":    new(callFlags).flagSet(),
 		"bench":   new(benchFlags).flagSet(),
 		"idle":    new(idleFlags).flagSet(),
+		"sub":     new(pubsubFlags).flagSet("sub"),
+		"pub":     new(pubsubFlags).flagSet("pub"),
 		"version": newFlagSet("version"),
 	}
 	for _, c := range commands {
@@ -226,6 +230,10 @@ func TestUsageErrors(t *testing.T) {
 		{"idle keepalive without a unit", []string{"idle", url, "--keepalive=1.5"}, "",
 			`wsrpc idle: invalid --keepalive "1.5": a duration needs a unit, such as 5s, 500ms or 1m` + "\n"},
 		{"serve argument", []string{"serve", "extra"}, "", `unexpected argument "extra"`},
+		{"sub without topic", []string{"sub", url}, "", "want URL and at least one TOPIC"},
+		{"sub negative count", []string{"sub", "--count", "-1", url, "t"}, "", "--count must not be negative"},
+		{"pub without topic", []string{"pub", url}, "", "want URL, TOPIC and at most one DATA"},
+		{"pub extra argument", []string{"pub", url, "t", "1", "2"}, "", "want URL, TOPIC and at most one DATA"},
 		{"version argument", []string{"version", "extra"}, "", `unexpected argument "extra"`},
 	}
 	for _, tt := range tests {

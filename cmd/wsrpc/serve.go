@@ -14,13 +14,14 @@ import (
 	"time"
 
 	"github.com/wsrpc/wsrpc"
+	"github.com/wsrpc/wsrpc/pubsub"
 )
 
 const serveHelp = `Usage: wsrpc serve [flags]
 
 Run the demo server until SIGINT or SIGTERM. It serves RPC over WebSockets
-on /ws and /ws/{client_id}, logs each connection and disconnection to
-stderr, and exposes:
+on /ws, /ws/{client_id}, /pubsub and /pubsub/{client_id} (the same methods
+on each), logs each connection and disconnection to stderr, and exposes:
 
   add(a, b), multiply(a, b)   numbers; the result is a float
   concat(a, b)                strings
@@ -37,6 +38,11 @@ stderr, and exposes:
   echo, get_process_details, call_me_back, get_response
                               the utility methods of fastapi_websocket_rpc
   _ping_, _get_channel_id_    the built-ins
+  subscribe, unsubscribe, publish, ping
+                              pub/sub, as fastapi_websocket_pubsub's
+                              PubSubEndpoint serves it (see wsrpc sub and
+                              wsrpc pub); the server publishes the time
+                              (RFC 3339, UTC) every second on topic "time"
 
 On SIGINT or SIGTERM it stops accepting connections and gives the calls in
 flight 5s to finish; then it closes the connections that still have calls
@@ -55,6 +61,7 @@ Examples:
   wsrpc serve
   wsrpc serve --addr 127.0.0.1:0 --token secret
   wsrpc call ws://127.0.0.1:9000/ws multiply a=6 b=7
+  wsrpc sub ws://127.0.0.1:9000/pubsub time
 `
 
 const (
@@ -77,6 +84,10 @@ const (
 	// maxWakeUpName caps the bytes of register_wake_up_call's name, which
 	// a pending wake-up call keeps.
 	maxWakeUpName = 1024
+	// timeTopic is the topic the demo publishes the time on, every
+	// timeInterval.
+	timeTopic    = "time"
+	timeInterval = time.Second
 )
 
 // serveFlags are the flags of wsrpc serve.
@@ -132,10 +143,12 @@ func serveCommand(ctx context.Context, args []string, std stdio, setup func(*dem
 type demo struct {
 	mux *wsrpc.Mux
 	srv *wsrpc.Server
+	ps  *pubsub.Server
 	log *slog.Logger
 
 	// Set before serve; newDemo sets the defaults.
 	drain         time.Duration // shutdownTimeout
+	tick          time.Duration // timeInterval
 	maxPerConn    int           // maxWakeUpsPerConn
 	maxAllWakeUps int           // maxWakeUps
 
@@ -165,6 +178,7 @@ func newDemo(token string, logger *slog.Logger) (*demo, error) {
 		mux:           wsrpc.NewMux(),
 		log:           logger,
 		drain:         shutdownTimeout,
+		tick:          timeInterval,
 		maxPerConn:    maxWakeUpsPerConn,
 		maxAllWakeUps: maxWakeUps,
 		pending:       make(map[*wsrpc.Conn]connWakeUps),
@@ -215,6 +229,8 @@ func newDemo(token string, logger *slog.Logger) (*demo, error) {
 		return nil, err
 	}
 	d.srv = srv
+	d.ps = pubsub.NewServer(&pubsub.Options{Logger: logger})
+	d.ps.Register(d.srv, d.mux)
 	return d, nil
 }
 
@@ -330,12 +346,30 @@ func (d *demo) pendingWakeUps() int {
 	return d.nPending
 }
 
-// handler routes /ws and /ws/{client_id} to the WebSocket server.
+// handler routes /ws, /ws/{client_id}, /pubsub and /pubsub/{client_id}
+// (fastapi_websocket_pubsub's path) to the WebSocket server.
 func (d *demo) handler() http.Handler {
 	hm := http.NewServeMux()
-	hm.Handle("GET /ws", d.srv)
-	hm.Handle("GET /ws/{client_id}", d.srv)
+	for _, p := range []string{"/ws", "/ws/{client_id}", "/pubsub", "/pubsub/{client_id}"} {
+		hm.Handle("GET "+p, d.srv)
+	}
 	return hm
+}
+
+// publishTime publishes the time on timeTopic every d.tick until ctx ends.
+func (d *demo) publishTime(ctx context.Context) {
+	t := time.NewTicker(d.tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			if err := d.ps.Publish(ctx, []string{timeTopic}, now.UTC().Format(time.RFC3339)); err != nil && ctx.Err() == nil {
+				d.log.Warn("publish the time", "err", err)
+			}
+		}
+	}
 }
 
 // serve serves on ln, after printing its URL to stdout, until ctx ends; it
@@ -347,9 +381,12 @@ func (d *demo) serve(ctx context.Context, ln net.Listener, stdout io.Writer) err
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelWarn),
 	}
-	fmt.Fprintf(stdout, "wsrpc: serving on ws://%s/ws\n", ln.Addr())
+	fmt.Fprintf(stdout, "wsrpc: serving on ws://%s/ws\nwsrpc: pub/sub on ws://%[1]s/pubsub\n", ln.Addr())
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(ln) }()
+	tctx, stopTime := context.WithCancel(ctx)
+	var ticking sync.WaitGroup
+	ticking.Go(func() { d.publishTime(tctx) })
 
 	var err error
 	select {
@@ -357,6 +394,8 @@ func (d *demo) serve(ctx context.Context, ln net.Listener, stdout io.Writer) err
 	case <-ctx.Done():
 		d.log.Info("shutting down")
 	}
+	stopTime()
+	ticking.Wait()
 	serr := d.shutdown(hs)
 	if err == nil {
 		err = <-served
@@ -438,4 +477,5 @@ func (d *demo) stop() {
 	}
 	d.mu.Unlock()
 	d.wakeUps.Wait()
+	d.ps.Close()
 }

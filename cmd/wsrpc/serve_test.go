@@ -147,6 +147,7 @@ func TestServeListenError(t *testing.T) {
 // serveRun is a wsrpc serve command running in the test.
 type serveRun struct {
 	url    string
+	demo   *demo // set before url
 	stderr *lockedBuffer
 	cancel context.CancelFunc
 	code   chan int
@@ -159,8 +160,14 @@ func startServe(t *testing.T, setup func(*demo)) *serveRun {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &serveRun{stderr: new(lockedBuffer), cancel: cancel, code: make(chan int, 1)}
 	stdout := newFirstLine()
+	keep := func(d *demo) {
+		s.demo = d
+		if setup != nil {
+			setup(d)
+		}
+	}
 	go func() {
-		s.code <- serveCommand(ctx, []string{"--addr", "127.0.0.1:0"}, stdio{out: stdout, err: s.stderr}, setup)
+		s.code <- serveCommand(ctx, []string{"--addr", "127.0.0.1:0"}, stdio{out: stdout, err: s.stderr}, keep)
 	}()
 	t.Cleanup(func() { s.stop() })
 	select {
