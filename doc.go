@@ -67,7 +67,13 @@
 // [*PanicError] to the OnError hook); the connection lives on. An argument
 // of type [RawText] borrows a large string from its frame instead of
 // copying it, for handlers that read it at once. [RegisterUtilities] adds
-// the Python library's utility methods.
+// the Python library's utility methods. [Mux.HandleOrdered] registers a
+// method whose calls on one connection run one at a time, in arrival
+// order (pub/sub's notify).
+//
+// Package pubsub, built on this package's API, is publish/subscribe
+// compatible with fastapi_websocket_pubsub; nodes share its events
+// through a [Broker].
 //
 // # Concurrency
 //

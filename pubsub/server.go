@@ -78,6 +78,7 @@ const (
 	SlowDrop
 )
 
+// String names the policy: "disconnect" or "drop".
 func (p SlowPolicy) String() string {
 	switch p {
 	case SlowDisconnect:
@@ -93,10 +94,11 @@ type Action int8
 
 // The actions.
 const (
-	ActionSubscribe Action = iota + 1
-	ActionPublish
+	ActionSubscribe Action = iota + 1 // a client's subscribe, per topic
+	ActionPublish                     // a client's publish, per topic
 )
 
+// String names the action: "subscribe" or "publish".
 func (a Action) String() string {
 	switch a {
 	case ActionSubscribe:
