@@ -114,11 +114,12 @@ func (pc *Client) RPC() *wsrpc.Client { return pc.rpc }
 // event waits); its ctx ends when the Client closes. A Client has one
 // handler per topic: subscribing again to a topic fails.
 //
-// The subscription holds across reconnects. If the link drops before the
-// server answered, Subscribe returns nil and subscribes on the next
-// connection. An error means that there is no subscription: the server
-// refused it (an error matching [ErrForbidden] when its Authorize hook
-// did), ctx ended, or the Client is closed ([ErrClosed]).
+// The subscription holds across reconnects. If the link is down, or drops
+// before the server answered, Subscribe returns nil and the Client
+// subscribes on the next connection. An error means that there is no
+// subscription: the server refused it (an error matching [ErrForbidden]
+// when its Authorize hook did), ctx ended, the Client is closed
+// ([ErrClosed]) or its wsrpc.Client ended for good.
 //
 // The server sends an event once per subscription: a Client subscribed to
 // AllTopics subscribes the server to AllTopics alone, and gives each event
@@ -178,7 +179,12 @@ func (pc *Client) change(ctx context.Context, edit func() error) error {
 	drop, add := minus(was, now), minus(now, was)
 	c := pc.conn
 	if c == nil || c.Err() != nil {
-		return nil // the next connection subscribes
+		select {
+		case <-pc.rpc.Done(): // no next connection
+			return fmt.Errorf("pubsub: the client ended: %w", pc.rpc.Err())
+		default:
+			return nil // the next connection subscribes
+		}
 	}
 	err := pc.call(ctx, c, "unsubscribe", drop)
 	if err == nil {

@@ -8,8 +8,9 @@ import "github.com/wsrpc/wsrpc"
 // wsrpc.Observer of the wsrpc.Server.)
 //
 // The methods are called synchronously, from publishers, from the
-// connections' readers and from the Server's senders, concurrently. They
-// must return quickly and must not block.
+// connections' readers and from the Server's senders, concurrently, some
+// with the Server's index locked. They must return quickly, must not
+// block, and must not call the Server.
 type Observer interface {
 	// Published is called once per event and topic published on this node,
 	// by a client, by the application, or from the broker, with the
