@@ -130,8 +130,9 @@ type Options struct {
 	Authorize func(ctx context.Context, c *wsrpc.Conn, action Action, topic string) error
 
 	// QueueEvents bounds the events queued for one subscriber, those
-	// sent but not answered yet included. Zero means DefaultQueueEvents
-	// (1024).
+	// sent but not answered yet included (a notify unanswered after the
+	// connection's CallTimeout, 30 s by default, fails and leaves the
+	// queue). Zero means DefaultQueueEvents (1024).
 	QueueEvents int
 	// QueueBytes bounds the bytes of those events (their data and topic,
 	// plus a notify's overhead); an event always fits in an empty queue.
