@@ -62,16 +62,6 @@ func (q *sendQueue) fitsLocked(size int64) bool {
 	return q.held < q.maxFrames && (q.maxBytes <= 0 || q.size+size <= q.maxBytes)
 }
 
-// waitRoom returns a channel closed the next time room frees up.
-func (q *sendQueue) waitRoom() <-chan struct{} {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.room == nil {
-		q.room = make(chan struct{})
-	}
-	return q.room
-}
-
 // take hands the writer the frames queued, or reports that there are
 // none, in which case the writer stops (running is false).
 func (q *sendQueue) take() []*buffer {
@@ -168,6 +158,14 @@ func (c *Conn) tryEnqueue(out *buffer) (queued bool, ended bool) {
 // the caller must run c.writeLoop (already counted in c.wg), because no
 // writer runs.
 func (c *Conn) tryQueue(out *buffer, inline bool) (queued, ended, start bool) {
+	queued, ended, start, _ = c.queue(out, inline, false)
+	return queued, ended, start
+}
+
+// queue is tryQueue that, with wantRoom set, also returns, when out does
+// not fit, the channel closed when room frees up: made under the same lock
+// as the failed check, so that no release between the two is missed.
+func (c *Conn) queue(out *buffer, inline, wantRoom bool) (queued, ended, start bool, room <-chan struct{}) {
 	size := max(int64(cap(out.b)), 1)
 	q := &c.q
 	q.mu.Lock()
@@ -175,11 +173,17 @@ func (c *Conn) tryQueue(out *buffer, inline bool) (queued, ended, start bool) {
 		q.mu.Unlock()
 		putBuf(out)
 		c.observeDropped()
-		return false, true, false
+		return false, true, false, nil
 	}
 	if !q.fitsLocked(size) {
+		if wantRoom {
+			if q.room == nil {
+				q.room = make(chan struct{})
+			}
+			room = q.room
+		}
 		q.mu.Unlock()
-		return false, false, false
+		return false, false, false, room
 	}
 	q.held++
 	q.size += size
@@ -188,14 +192,14 @@ func (c *Conn) tryQueue(out *buffer, inline bool) (queued, ended, start bool) {
 	if obs := c.cfg.Observer; obs != nil {
 		obs.Queue(c, 1, size, 0)
 	}
-	return true, false, start
+	return true, false, start, nil
 }
 
 // enqueue waits for room in the send queue, then queues out. It takes
 // ownership of out.
 func (c *Conn) enqueue(ctx context.Context, out *buffer) error {
 	for {
-		queued, ended := c.tryEnqueue(out)
+		queued, ended, _, room := c.queue(out, false, true)
 		if queued {
 			return nil
 		}
@@ -205,7 +209,7 @@ func (c *Conn) enqueue(ctx context.Context, out *buffer) error {
 			return c.endErr()
 		}
 		select {
-		case <-c.q.waitRoom():
+		case <-room:
 		case <-ctx.Done():
 			putBuf(out)
 			c.observeDropped()
