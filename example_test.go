@@ -317,6 +317,7 @@ func TestREADMEGoSnippets(t *testing.T) {
 		{section: "Retrying idempotent calls", file: "example_test.go", example: "ExampleClient_CallWith"},
 		{section: "Many calls in flight", file: "example_test.go", example: "ExampleClient_Go"},
 		{section: "Large arguments without a copy", file: "example_test.go", example: "ExampleRawText"},
+		{section: "Observability", file: "promwsrpc/example_test.go", example: "ExampleNew"},
 	}
 	if len(blocks) != len(sources) {
 		t.Fatalf("README.md has %d Go snippets, this test knows %d: add each new one to the table", len(blocks), len(sources))
