@@ -159,8 +159,9 @@ func (pc *Client) Unsubscribe(ctx context.Context, topic string) error {
 
 // change applies edit to the handlers, then brings the server's
 // subscriptions in line: it unsubscribes first, so that no event comes
-// twice, then subscribes. If the server refuses, the handlers are as
-// before.
+// twice, then subscribes. If the server refuses, or ctx ends first, the
+// handlers added go and those removed stay removed; it never waits past
+// ctx.
 func (pc *Client) change(ctx context.Context, edit func() error) error {
 	pc.opMu.Lock()
 	defer pc.opMu.Unlock()
@@ -193,22 +194,25 @@ func (pc *Client) change(ctx context.Context, edit func() error) error {
 	if err == nil || lostConn(err) {
 		return nil
 	}
-	// Undo: the handlers as before, the server's subscriptions too, as
-	// far as it goes (a topic it got anyway has no handler: its events
-	// are ignored).
+	// Undo the additions: their handlers go. What the edit removed stays
+	// removed (an unsubscribed handler is gone in any case). No call
+	// restores the server's side: a topic the server still sends has no
+	// handler, so its events are ignored, and nothing here outlives ctx.
 	pc.mu.Lock()
-	for t, s := range pc.handlers {
+	after := pc.handlers
+	restored := maps.Clone(before)
+	for t, s := range after {
 		if before[t] != s {
 			s.stop()
 		}
 	}
-	pc.handlers = before
-	pc.mu.Unlock()
-	if len(drop) > 0 {
-		if rerr := pc.call(pc.ctx, c, "subscribe", drop); rerr != nil && !lostConn(rerr) {
-			pc.log.Warn("pubsub: could not restore subscriptions", "topics", drop, "err", rerr)
+	for t := range before {
+		if _, ok := after[t]; !ok {
+			delete(restored, t)
 		}
 	}
+	pc.handlers = restored
+	pc.mu.Unlock()
 	return err
 }
 
