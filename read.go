@@ -196,10 +196,12 @@ func (c *Conn) nextOrderedLocked() *callTask {
 // runs concurrently with the ordered calls behind it. A handler that must
 // take effect in arrival order but then waits (a pub/sub publish that
 // queues its event, then waits for the subscribers to take it) calls it
-// once the part that must be in order is done. Calling it again, or from
-// a handler that is not the ordered call whose turn it is, has no effect
-// beyond possibly passing that call's turn: call it only from the handler
-// of an ordered method, at most once. ctx is the handler's.
+// once the part that must be in order is done. ctx is the handler's.
+//
+// Call it at most once, and only from the handler of an ordered method:
+// it passes on the turn of whichever ordered call of the connection holds
+// it, so a second call, or one from another handler, would let the
+// ordered call running then overlap the next one.
 func PassTurn(ctx context.Context) {
 	c := ConnFromContext(ctx)
 	if c == nil {
