@@ -82,8 +82,12 @@ func (c *Conn) startGo(ctx context.Context, a *asyncCall, args []byte) error {
 	if method == "" {
 		return &callError{method, errors.New("empty method name")}
 	}
+	var timeout time.Duration // the default call timeout, which the sweep applies
 	if _, ok := ctx.Deadline(); !ok && c.cfg.CallTimeout > 0 {
-		ctx, a.cancel = context.WithTimeout(ctx, c.cfg.CallTimeout)
+		// No context.WithTimeout (a context, a timer and a registration
+		// with ctx per call): the connection's sweep expires the call.
+		timeout = c.cfg.CallTimeout
+		a.deadline = time.Now().Add(timeout)
 	}
 	if err := ctx.Err(); err != nil {
 		a.release()
@@ -100,10 +104,13 @@ func (c *Conn) startGo(ctx context.Context, a *asyncCall, args []byte) error {
 		c.mu.Unlock()
 		return &callError{method, &notSentError{err}}
 	}
+	if timeout > 0 {
+		c.armSweep(timeout)
+	}
 	// ctx may have ended before add, when expire found nothing to take.
 	err := ctx.Err()
 	if err == nil {
-		if err = c.enqueue(ctx, c.newRequest(ctx, method, args, a.id)); err == nil {
+		if err = c.enqueue(ctx, c.newRequestTimeout(ctx, method, args, a.id, timeout)); err == nil {
 			return nil
 		}
 	}
@@ -123,11 +130,15 @@ type asyncCall struct {
 	c      *Conn
 	method string
 	id     string
-	ctx    context.Context    // with the default call timeout, if any
-	cancel context.CancelFunc // frees the default call timeout; nil: none
-	stop   func() bool        // unregisters expire; nil if ctx never ends
-	done   func(*Reply)       // nil: the outcome is discarded
-	reply  Reply
+	ctx    context.Context    // the caller's
+	cancel context.CancelFunc // nil: none
+	// deadline is when the connection's default call timeout ends the
+	// call (ctx had no deadline; the sweep applies it); zero: ctx's
+	// deadline, or none, applies. Read-only once the call is pending.
+	deadline time.Time
+	stop     func() bool  // unregisters expire; nil if ctx never ends
+	done     func(*Reply) // nil: the outcome is discarded
+	reply    Reply
 
 	ci   *CallInfo       // what the Observer sees; nil without one
 	octx context.Context // the context the Observer's CallStarted returned
@@ -163,6 +174,74 @@ func (a *asyncCall) expire() {
 	}
 	c.sendCancel(a.id)
 	a.complete(reply{err: a.ctx.Err()}, true)
+}
+
+// armSweep makes sure a sweep will run for a call just added with the
+// default call timeout d: if none is scheduled, the first runs when that
+// call's time is up. The sweep is scheduled only while such calls wait.
+func (c *Conn) armSweep(d time.Duration) {
+	p := &c.pending
+	p.mu.Lock()
+	if !p.sweeping && !p.closed {
+		p.sweeping = true
+		if p.sweep == nil {
+			p.sweep = time.AfterFunc(d, c.sweepCalls)
+		} else {
+			p.sweep.Reset(d)
+		}
+	}
+	p.mu.Unlock()
+}
+
+// sweepCalls expires the pending calls made with Go whose default call
+// timeout has passed, as expire does for a call whose context ended, and
+// schedules the next sweep for the earliest deadline left, but not sooner
+// than a sixteenth of the call timeout from now: a call's timeout ends it
+// at most that much late. Each call costs the sweep a look at each pass;
+// an answered call costs nothing, being no longer pending.
+func (c *Conn) sweepCalls() {
+	p := &c.pending
+	c.mu.Lock()
+	if c.closing {
+		// The connection has ended: failAll completes the calls.
+		c.mu.Unlock()
+		p.mu.Lock()
+		p.sweeping = false
+		p.mu.Unlock()
+		return
+	}
+	c.wg.Add(1)
+	c.mu.Unlock()
+	defer c.wg.Done()
+	now := time.Now()
+	var expired []*asyncCall
+	var next time.Time
+	p.mu.Lock()
+	for id, w := range p.calls {
+		a := w.a
+		if a == nil || a.deadline.IsZero() {
+			continue
+		}
+		if !a.deadline.After(now) {
+			delete(p.calls, id)
+			expired = append(expired, a)
+		} else if next.IsZero() || a.deadline.Before(next) {
+			next = a.deadline
+		}
+	}
+	if next.IsZero() || p.closed {
+		p.sweeping = false
+	} else {
+		p.sweep.Reset(max(next.Sub(now), c.cfg.CallTimeout/16))
+	}
+	p.mu.Unlock()
+	for _, a := range expired {
+		if a.stop != nil {
+			a.stop() // ctx has not ended: expire must not run
+		}
+		c.sendCancel(a.id)
+		a.complete(reply{err: context.DeadlineExceeded}, true)
+	}
 }
 
 // complete tells the Observer and done the outcome r, then releases

@@ -42,6 +42,10 @@ type pendingCalls struct {
 	mu     sync.Mutex // guards the fields below
 	calls  map[string]waiter
 	closed bool // the connection ended: no call is added any more
+	// sweep runs Conn.sweepCalls, which applies the default call timeout
+	// to the calls made with Go; sweeping: it is scheduled.
+	sweep    *time.Timer
+	sweeping bool
 }
 
 // waiter is who waits for a call's answer: the goroutine of a [Conn.Call],
@@ -114,6 +118,10 @@ func (p *pendingCalls) failAll(err error) {
 	p.mu.Lock()
 	calls := p.calls
 	p.calls, p.closed = nil, true
+	if p.sweep != nil {
+		p.sweep.Stop()
+		p.sweeping = false
+	}
 	p.mu.Unlock()
 	for _, w := range calls {
 		w.deliver(reply{err: err})
@@ -223,10 +231,18 @@ func (c *Conn) exchange(ctx context.Context, method string, args []byte, id stri
 // newRequest returns the request frame of a call; over the extension it
 // carries ctx's deadline.
 func (c *Conn) newRequest(ctx context.Context, method string, args []byte, id string) *buffer {
+	return c.newRequestTimeout(ctx, method, args, id, 0)
+}
+
+// newRequestTimeout is newRequest for a call that timeout bounds when ctx
+// has no deadline (zero: none).
+func (c *Conn) newRequestTimeout(ctx context.Context, method string, args []byte, id string, timeout time.Duration) *buffer {
 	var timeoutMS int64
 	if c.ext {
 		if dl, ok := ctx.Deadline(); ok {
 			timeoutMS = max(1, int64((time.Until(dl)+time.Millisecond-1)/time.Millisecond))
+		} else if timeout > 0 {
+			timeoutMS = max(1, int64((timeout+time.Millisecond-1)/time.Millisecond))
 		}
 	}
 	out := getBuf()

@@ -89,6 +89,7 @@ type Conn struct {
 	ka           *time.Timer   // a client's keep-alive timer
 	ordered      []*callTask   // calls of ordered methods waiting for their turn, in arrival order
 	orderedBusy  bool          // a call of an ordered method runs
+	turn         *callTask     // the ordered call whose turn it is; nil once it passed it on (PassTurn)
 
 	wg         sync.WaitGroup // the goroutines working for the Conn: writer, handlers, hooks, Go calls' expiries
 	readerDone lazyDone       // closed when the read loop has ended

@@ -154,7 +154,8 @@ func rawMethod(h Handler) *method {
 //
 // It is for a peer's calls whose order matters, such as the events a
 // pub/sub server pushes: h should be quick, since a call that takes long
-// delays the ordered calls behind it.
+// delays the ordered calls behind it, or pass its turn on ([PassTurn])
+// once the part that must be in order is done.
 func (m *Mux) HandleOrdered(name string, h Handler) {
 	meth := rawMethod(h)
 	meth.ordered = true

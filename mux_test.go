@@ -122,3 +122,64 @@ func TestHandleOrdered(t *testing.T) {
 		t.Error("two ordered calls ran at once")
 	}
 }
+
+// TestPassTurn: an ordered handler that passes its turn on lets the next
+// ordered calls start while it still runs; the ones before it stay in
+// order.
+func TestPassTurn(t *testing.T) {
+	ctx := ctxT(t)
+	const n = 50
+	var (
+		mu   sync.Mutex
+		seen []int
+	)
+	release := make(chan struct{})
+	mux := utilMux()
+	mux.HandleOrdered("ev", HandlerFunc(func(ctx context.Context, args json.RawMessage) (any, error) {
+		var a struct{ N int }
+		if err := json.Unmarshal(args, &a); err != nil {
+			return nil, err
+		}
+		mu.Lock()
+		seen = append(seen, a.N)
+		mu.Unlock()
+		if a.N == 0 {
+			PassTurn(ctx)
+			<-release // the others run meanwhile
+		}
+		return nil, nil
+	}))
+	_, u := testServer(t, mux, nil)
+	ws, _, err := websocket.DefaultDialer.DialContext(ctx, u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	for i := range n {
+		req := fmt.Sprintf(`{"request": {"method": "ev", "arguments": {"n": %d}, "call_id": "o%d"}, "response": null}`, i, i)
+		if err := ws.WriteMessage(websocket.TextMessage, []byte(req)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for i := 1; i < n; i++ { // all but the first answer while it waits
+		_, msg, err := ws.ReadMessage()
+		if err != nil {
+			t.Fatalf("answer %d: %v", i, err)
+		}
+		if want := fmt.Sprintf(`"call_id":"o%d"`, i); !strings.Contains(string(msg), want) {
+			t.Fatalf("answer %s; want %s", msg, want)
+		}
+	}
+	close(release)
+	if _, msg, err := ws.ReadMessage(); err != nil || !strings.Contains(string(msg), `"call_id":"o0"`) {
+		t.Fatalf("last answer %s, %v; want o0's", msg, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for i, v := range seen {
+		if v != i {
+			t.Fatalf("calls ran in the order %v", seen)
+		}
+	}
+}

@@ -161,6 +161,7 @@ func (c *Conn) handleRequest(f *wire.Frame, in *buffer) {
 			return
 		}
 		c.orderedBusy = true
+		c.turn = t
 		c.mu.Unlock()
 	}
 	c.cfg.workers.run(t)
@@ -171,15 +172,53 @@ func (c *Conn) handleRequest(f *wire.Frame, in *buffer) {
 func (c *Conn) nextOrdered() *callTask {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.nextOrderedLocked()
+}
+
+// nextOrderedLocked is nextOrdered with c.mu held.
+func (c *Conn) nextOrderedLocked() *callTask {
 	if len(c.ordered) == 0 {
 		c.orderedBusy = false
 		c.ordered = nil
+		c.turn = nil
 		return nil
 	}
 	t := c.ordered[0]
 	c.ordered[0] = nil
 	c.ordered = c.ordered[1:]
+	c.turn = t
 	return t
+}
+
+// PassTurn, called by the handler of an ordered method ([Mux.HandleOrdered])
+// while it runs, lets the next ordered call of the connection start now
+// instead of once the handler returned: what the handler does after it
+// runs concurrently with the ordered calls behind it. A handler that must
+// take effect in arrival order but then waits (a pub/sub publish that
+// queues its event, then waits for the subscribers to take it) calls it
+// once the part that must be in order is done. ctx is the handler's.
+//
+// Call it at most once, and only from the handler of an ordered method:
+// it passes on the turn of whichever ordered call of the connection holds
+// it, so a second call, or one from another handler, would let the
+// ordered call running then overlap the next one.
+func PassTurn(ctx context.Context) {
+	c := ConnFromContext(ctx)
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	t := c.turn
+	if t == nil {
+		c.mu.Unlock()
+		return
+	}
+	t.passed = true
+	next := c.nextOrderedLocked()
+	c.mu.Unlock()
+	if next != nil {
+		c.cfg.workers.run(next)
+	}
 }
 
 // cancelRunning cancels the handler serving the call id token, if any.

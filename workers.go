@@ -24,6 +24,8 @@ type callTask struct {
 	m   *method
 	f   wire.Frame
 	in  *buffer
+
+	passed bool // an ordered call whose handler passed its turn on (PassTurn); Conn.mu guards it
 }
 
 var taskPool = sync.Pool{New: func() any { return new(callTask) }}
@@ -32,6 +34,11 @@ func (t *callTask) run() {
 	for t != nil {
 		c, ordered := t.c, t.m.ordered
 		c.runHandler(t.ctx, t.cc, t.m, &t.f, t.in)
+		if ordered {
+			c.mu.Lock()
+			ordered = !t.passed // else the turn went on already
+			c.mu.Unlock()
+		}
 		*t = callTask{}
 		taskPool.Put(t)
 		t = nil

@@ -27,8 +27,12 @@
 // An event reaches each subscription at most once: nothing is redelivered
 // (a subscriber that reconnects gets the events published from then on).
 // For each subscriber, the events of one topic from one publisher arrive in
-// the order they were published: the Server queues a subscriber's events in
-// order and sends them in order, and a Client's handler gets the events of
+// the order they were published: the Server queues the events of one
+// connection's publishes in the order the publishes arrived, even when the
+// client sends them without waiting for the answers (publish is an ordered
+// method; a sync publish lets the next one start before it waits, with
+// [wsrpc.PassTurn]), it queues a subscriber's events in order and sends
+// them in order, and a Client's handler gets the events of
 // its subscription one at a time, in that order, though wsrpc runs
 // handlers concurrently (its notifies are [wsrpc.Mux.HandleOrdered]). A
 // connection does not get its own publications, unless it publishes with

@@ -280,7 +280,10 @@ func NewServer(opts *Options) *Server {
 func (s *Server) Register(srv *wsrpc.Server, mux *wsrpc.Mux) {
 	mux.HandleFunc("subscribe", s.handleSubscribe)
 	mux.HandleFunc("unsubscribe", s.handleUnsubscribe)
-	mux.HandleFunc("publish", s.handlePublish)
+	// Ordered: the publishes of one connection queue their events in the
+	// order they arrived (handlePublish passes its turn on before a sync
+	// publish waits).
+	mux.HandleOrdered("publish", wsrpc.HandlerFunc(s.handlePublish))
 	mux.HandleFunc("ping", func(context.Context, json.RawMessage) (any, error) { return "pong", nil })
 	srv.RegisterOnDisconnect(func(c *wsrpc.Conn, _ error) { s.dropConn(c) })
 }
@@ -349,7 +352,7 @@ func (s *Server) handlePublish(ctx context.Context, raw json.RawMessage) (any, e
 		notifier = *a.NotifierID
 	}
 	sync := a.Sync == nil || *a.Sync
-	if err := s.publish(ctx, a.Topics, orNull(a.Data), notifier, sync); err != nil {
+	if err := s.publishOrdered(ctx, a.Topics, orNull(a.Data), notifier, sync); err != nil {
 		if errors.Is(err, ErrClosed) {
 			return nil, wsrpc.ErrShuttingDown
 		}
@@ -472,6 +475,17 @@ func marshalData(data any) (json.RawMessage, error) {
 // notifier, sends it to the broker, and with sync waits, at most
 // SyncTimeout, until every local subscriber took it or was given up on.
 func (s *Server) publish(ctx context.Context, topics []string, data json.RawMessage, notifier string, sync bool) error {
+	return s.publishTurn(ctx, topics, data, notifier, sync, false)
+}
+
+// publishOrdered is publish for a client's ordered publish call: once its
+// events are queued (and sent to the broker), the connection's next
+// publish may start, while this one waits for its subscribers.
+func (s *Server) publishOrdered(ctx context.Context, topics []string, data json.RawMessage, notifier string, sync bool) error {
+	return s.publishTurn(ctx, topics, data, notifier, sync, true)
+}
+
+func (s *Server) publishTurn(ctx context.Context, topics []string, data json.RawMessage, notifier string, sync, pass bool) error {
 	var w *syncWait
 	if sync {
 		w = newSyncWait()
@@ -483,6 +497,9 @@ func (s *Server) publish(ctx context.Context, topics []string, data json.RawMess
 	}
 	err := s.toBroker(ctx, topics, data)
 	if w != nil {
+		if pass {
+			wsrpc.PassTurn(ctx)
+		}
 		w.wait(ctx, s.ctx, s.opts.SyncTimeout)
 	}
 	return err

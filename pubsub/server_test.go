@@ -666,3 +666,57 @@ func TestClose(t *testing.T) {
 		t.Errorf("Publish on a closed server: %v, want ErrClosed", err)
 	}
 }
+
+// TestOrderPipelined: one connection sends its publishes back to back
+// without waiting for the answers (as loadgen and any pipelining client
+// do); each subscriber gets them in the order they were sent, although
+// RPC handlers run concurrently. A sync publish waiting for a subscriber
+// that never answers does not hold back the connection's next publishes.
+func TestOrderPipelined(t *testing.T) {
+	ctx := ctxT(t)
+	n := newNode(t, &Options{SyncTimeout: 2 * time.Second}, nil)
+	const count = 500
+	var cols []*collector
+	for range 3 {
+		cl := dial(t, n.url, nil)
+		c := newCollector()
+		if err := cl.Subscribe(ctx, "t", c.handle); err != nil {
+			t.Fatal(err)
+		}
+		cols = append(cols, c)
+	}
+	silent := dialRaw(t, n.url, false)
+	mustTrue(t, silent.call(ctx, "subscribe", map[string]any{"topics": []string{"t"}}), "subscribe")
+	n.subscribed(t, "t", 4)
+
+	pub := dialRaw(t, n.url, false)
+	start := time.Now()
+	ids := map[string]bool{}
+	for i := range count {
+		ids[pub.request("publish", map[string]any{"topics": []string{"t"}, "data": i, "sync": true})] = true
+	}
+	for i, c := range cols {
+		for want := range count {
+			e := recv(ctx, t, c.ch, "an event")
+			var got int
+			if err := e.Decode(&got); err != nil {
+				t.Fatal(err)
+			}
+			if got != want {
+				t.Fatalf("subscriber %d: event %d arrived when %d was next", i, got, want)
+			}
+		}
+	}
+	// All published, each answered once its sync wait for the silent
+	// subscriber timed out: together, not one after the other.
+	for len(ids) > 0 {
+		f := pub.next(ctx)
+		if f.Response == nil || f.Response.CallID == nil || !ids[*f.Response.CallID] {
+			t.Fatalf("unexpected frame: %+v", f)
+		}
+		delete(ids, *f.Response.CallID)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("%d sync publishes took %v: they waited one after the other", count, d)
+	}
+}

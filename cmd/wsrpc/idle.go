@@ -35,6 +35,9 @@ Flags:
                    choice)
   --keepalive D    keep-alive interval of each client (default 5s; 0 or
                    negative: no pings)
+  --subscribe T    once connected, each client subscribes to the pub/sub
+                   topic T (calls subscribe, as FWP's PubSubClient does)
+                   and stays idle: what an idle subscriber costs
 
 Exit status: 0 after a clean close on SIGINT or SIGTERM; 2 for bad usage,
 a non-loopback address, or a client that could not connect.
@@ -55,6 +58,7 @@ type idleFlags struct {
 	n         int
 	from      string
 	keepAlive time.Duration
+	subscribe string
 }
 
 func (f *idleFlags) flagSet() *flag.FlagSet {
@@ -62,6 +66,7 @@ func (f *idleFlags) flagSet() *flag.FlagSet {
 	fs.IntVar(&f.n, "n", 5000, "")
 	fs.StringVar(&f.from, "from", "", "")
 	durationVar(fs, &f.keepAlive, "keepalive", 5*time.Second)
+	fs.StringVar(&f.subscribe, "subscribe", "", "")
 	return fs
 }
 
@@ -106,7 +111,7 @@ func runIdle(ctx context.Context, args []string, std stdio) int {
 		},
 	}
 
-	clients, err := dialIdle(ctx, rawURL, f.n, opts, std)
+	clients, err := dialIdle(ctx, rawURL, f.n, f.subscribe, opts, std)
 	if err != nil {
 		closing.Store(true)
 		closeAll(clients)
@@ -156,11 +161,20 @@ func loopbackDialer(rawURL, from string) (func(ctx context.Context, network, add
 
 // dialIdle connects n clients, a few at a time, reporting progress on
 // stderr. On failure it returns the clients it opened with the first error.
-func dialIdle(ctx context.Context, rawURL string, n int, opts *wsrpc.DialOptions, std stdio) ([]*wsrpc.Client, error) {
+func dialIdle(ctx context.Context, rawURL string, n int, topic string, opts *wsrpc.DialOptions, std stdio) ([]*wsrpc.Client, error) {
 	return dialMany(ctx, n, idleDialers, func(ctx context.Context) (*wsrpc.Client, error) {
 		ctx, cancel := context.WithTimeout(ctx, idleDialTimeout)
 		defer cancel()
-		return wsrpc.Dial(ctx, rawURL, opts)
+		cl, err := wsrpc.Dial(ctx, rawURL, opts)
+		if err != nil || topic == "" {
+			return cl, err
+		}
+		var ok bool
+		if err := cl.Call(ctx, "subscribe", map[string]any{"topics": []string{topic}}, &ok); err != nil {
+			cl.Close()
+			return nil, fmt.Errorf("subscribe %q: %w", topic, err)
+		}
+		return cl, nil
 	}, func(done int) {
 		fmt.Fprintf(std.err, "wsrpc: idle: %d of %d connected\n", done, n)
 	})
