@@ -121,11 +121,11 @@
 // # Pub/sub
 //
 // The metrics of package pubsub (events published, delivered and dropped,
-// slow-subscriber disconnects, broker errors) are not here yet: when that
-// package lands, the plan is for Metrics to implement its Observer too
-// (pubsub.Options.Observer), with metrics named wsrpc_pubsub_*, topics
-// not being labels unless an option asks for them. Until then, a pubsub
-// Observer is a separate value.
+// slow-subscriber disconnects, broker errors) are not here yet: package
+// pubsub reports them to its own Observer (pubsub.Options.Observer) and
+// Server.Stats. The plan is for Metrics to implement that Observer too,
+// with metrics named wsrpc_pubsub_*, topics not being labels unless an
+// option asks for them.
 //
 // # Cost
 //
