@@ -352,7 +352,7 @@ func (s *Server) handlePublish(ctx context.Context, raw json.RawMessage) (any, e
 		notifier = *a.NotifierID
 	}
 	sync := a.Sync == nil || *a.Sync
-	if err := s.publishOrdered(ctx, a.Topics, orNull(a.Data), notifier, sync); err != nil {
+	if err := s.publish(ctx, a.Topics, orNull(a.Data), notifier, sync); err != nil {
 		if errors.Is(err, ErrClosed) {
 			return nil, wsrpc.ErrShuttingDown
 		}
@@ -474,18 +474,10 @@ func marshalData(data any) (json.RawMessage, error) {
 // publish delivers an event on each topic to the local subscribers except
 // notifier, sends it to the broker, and with sync waits, at most
 // SyncTimeout, until every local subscriber took it or was given up on.
+// Before it waits it passes its turn on ([wsrpc.PassTurn]), so that the
+// next ordered publish of a client's connection may start once this one's
+// events are queued; outside an ordered call that does nothing.
 func (s *Server) publish(ctx context.Context, topics []string, data json.RawMessage, notifier string, sync bool) error {
-	return s.publishTurn(ctx, topics, data, notifier, sync, false)
-}
-
-// publishOrdered is publish for a client's ordered publish call: once its
-// events are queued (and sent to the broker), the connection's next
-// publish may start, while this one waits for its subscribers.
-func (s *Server) publishOrdered(ctx context.Context, topics []string, data json.RawMessage, notifier string, sync bool) error {
-	return s.publishTurn(ctx, topics, data, notifier, sync, true)
-}
-
-func (s *Server) publishTurn(ctx context.Context, topics []string, data json.RawMessage, notifier string, sync, pass bool) error {
 	var w *syncWait
 	if sync {
 		w = newSyncWait()
@@ -497,9 +489,7 @@ func (s *Server) publishTurn(ctx context.Context, topics []string, data json.Raw
 	}
 	err := s.toBroker(ctx, topics, data)
 	if w != nil {
-		if pass {
-			wsrpc.PassTurn(ctx)
-		}
+		wsrpc.PassTurn(ctx)
 		w.wait(ctx, s.ctx, s.opts.SyncTimeout)
 	}
 	return err
