@@ -282,12 +282,7 @@ func serverTopics(handlers map[string]*clientSub) []string {
 	if _, all := handlers[AllTopics]; all {
 		return []string{AllTopics}
 	}
-	topics := make([]string, 0, len(handlers))
-	for t := range handlers {
-		topics = append(topics, t)
-	}
-	slices.Sort(topics)
-	return topics
+	return slices.Sorted(maps.Keys(handlers))
 }
 
 // minus returns the elements of a that are not in b.
@@ -386,12 +381,7 @@ func (pc *Client) isClosed() bool {
 func (pc *Client) Topics() []string {
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
-	topics := make([]string, 0, len(pc.handlers))
-	for t := range pc.handlers {
-		topics = append(topics, t)
-	}
-	slices.Sort(topics)
-	return topics
+	return slices.Sorted(maps.Keys(pc.handlers))
 }
 
 // Close closes the connection and stops the handlers: events still queued
