@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -598,14 +599,8 @@ func (s *Server) Stats() Stats {
 	for _, ts := range s.topics {
 		st.Subscriptions += len(ts.list)
 	}
-	st.Subscribers = len(s.conns) + len(s.funcs)
-	subs := make([]*subscriber, 0, st.Subscribers)
-	for _, u := range s.conns {
-		subs = append(subs, u)
-	}
-	for u := range maps.Keys(s.funcs) {
-		subs = append(subs, u)
-	}
+	subs := s.subscribersLocked()
+	st.Subscribers = len(subs)
 	s.mu.RUnlock()
 	for _, u := range subs {
 		u.mu.Lock()
@@ -613,6 +608,13 @@ func (s *Server) Stats() Stats {
 		u.mu.Unlock()
 	}
 	return st
+}
+
+// subscribersLocked returns the connections' subscribers and the
+// server-side subscriptions; s.mu held.
+func (s *Server) subscribersLocked() []*subscriber {
+	subs := slices.AppendSeq(make([]*subscriber, 0, len(s.conns)+len(s.funcs)), maps.Values(s.conns))
+	return slices.AppendSeq(subs, maps.Keys(s.funcs))
 }
 
 // Close stops the Server: it unsubscribes from the broker, drops what is
@@ -629,13 +631,7 @@ func (s *Server) Close() error {
 		return nil
 	}
 	s.closed = true
-	var subs []*subscriber
-	for _, u := range s.conns {
-		subs = append(subs, u)
-	}
-	for u := range s.funcs {
-		subs = append(subs, u)
-	}
+	subs := s.subscribersLocked()
 	clear(s.conns)
 	clear(s.funcs)
 	clear(s.topics)
