@@ -199,19 +199,12 @@ func (pc *Client) change(ctx context.Context, edit func() error) error {
 	// restores the server's side: a topic the server still sends has no
 	// handler, so its events are ignored, and nothing here outlives ctx.
 	pc.mu.Lock()
-	after := pc.handlers
-	restored := maps.Clone(before)
-	for t, s := range after {
+	for t, s := range pc.handlers {
 		if before[t] != s {
 			s.stop()
+			delete(pc.handlers, t)
 		}
 	}
-	for t := range before {
-		if _, ok := after[t]; !ok {
-			delete(restored, t)
-		}
-	}
-	pc.handlers = restored
 	pc.mu.Unlock()
 	return err
 }
