@@ -345,14 +345,10 @@ func (pc *Client) PublishWith(ctx context.Context, topics []string, data any, op
 	if err != nil {
 		return err
 	}
-	args := struct {
-		Topics     []string        `json:"topics"`
-		Data       json.RawMessage `json:"data"`
-		Sync       bool            `json:"sync"`
-		NotifierID *string         `json:"notifier_id"`
-	}{Topics: topics, Data: raw, Sync: !opts.NoSync}
+	sync := !opts.NoSync
+	args := publishArgs{Topics: topics, Data: raw, Sync: &sync}
 	if args.Topics == nil {
-		args.Topics = []string{}
+		args.Topics = topicList{}
 	}
 	if opts.NotifierID != "" {
 		args.NotifierID = &opts.NotifierID
