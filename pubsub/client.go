@@ -215,7 +215,7 @@ func (pc *Client) call(ctx context.Context, c *wsrpc.Conn, method string, topics
 		return nil
 	}
 	var ok bool
-	err := c.Call(ctx, method, map[string]any{"topics": topics}, &ok)
+	err := c.Call(ctx, method, topicsArgs{Topics: topics}, &ok)
 	if err != nil {
 		return refused(err)
 	}

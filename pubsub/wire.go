@@ -50,7 +50,8 @@ func (l *topicList) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// topicsArgs are the arguments of subscribe and unsubscribe.
+// topicsArgs are the arguments of subscribe and unsubscribe, as a Client
+// sends them and a Server decodes them.
 type topicsArgs struct {
 	Topics topicList `json:"topics"`
 }
