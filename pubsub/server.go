@@ -166,11 +166,9 @@ type Options struct {
 //
 // A Server is safe for concurrent use. Close stops it.
 type Server struct {
-	opts      Options
+	opts      Options // the defaults filled in; Broker nil: the node is alone
 	log       *slog.Logger
 	obs       Observer
-	broker    wsrpc.Broker // nil: the node is alone
-	nodeID    string
 	nodeJSON  []byte
 	ownPrefix []byte // how this node's own broker messages begin
 
@@ -243,8 +241,6 @@ func NewServer(opts *Options) *Server {
 		opts:   o,
 		log:    o.Logger,
 		obs:    o.Observer,
-		broker: o.Broker,
-		nodeID: o.NodeID,
 		topics: make(map[string]*topicSubs),
 		conns:  make(map[*wsrpc.Conn]*subscriber),
 		funcs:  make(map[*subscriber]struct{}),
@@ -255,10 +251,10 @@ func NewServer(opts *Options) *Server {
 	if s.obs == nil {
 		s.obs = NopObserver{}
 	}
-	s.nodeJSON = quote(s.nodeID)
+	s.nodeJSON = quote(s.opts.NodeID)
 	s.ownPrefix = append([]byte(`{"notifier_id": `), s.nodeJSON...)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	if s.broker != nil {
+	if s.opts.Broker != nil {
 		s.joinBroker()
 	}
 	return s
@@ -290,7 +286,7 @@ func (s *Server) Register(srv *wsrpc.Server, mux *wsrpc.Mux) {
 }
 
 // NodeID returns the node's notifier id on the broker.
-func (s *Server) NodeID() string { return s.nodeID }
+func (s *Server) NodeID() string { return s.opts.NodeID }
 
 func (s *Server) handleSubscribe(ctx context.Context, raw json.RawMessage) (any, error) {
 	var a topicsArgs
@@ -454,7 +450,7 @@ func (s *Server) Publish(ctx context.Context, topics []string, data any) error {
 	if err != nil {
 		return err
 	}
-	return s.publish(ctx, topics, raw, s.nodeID, false)
+	return s.publish(ctx, topics, raw, s.opts.NodeID, false)
 }
 
 // marshalData encodes an event's data.
@@ -702,7 +698,7 @@ func (s *Server) fromBroker(msg []byte) {
 		s.obs.Broker(err)
 		return
 	}
-	if e.NotifierID == s.nodeID {
+	if e.NotifierID == s.opts.NodeID {
 		return
 	}
 	for _, t := range e.Topics {
@@ -712,14 +708,14 @@ func (s *Server) fromBroker(msg []byte) {
 
 // toBroker sends an event to the other nodes: one message per topic.
 func (s *Server) toBroker(ctx context.Context, topics []string, data json.RawMessage) error {
-	if s.broker == nil {
+	if s.opts.Broker == nil {
 		return nil
 	}
 	var errs []error
 	var msg []byte
 	for _, t := range topics {
 		msg = appendEnvelope(msg[:0], s.nodeJSON, quote(t), data)
-		if err := s.broker.Publish(ctx, BrokerChannel, msg); err != nil {
+		if err := s.opts.Broker.Publish(ctx, BrokerChannel, msg); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -736,11 +732,11 @@ func (s *Server) toBroker(ctx context.Context, topics []string, data json.RawMes
 // in the background, retrying with backoff until it succeeds or the
 // Server closes.
 func (s *Server) joinBroker() {
-	if w, ok := s.broker.(wsrpc.BrokerWatcher); ok {
+	if w, ok := s.opts.Broker.(wsrpc.BrokerWatcher); ok {
 		s.stopWatch = w.Watch(s.brokerState)
 	}
-	if _, ok := s.broker.(*MemoryBroker); ok {
-		stop, err := s.broker.Subscribe(s.ctx, BrokerChannel, s.fromBroker)
+	if _, ok := s.opts.Broker.(*MemoryBroker); ok {
+		stop, err := s.opts.Broker.Subscribe(s.ctx, BrokerChannel, s.fromBroker)
 		if err == nil {
 			s.stopBroker = stop
 			s.obs.Broker(nil)
@@ -755,7 +751,7 @@ func (s *Server) subscribeBroker() {
 	wait := 100 * time.Millisecond
 	for try := 1; ; try++ {
 		ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
-		stop, err := s.broker.Subscribe(ctx, BrokerChannel, s.fromBroker)
+		stop, err := s.opts.Broker.Subscribe(ctx, BrokerChannel, s.fromBroker)
 		cancel()
 		if err == nil {
 			s.bmu.Lock()
