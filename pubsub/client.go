@@ -199,19 +199,12 @@ func (pc *Client) change(ctx context.Context, edit func() error) error {
 	// restores the server's side: a topic the server still sends has no
 	// handler, so its events are ignored, and nothing here outlives ctx.
 	pc.mu.Lock()
-	after := pc.handlers
-	restored := maps.Clone(before)
-	for t, s := range after {
+	for t, s := range pc.handlers {
 		if before[t] != s {
 			s.stop()
+			delete(pc.handlers, t)
 		}
 	}
-	for t := range before {
-		if _, ok := after[t]; !ok {
-			delete(restored, t)
-		}
-	}
-	pc.handlers = restored
 	pc.mu.Unlock()
 	return err
 }
@@ -222,7 +215,7 @@ func (pc *Client) call(ctx context.Context, c *wsrpc.Conn, method string, topics
 		return nil
 	}
 	var ok bool
-	err := c.Call(ctx, method, map[string]any{"topics": topics}, &ok)
+	err := c.Call(ctx, method, topicsArgs{Topics: topics}, &ok)
 	if err != nil {
 		return refused(err)
 	}
@@ -282,12 +275,7 @@ func serverTopics(handlers map[string]*clientSub) []string {
 	if _, all := handlers[AllTopics]; all {
 		return []string{AllTopics}
 	}
-	topics := make([]string, 0, len(handlers))
-	for t := range handlers {
-		topics = append(topics, t)
-	}
-	slices.Sort(topics)
-	return topics
+	return slices.Sorted(maps.Keys(handlers))
 }
 
 // minus returns the elements of a that are not in b.
@@ -357,14 +345,10 @@ func (pc *Client) PublishWith(ctx context.Context, topics []string, data any, op
 	if err != nil {
 		return err
 	}
-	args := struct {
-		Topics     []string        `json:"topics"`
-		Data       json.RawMessage `json:"data"`
-		Sync       bool            `json:"sync"`
-		NotifierID *string         `json:"notifier_id"`
-	}{Topics: topics, Data: raw, Sync: !opts.NoSync}
+	sync := !opts.NoSync
+	args := publishArgs{Topics: topics, Data: raw, Sync: &sync}
 	if args.Topics == nil {
-		args.Topics = []string{}
+		args.Topics = topicList{}
 	}
 	if opts.NotifierID != "" {
 		args.NotifierID = &opts.NotifierID
@@ -386,12 +370,7 @@ func (pc *Client) isClosed() bool {
 func (pc *Client) Topics() []string {
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
-	topics := make([]string, 0, len(pc.handlers))
-	for t := range pc.handlers {
-		topics = append(topics, t)
-	}
-	slices.Sort(topics)
-	return topics
+	return slices.Sorted(maps.Keys(pc.handlers))
 }
 
 // Close closes the connection and stops the handlers: events still queued

@@ -1,7 +1,10 @@
 package pubsub
 
 import (
+	"bytes"
 	"context"
+	"maps"
+	"slices"
 	"sync"
 
 	"github.com/wsrpc/wsrpc"
@@ -44,15 +47,12 @@ func (b *MemoryBroker) Publish(ctx context.Context, channel string, msg []byte) 
 		return err
 	}
 	b.mu.RLock()
-	subs := make([]*memorySub, 0, len(b.subs[channel]))
-	for s := range b.subs[channel] {
-		subs = append(subs, s)
-	}
+	subs := slices.Collect(maps.Keys(b.subs[channel]))
 	b.mu.RUnlock()
 	if len(subs) == 0 {
 		return nil
 	}
-	msg = append([]byte(nil), msg...) // the subscribers may keep it
+	msg = bytes.Clone(msg) // the subscribers may keep it
 	for _, s := range subs {
 		s.mu.Lock()
 		if !s.stopped {

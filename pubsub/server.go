@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -165,11 +166,9 @@ type Options struct {
 //
 // A Server is safe for concurrent use. Close stops it.
 type Server struct {
-	opts      Options
+	opts      Options // the defaults filled in; Broker nil: the node is alone
 	log       *slog.Logger
 	obs       Observer
-	broker    wsrpc.Broker // nil: the node is alone
-	nodeID    string
 	nodeJSON  []byte
 	ownPrefix []byte // how this node's own broker messages begin
 
@@ -242,8 +241,6 @@ func NewServer(opts *Options) *Server {
 		opts:   o,
 		log:    o.Logger,
 		obs:    o.Observer,
-		broker: o.Broker,
-		nodeID: o.NodeID,
 		topics: make(map[string]*topicSubs),
 		conns:  make(map[*wsrpc.Conn]*subscriber),
 		funcs:  make(map[*subscriber]struct{}),
@@ -254,10 +251,10 @@ func NewServer(opts *Options) *Server {
 	if s.obs == nil {
 		s.obs = NopObserver{}
 	}
-	s.nodeJSON = quote(s.nodeID)
+	s.nodeJSON = quote(s.opts.NodeID)
 	s.ownPrefix = append([]byte(`{"notifier_id": `), s.nodeJSON...)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	if s.broker != nil {
+	if s.opts.Broker != nil {
 		s.joinBroker()
 	}
 	return s
@@ -289,7 +286,7 @@ func (s *Server) Register(srv *wsrpc.Server, mux *wsrpc.Mux) {
 }
 
 // NodeID returns the node's notifier id on the broker.
-func (s *Server) NodeID() string { return s.nodeID }
+func (s *Server) NodeID() string { return s.opts.NodeID }
 
 func (s *Server) handleSubscribe(ctx context.Context, raw json.RawMessage) (any, error) {
 	var a topicsArgs
@@ -352,7 +349,7 @@ func (s *Server) handlePublish(ctx context.Context, raw json.RawMessage) (any, e
 		notifier = *a.NotifierID
 	}
 	sync := a.Sync == nil || *a.Sync
-	if err := s.publishOrdered(ctx, a.Topics, orNull(a.Data), notifier, sync); err != nil {
+	if err := s.publish(ctx, a.Topics, orNull(a.Data), notifier, sync); err != nil {
 		if errors.Is(err, ErrClosed) {
 			return nil, wsrpc.ErrShuttingDown
 		}
@@ -453,7 +450,7 @@ func (s *Server) Publish(ctx context.Context, topics []string, data any) error {
 	if err != nil {
 		return err
 	}
-	return s.publish(ctx, topics, raw, s.nodeID, false)
+	return s.publish(ctx, topics, raw, s.opts.NodeID, false)
 }
 
 // marshalData encodes an event's data.
@@ -474,18 +471,10 @@ func marshalData(data any) (json.RawMessage, error) {
 // publish delivers an event on each topic to the local subscribers except
 // notifier, sends it to the broker, and with sync waits, at most
 // SyncTimeout, until every local subscriber took it or was given up on.
+// Before it waits it passes its turn on ([wsrpc.PassTurn]), so that the
+// next ordered publish of a client's connection may start once this one's
+// events are queued; outside an ordered call that does nothing.
 func (s *Server) publish(ctx context.Context, topics []string, data json.RawMessage, notifier string, sync bool) error {
-	return s.publishTurn(ctx, topics, data, notifier, sync, false)
-}
-
-// publishOrdered is publish for a client's ordered publish call: once its
-// events are queued (and sent to the broker), the connection's next
-// publish may start, while this one waits for its subscribers.
-func (s *Server) publishOrdered(ctx context.Context, topics []string, data json.RawMessage, notifier string, sync bool) error {
-	return s.publishTurn(ctx, topics, data, notifier, sync, true)
-}
-
-func (s *Server) publishTurn(ctx context.Context, topics []string, data json.RawMessage, notifier string, sync, pass bool) error {
 	var w *syncWait
 	if sync {
 		w = newSyncWait()
@@ -497,9 +486,7 @@ func (s *Server) publishTurn(ctx context.Context, topics []string, data json.Raw
 	}
 	err := s.toBroker(ctx, topics, data)
 	if w != nil {
-		if pass {
-			wsrpc.PassTurn(ctx)
-		}
+		wsrpc.PassTurn(ctx)
 		w.wait(ctx, s.ctx, s.opts.SyncTimeout)
 	}
 	return err
@@ -608,14 +595,8 @@ func (s *Server) Stats() Stats {
 	for _, ts := range s.topics {
 		st.Subscriptions += len(ts.list)
 	}
-	st.Subscribers = len(s.conns) + len(s.funcs)
-	subs := make([]*subscriber, 0, st.Subscribers)
-	for _, u := range s.conns {
-		subs = append(subs, u)
-	}
-	for u := range maps.Keys(s.funcs) {
-		subs = append(subs, u)
-	}
+	subs := s.subscribersLocked()
+	st.Subscribers = len(subs)
 	s.mu.RUnlock()
 	for _, u := range subs {
 		u.mu.Lock()
@@ -623,6 +604,13 @@ func (s *Server) Stats() Stats {
 		u.mu.Unlock()
 	}
 	return st
+}
+
+// subscribersLocked returns the connections' subscribers and the
+// server-side subscriptions; s.mu held.
+func (s *Server) subscribersLocked() []*subscriber {
+	subs := slices.AppendSeq(make([]*subscriber, 0, len(s.conns)+len(s.funcs)), maps.Values(s.conns))
+	return slices.AppendSeq(subs, maps.Keys(s.funcs))
 }
 
 // Close stops the Server: it unsubscribes from the broker, drops what is
@@ -639,13 +627,7 @@ func (s *Server) Close() error {
 		return nil
 	}
 	s.closed = true
-	var subs []*subscriber
-	for _, u := range s.conns {
-		subs = append(subs, u)
-	}
-	for u := range s.funcs {
-		subs = append(subs, u)
-	}
+	subs := s.subscribersLocked()
 	clear(s.conns)
 	clear(s.funcs)
 	clear(s.topics)
@@ -716,7 +698,7 @@ func (s *Server) fromBroker(msg []byte) {
 		s.obs.Broker(err)
 		return
 	}
-	if e.NotifierID == s.nodeID {
+	if e.NotifierID == s.opts.NodeID {
 		return
 	}
 	for _, t := range e.Topics {
@@ -726,14 +708,14 @@ func (s *Server) fromBroker(msg []byte) {
 
 // toBroker sends an event to the other nodes: one message per topic.
 func (s *Server) toBroker(ctx context.Context, topics []string, data json.RawMessage) error {
-	if s.broker == nil {
+	if s.opts.Broker == nil {
 		return nil
 	}
 	var errs []error
 	var msg []byte
 	for _, t := range topics {
 		msg = appendEnvelope(msg[:0], s.nodeJSON, quote(t), data)
-		if err := s.broker.Publish(ctx, BrokerChannel, msg); err != nil {
+		if err := s.opts.Broker.Publish(ctx, BrokerChannel, msg); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -750,11 +732,11 @@ func (s *Server) toBroker(ctx context.Context, topics []string, data json.RawMes
 // in the background, retrying with backoff until it succeeds or the
 // Server closes.
 func (s *Server) joinBroker() {
-	if w, ok := s.broker.(wsrpc.BrokerWatcher); ok {
+	if w, ok := s.opts.Broker.(wsrpc.BrokerWatcher); ok {
 		s.stopWatch = w.Watch(s.brokerState)
 	}
-	if _, ok := s.broker.(*MemoryBroker); ok {
-		stop, err := s.broker.Subscribe(s.ctx, BrokerChannel, s.fromBroker)
+	if _, ok := s.opts.Broker.(*MemoryBroker); ok {
+		stop, err := s.opts.Broker.Subscribe(s.ctx, BrokerChannel, s.fromBroker)
 		if err == nil {
 			s.stopBroker = stop
 			s.obs.Broker(nil)
@@ -769,7 +751,7 @@ func (s *Server) subscribeBroker() {
 	wait := 100 * time.Millisecond
 	for try := 1; ; try++ {
 		ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
-		stop, err := s.broker.Subscribe(ctx, BrokerChannel, s.fromBroker)
+		stop, err := s.opts.Broker.Subscribe(ctx, BrokerChannel, s.fromBroker)
 		cancel()
 		if err == nil {
 			s.bmu.Lock()

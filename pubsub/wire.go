@@ -50,13 +50,15 @@ func (l *topicList) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// topicsArgs are the arguments of subscribe and unsubscribe.
+// topicsArgs are the arguments of subscribe and unsubscribe, as a Client
+// sends them and a Server decodes them.
 type topicsArgs struct {
 	Topics topicList `json:"topics"`
 }
 
-// publishArgs are the arguments of publish, with FWP's defaults: data
-// null, sync true, notifier_id null (the publishing connection).
+// publishArgs are the arguments of publish, as a Client sends them and a
+// Server decodes them, with FWP's defaults: data null, sync true,
+// notifier_id null (the publishing connection).
 type publishArgs struct {
 	Topics     topicList       `json:"topics"`
 	Data       json.RawMessage `json:"data"`

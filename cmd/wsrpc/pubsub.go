@@ -178,6 +178,9 @@ func runSub(ctx context.Context, args []string, std stdio) int {
 	}
 	for _, t := range topics {
 		if err := cl.Subscribe(setup, t, print); err != nil {
+			if ctx.Err() != nil {
+				return exitOK // interrupted, or --count events, while subscribing
+			}
 			if errors.Is(err, pubsub.ErrForbidden) {
 				fmt.Fprintf(std.err, "wsrpc: subscribe %q: refused\n", t)
 			}
