@@ -136,7 +136,7 @@ func runCall(ctx context.Context, args []string, std stdio) int {
 	if err != nil {
 		return callFailure(ctx, std, f.timeout, err)
 	}
-	defer closeClient(ctx, client, &socks)
+	defer closeWithin(ctx, func() { client.Close() }, &socks)
 
 	var result json.RawMessage
 	if err := client.Call(ctx, method, params, &result); err != nil {
@@ -177,22 +177,6 @@ func (s *sockets) closeAll() {
 	}
 }
 
-// closeClient closes client within ctx's time: Close sends a close frame
-// and waits for the server's (up to wsrpc.DefaultCloseTimeout), and a server
-// that stopped reading never sends one. When ctx ends first (--timeout, or
-// an interrupt), the sockets close under the client, so that --timeout
-// bounds the whole command.
-func closeClient(ctx context.Context, client *wsrpc.Client, socks *sockets) {
-	cut := make(chan struct{})
-	stop := context.AfterFunc(ctx, func() {
-		defer close(cut)
-		socks.closeAll()
-	})
-	client.Close()
-	if !stop() {
-		<-cut
-	}
-}
 
 // callArgs merges the key=value pairs onto the JSON object argsJSON.
 func callArgs(argsJSON string, pairs []string) (json.RawMessage, error) {

@@ -226,7 +226,11 @@ func runPub(ctx context.Context, args []string, std stdio) int {
 	return exitOK
 }
 
-// closeWithin runs closeFn within ctx's time, as closeClient does.
+// closeWithin runs closeFn (a client's Close) within ctx's time: Close
+// sends a close frame and waits for the server's (up to
+// wsrpc.DefaultCloseTimeout), and a server that stopped reading never
+// sends one. When ctx ends first (--timeout, or an interrupt), the sockets
+// close under the client, so that --timeout bounds the whole command.
 func closeWithin(ctx context.Context, closeFn func(), socks *sockets) {
 	cut := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
