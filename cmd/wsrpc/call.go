@@ -177,7 +177,6 @@ func (s *sockets) closeAll() {
 	}
 }
 
-
 // callArgs merges the key=value pairs onto the JSON object argsJSON.
 func callArgs(argsJSON string, pairs []string) (json.RawMessage, error) {
 	args := make(map[string]json.RawMessage)
