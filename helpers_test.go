@@ -274,3 +274,16 @@ func (n *flakyNet) lastLink() *wstest.Conn {
 	defer n.mu.Unlock()
 	return n.links[len(n.links)-1]
 }
+
+// hold is a handler that runs until release is closed or its connection
+// ends; each run is sent on started first.
+func hold(started chan<- struct{}, release <-chan struct{}) func(context.Context, struct{}) (bool, error) {
+	return func(ctx context.Context, _ struct{}) (bool, error) {
+		started <- struct{}{}
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return true, nil
+	}
+}
