@@ -7,8 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -95,15 +93,10 @@ func TestClientSurvivesForeignPings(t *testing.T) {
 	t.Parallel()
 	ctx := ctxT(t)
 	var pings atomic.Int32
-	var wg sync.WaitGroup
-	done := make(chan struct{})
-	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ws, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
-		if err != nil {
-			return
-		}
-		defer ws.Close()
+	u := rawPeer(t, func(ctx context.Context, ws *websocket.Conn) {
 		var wmu sync.Mutex
+		var wg sync.WaitGroup
+		defer wg.Wait()
 		stop := make(chan struct{})
 		wg.Go(func() { // the server's own ping timer
 			tk := time.NewTicker(1500 * time.Millisecond)
@@ -112,8 +105,7 @@ func TestClientSurvivesForeignPings(t *testing.T) {
 				select {
 				case <-stop:
 					return
-				case <-done:
-					ws.Close()
+				case <-ctx.Done():
 					return
 				case <-tk.C:
 				}
@@ -143,11 +135,10 @@ func TestClientSurvivesForeignPings(t *testing.T) {
 				return
 			}
 		}
-	}))
-	defer func() { close(done); hs.Close(); wg.Wait() }()
+	})
 
 	var lost atomic.Int32
-	cl := testDial(t, "ws"+strings.TrimPrefix(hs.URL, "http"), &DialOptions{
+	cl := testDial(t, u, &DialOptions{
 		ConnOptions: ConnOptions{
 			OnDisconnect: func(*Conn, error) { lost.Add(1) },
 		},
@@ -203,22 +194,14 @@ func TestClientWriteTimeout(t *testing.T) {
 		t.Run(fmt.Sprintf("binary=%v", binary), func(t *testing.T) {
 			ctx := ctxT(t)
 			stopped := make(chan struct{})
-			release := make(chan struct{})
-			hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				ws, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
-				if err != nil {
-					return
-				}
-				defer ws.Close()
+			u := rawPeer(t, func(ctx context.Context, ws *websocket.Conn) {
 				close(stopped)
-				<-release // never reads: the client's writes fill the sockets
-			}))
-			defer hs.Close()
-			defer close(release)
+				<-ctx.Done() // never reads: the client's writes fill the sockets
+			})
 
 			const writeTimeout = 300 * time.Millisecond
 			lost := make(chan error, 1)
-			cl := testDial(t, "ws"+strings.TrimPrefix(hs.URL, "http"), &DialOptions{
+			cl := testDial(t, u, &DialOptions{
 				ConnOptions: ConnOptions{
 					WriteTimeout: writeTimeout,
 					KeepAlive:    KeepAlive{Interval: -1},
