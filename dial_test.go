@@ -275,6 +275,40 @@ func TestDialRetriesPassingFailures(t *testing.T) {
 	}
 }
 
+// TestDialMaxElapsedTimeSocket: over a real socket, Dial stops retrying a
+// server that keeps refusing once the next try would start past
+// MaxElapsedTime, and returns the last try's error, not its context's.
+// (TestDialMaxElapsedTime checks the exact times, on a fake clock.)
+func TestDialMaxElapsedTimeSocket(t *testing.T) {
+	const maxElapsed, maxInterval = 400 * time.Millisecond, 50 * time.Millisecond
+	hs, requests, _ := countingServer(t, func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "try later", http.StatusServiceUnavailable)
+	})
+	start := time.Now()
+	_, err := Dial(ctxT(t), wsURLOf(hs, "/ws"), &DialOptions{
+		ConnOptions: ConnOptions{Logger: quiet()},
+		Retry:       RetryOptions{InitialInterval: 10 * time.Millisecond, MaxInterval: maxInterval, MaxElapsedTime: maxElapsed},
+	})
+	took := time.Since(start)
+	if he, ok := errors.AsType[*HTTPError](err); !ok || he.StatusCode != http.StatusServiceUnavailable || errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Dial: err = %v, want the last try's *HTTPError 503", err)
+	}
+	// The last try starts past MaxElapsedTime less the longest wait; the
+	// real clock only adds to the waits, so this is a lower bound; Dial
+	// returns long before its context's 20 s.
+	if took <= maxElapsed-maxInterval*3/2 || took > maxElapsed+5*time.Second {
+		t.Errorf("Dial returned after %v, want within (%v, %v]", took, maxElapsed-maxInterval*3/2, maxElapsed+5*time.Second)
+	}
+	n := requests.Load()
+	if n < 2 {
+		t.Errorf("server saw %d requests, want retries", n)
+	}
+	time.Sleep(3 * maxInterval)
+	if m := requests.Load(); m != n {
+		t.Errorf("server saw %d requests after Dial returned, want none", m-n)
+	}
+}
+
 // brokenable wraps a handler: while broken is set it answers with status
 // and counts the requests it refused.
 func brokenable(broken *atomic.Bool, status int, refused *atomic.Int32) func(http.Handler) http.Handler {
