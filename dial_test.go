@@ -309,6 +309,45 @@ func TestDialMaxElapsedTimeSocket(t *testing.T) {
 	}
 }
 
+// TestWaitForReadyCallTimeoutSocket: over a real socket, with
+// WaitForReady, a call without a deadline made while the client cannot
+// reconnect waits for a connection at most CallTimeout, then fails with
+// ErrNotConnected and context.DeadlineExceeded. (TestWaitForReadyCallTimeout
+// checks the exact wait, on a fake clock.)
+func TestWaitForReadyCallTimeoutSocket(t *testing.T) {
+	ctx := ctxT(t)
+	const callTimeout = 300 * time.Millisecond
+	var broken atomic.Bool
+	var refused atomic.Int32
+	srv := mustServer(t, utilMux(), &ServerOptions{ConnOptions: ConnOptions{Logger: quiet()}})
+	hs := wsHTTPServer(t, srv, false, brokenable(&broken, http.StatusServiceUnavailable, &refused))
+	lost := make(chan error, 1)
+	cl := testDial(t, wsURLOf(hs, "/ws"), &DialOptions{
+		ConnOptions: ConnOptions{
+			CallTimeout:  callTimeout,
+			OnDisconnect: func(_ *Conn, err error) { sendNoWait(lost, err) },
+		},
+		Retry:        fastRetry,
+		WaitForReady: true,
+	})
+	broken.Store(true)
+	serverConn(t, srv).Close()
+	recv(ctx, t, lost, "the client's OnDisconnect")
+	start := time.Now()
+	err := cl.Call(context.Background(), "echo", textArgs{"x"}, nil)
+	if took := time.Since(start); took < callTimeout || took > callTimeout+5*time.Second {
+		t.Errorf("the call waited %v, want CallTimeout %v", took, callTimeout)
+	}
+	if !errors.Is(err, ErrNotConnected) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("call: %v, want ErrNotConnected and context.DeadlineExceeded", err)
+	}
+	if refused.Load() == 0 {
+		t.Errorf("the client made no try to reconnect while the call waited")
+	}
+	broken.Store(false) // let the client reconnect before it closes
+	mustEcho(ctx, t, cl, "once the server is back")
+}
+
 // brokenable wraps a handler: while broken is set it answers with status
 // and counts the requests it refused.
 func brokenable(broken *atomic.Bool, status int, refused *atomic.Int32) func(http.Handler) http.Handler {
