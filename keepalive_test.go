@@ -472,3 +472,69 @@ func TestClientSurvivesServerPingsAnyPhase(t *testing.T) {
 		})
 	}
 }
+
+// expectEverySocket is expectEvery on the real clock: the k-th of the first
+// n events on ch comes no earlier than k Intervals (timers do not fire
+// early) and, within slack, not much later; it waits at most a minute.
+func expectEverySocket(t *testing.T, ch <-chan time.Duration, n int, interval, slack time.Duration, what string) {
+	t.Helper()
+	for k := 1; k <= n; k++ {
+		var got time.Duration
+		select {
+		case got = <-ch:
+		case <-time.After(time.Minute):
+			t.Fatalf("no %s %d within a minute", what, k)
+		}
+		if want := time.Duration(k) * interval; got < want || got > want+slack {
+			t.Errorf("%s %d came at %v, want at %v (every %v), within %v", what, k, got, want, interval, slack)
+		}
+	}
+}
+
+// TestServerKeepAlivePingsSocket: TestServerKeepAlivePingsEveryInterval
+// over a real socket, on the real clock.
+func TestServerKeepAlivePingsSocket(t *testing.T) {
+	t.Parallel()
+	const interval = 100 * time.Millisecond
+	lost := make(chan error, 1)
+	_, u := testServer(t, nil, &ServerOptions{
+		ConnOptions: ConnOptions{
+			KeepAlive:    KeepAlive{Interval: interval},
+			OnDisconnect: func(_ *Conn, err error) { sendNoWait(lost, err) },
+		},
+	})
+	start := time.Now()
+	ws, _, err := (&websocket.Dialer{}).DialContext(ctxT(t), u, nil)
+	if err != nil {
+		t.Fatalf("dial %s: %v", u, err)
+	}
+	t.Cleanup(func() { ws.Close() })
+	seen := newKeepAliveSchedule()
+	go seen.watch(ws, start)
+	expectEverySocket(t, seen.pings, 5, interval, 2*time.Second, "server ping")
+	if len(lost) > 0 {
+		t.Errorf("the client that answers pings was dropped: %v", <-lost)
+	}
+}
+
+// TestClientKeepAlivePingsSocket: TestClientKeepAlivePingsEveryInterval
+// over a real socket, on the real clock.
+func TestClientKeepAlivePingsSocket(t *testing.T) {
+	t.Parallel()
+	const interval = 100 * time.Millisecond
+	seen := newKeepAliveSchedule()
+	start := time.Now() // before the connection, and set before its handler runs
+	u := rawPeer(t, func(_ context.Context, ws *websocket.Conn) { seen.watch(ws, start) })
+	lost := make(chan error, 1)
+	testDial(t, u, &DialOptions{
+		ConnOptions: ConnOptions{
+			KeepAlive:    KeepAlive{Interval: interval},
+			OnDisconnect: func(_ *Conn, err error) { sendNoWait(lost, err) },
+		},
+	})
+	expectEverySocket(t, seen.pings, 5, interval, 2*time.Second, "client ping")
+	expectEverySocket(t, seen.pingCalls, 5, interval, 2*time.Second, "client _ping_ call")
+	if len(lost) > 0 {
+		t.Errorf("the client was dropped from a server that answers: %v", <-lost)
+	}
+}
