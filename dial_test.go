@@ -309,6 +309,33 @@ func TestDialMaxElapsedTimeSocket(t *testing.T) {
 	}
 }
 
+// TestDialContextBoundsRetriesSocket: over a real socket, without MaxTries,
+// Dial retries a refusing server until its context ends and returns then,
+// with the context's error and the last try's. (TestDialContextBoundsRetries
+// checks the exact times, on a fake clock.)
+func TestDialContextBoundsRetriesSocket(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	hs, requests, _ := countingServer(t, func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "try later", http.StatusServiceUnavailable)
+	})
+	start := time.Now() // before the deadline is set: took is at least timeout
+	ctx, cancel := context.WithTimeout(ctxT(t), timeout)
+	defer cancel()
+	_, err := Dial(ctx, wsURLOf(hs, "/ws"), &DialOptions{
+		ConnOptions: ConnOptions{Logger: quiet()},
+		Retry:       RetryOptions{InitialInterval: 10 * time.Millisecond, MaxInterval: 50 * time.Millisecond},
+	})
+	if took := time.Since(start); took < timeout || took > timeout+5*time.Second {
+		t.Errorf("Dial returned after %v, want its context's %v", took, timeout)
+	}
+	if he, ok := errors.AsType[*HTTPError](err); !ok || he.StatusCode != http.StatusServiceUnavailable || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Dial: %v, want context.DeadlineExceeded and the last try's *HTTPError 503", err)
+	}
+	if n := requests.Load(); n < 2 {
+		t.Errorf("server saw %d requests, want retries", n)
+	}
+}
+
 // TestWaitForReadyCallTimeoutSocket: over a real socket, with
 // WaitForReady, a call without a deadline made while the client cannot
 // reconnect waits for a connection at most CallTimeout, then fails with
