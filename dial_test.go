@@ -275,6 +275,106 @@ func TestDialRetriesPassingFailures(t *testing.T) {
 	}
 }
 
+// TestDialMaxElapsedTimeSocket: over a real socket, Dial stops retrying a
+// server that keeps refusing once the next try would start past
+// MaxElapsedTime, and returns the last try's error, not its context's.
+// (TestDialMaxElapsedTime checks the exact times, on a fake clock.)
+func TestDialMaxElapsedTimeSocket(t *testing.T) {
+	const maxElapsed, maxInterval = 400 * time.Millisecond, 50 * time.Millisecond
+	hs, requests, _ := countingServer(t, func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "try later", http.StatusServiceUnavailable)
+	})
+	start := time.Now()
+	_, err := Dial(ctxT(t), wsURLOf(hs, "/ws"), &DialOptions{
+		ConnOptions: ConnOptions{Logger: quiet()},
+		Retry:       RetryOptions{InitialInterval: 10 * time.Millisecond, MaxInterval: maxInterval, MaxElapsedTime: maxElapsed},
+	})
+	took := time.Since(start)
+	if he, ok := errors.AsType[*HTTPError](err); !ok || he.StatusCode != http.StatusServiceUnavailable || errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Dial: err = %v, want the last try's *HTTPError 503", err)
+	}
+	// The last try starts past MaxElapsedTime less the longest wait; the
+	// real clock only adds to the waits, so this is a lower bound; Dial
+	// returns long before its context's 20 s.
+	if took <= maxElapsed-maxInterval*3/2 || took > maxElapsed+5*time.Second {
+		t.Errorf("Dial returned after %v, want within (%v, %v]", took, maxElapsed-maxInterval*3/2, maxElapsed+5*time.Second)
+	}
+	n := requests.Load()
+	if n < 2 {
+		t.Errorf("server saw %d requests, want retries", n)
+	}
+	time.Sleep(3 * maxInterval)
+	if m := requests.Load(); m != n {
+		t.Errorf("server saw %d requests after Dial returned, want none", m-n)
+	}
+}
+
+// TestDialContextBoundsRetriesSocket: over a real socket, without MaxTries,
+// Dial retries a refusing server until its context ends and returns then,
+// with the context's error and the last try's. (TestDialContextBoundsRetries
+// checks the exact times, on a fake clock.)
+func TestDialContextBoundsRetriesSocket(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	hs, requests, _ := countingServer(t, func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "try later", http.StatusServiceUnavailable)
+	})
+	start := time.Now() // before the deadline is set: took is at least timeout
+	ctx, cancel := context.WithTimeout(ctxT(t), timeout)
+	defer cancel()
+	_, err := Dial(ctx, wsURLOf(hs, "/ws"), &DialOptions{
+		ConnOptions: ConnOptions{Logger: quiet()},
+		Retry:       RetryOptions{InitialInterval: 10 * time.Millisecond, MaxInterval: 50 * time.Millisecond},
+	})
+	if took := time.Since(start); took < timeout || took > timeout+5*time.Second {
+		t.Errorf("Dial returned after %v, want its context's %v", took, timeout)
+	}
+	if he, ok := errors.AsType[*HTTPError](err); !ok || he.StatusCode != http.StatusServiceUnavailable || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Dial: %v, want context.DeadlineExceeded and the last try's *HTTPError 503", err)
+	}
+	if n := requests.Load(); n < 2 {
+		t.Errorf("server saw %d requests, want retries", n)
+	}
+}
+
+// TestWaitForReadyCallTimeoutSocket: over a real socket, with
+// WaitForReady, a call without a deadline made while the client cannot
+// reconnect waits for a connection at most CallTimeout, then fails with
+// ErrNotConnected and context.DeadlineExceeded. (TestWaitForReadyCallTimeout
+// checks the exact wait, on a fake clock.)
+func TestWaitForReadyCallTimeoutSocket(t *testing.T) {
+	ctx := ctxT(t)
+	const callTimeout = 300 * time.Millisecond
+	var broken atomic.Bool
+	var refused atomic.Int32
+	srv := mustServer(t, utilMux(), &ServerOptions{ConnOptions: ConnOptions{Logger: quiet()}})
+	hs := wsHTTPServer(t, srv, false, brokenable(&broken, http.StatusServiceUnavailable, &refused))
+	lost := make(chan error, 1)
+	cl := testDial(t, wsURLOf(hs, "/ws"), &DialOptions{
+		ConnOptions: ConnOptions{
+			CallTimeout:  callTimeout,
+			OnDisconnect: func(_ *Conn, err error) { sendNoWait(lost, err) },
+		},
+		Retry:        fastRetry,
+		WaitForReady: true,
+	})
+	broken.Store(true)
+	serverConn(t, srv).Close()
+	recv(ctx, t, lost, "the client's OnDisconnect")
+	start := time.Now()
+	err := cl.Call(context.Background(), "echo", textArgs{"x"}, nil)
+	if took := time.Since(start); took < callTimeout || took > callTimeout+5*time.Second {
+		t.Errorf("the call waited %v, want CallTimeout %v", took, callTimeout)
+	}
+	if !errors.Is(err, ErrNotConnected) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("call: %v, want ErrNotConnected and context.DeadlineExceeded", err)
+	}
+	if refused.Load() == 0 {
+		t.Errorf("the client made no try to reconnect while the call waited")
+	}
+	broken.Store(false) // let the client reconnect before it closes
+	mustEcho(ctx, t, cl, "once the server is back")
+}
+
 // brokenable wraps a handler: while broken is set it answers with status
 // and counts the requests it refused.
 func brokenable(broken *atomic.Bool, status int, refused *atomic.Int32) func(http.Handler) http.Handler {

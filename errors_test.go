@@ -165,18 +165,6 @@ func TestErrorfWraps(t *testing.T) {
 // TestRemoteSentinels: a peer's refusals reach the caller, over a real
 // socket, as errors that match ErrShuttingDown and ErrTooManyCalls.
 func TestRemoteSentinels(t *testing.T) {
-	// hold runs until release is closed or its connection ends; each run
-	// is sent on started first.
-	hold := func(started chan<- struct{}, release <-chan struct{}) func(context.Context, struct{}) (bool, error) {
-		return func(ctx context.Context, _ struct{}) (bool, error) {
-			started <- struct{}{}
-			select {
-			case <-release:
-			case <-ctx.Done():
-			}
-			return true, nil
-		}
-	}
 	wantOnly := func(t *testing.T, err, target, other error) {
 		t.Helper()
 		if !errors.Is(err, target) || errors.Is(err, other) {

@@ -34,6 +34,20 @@ func envOn(k string) bool { return os.Getenv(k) == "1" }
 // when the test ends.
 func testServer(t testing.TB, mux *Mux, opts *ServerOptions) (*Server, string) {
 	t.Helper()
+	srv, hm := wsHandler(t, mux, opts)
+	hs := httptest.NewServer(hm)
+	t.Cleanup(func() {
+		srv.Close()
+		hs.Close()
+		waitConnsDone(t, srv)
+	})
+	return srv, "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws"
+}
+
+// wsHandler returns a Server with mux and opts (a quiet logger unless set)
+// and an http.ServeMux that mounts it at /ws and /ws/{client_id}.
+func wsHandler(t testing.TB, mux *Mux, opts *ServerOptions) (*Server, *http.ServeMux) {
+	t.Helper()
 	if opts == nil {
 		opts = &ServerOptions{}
 	}
@@ -44,13 +58,7 @@ func testServer(t testing.TB, mux *Mux, opts *ServerOptions) (*Server, string) {
 	hm := http.NewServeMux()
 	hm.Handle("/ws", srv)
 	hm.Handle("/ws/{client_id}", srv)
-	hs := httptest.NewServer(hm)
-	t.Cleanup(func() {
-		srv.Close()
-		hs.Close()
-		waitConnsDone(t, srv)
-	})
-	return srv, "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws"
+	return srv, hm
 }
 
 // mustServer returns NewServer(mux, opts), and fails the test if opts are
@@ -130,16 +138,7 @@ func ctxT(t testing.TB) context.Context {
 // the test ends.
 func pipeServer(t *testing.T, mux *Mux, opts *ServerOptions) (*Server, *wstest.Server) {
 	t.Helper()
-	if opts == nil {
-		opts = &ServerOptions{}
-	}
-	if opts.Logger == nil {
-		opts.Logger = quiet()
-	}
-	srv := mustServer(t, mux, opts)
-	hm := http.NewServeMux()
-	hm.Handle("/ws", srv)
-	hm.Handle("/ws/{client_id}", srv)
+	srv, hm := wsHandler(t, mux, opts)
 	ps := wstest.NewServer(hm)
 	t.Cleanup(func() {
 		srv.Close() // first: the WebSockets are hijacked, ps.Close leaves them
@@ -273,4 +272,17 @@ func (n *flakyNet) lastLink() *wstest.Conn {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.links[len(n.links)-1]
+}
+
+// hold is a handler that runs until release is closed or its connection
+// ends; each run is sent on started first.
+func hold(started chan<- struct{}, release <-chan struct{}) func(context.Context, struct{}) (bool, error) {
+	return func(ctx context.Context, _ struct{}) (bool, error) {
+		started <- struct{}{}
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return true, nil
+	}
 }

@@ -7,8 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -95,15 +93,10 @@ func TestClientSurvivesForeignPings(t *testing.T) {
 	t.Parallel()
 	ctx := ctxT(t)
 	var pings atomic.Int32
-	var wg sync.WaitGroup
-	done := make(chan struct{})
-	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ws, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
-		if err != nil {
-			return
-		}
-		defer ws.Close()
+	u := rawPeer(t, func(ctx context.Context, ws *websocket.Conn) {
 		var wmu sync.Mutex
+		var wg sync.WaitGroup
+		defer wg.Wait()
 		stop := make(chan struct{})
 		wg.Go(func() { // the server's own ping timer
 			tk := time.NewTicker(1500 * time.Millisecond)
@@ -112,8 +105,7 @@ func TestClientSurvivesForeignPings(t *testing.T) {
 				select {
 				case <-stop:
 					return
-				case <-done:
-					ws.Close()
+				case <-ctx.Done():
 					return
 				case <-tk.C:
 				}
@@ -143,11 +135,10 @@ func TestClientSurvivesForeignPings(t *testing.T) {
 				return
 			}
 		}
-	}))
-	defer func() { close(done); hs.Close(); wg.Wait() }()
+	})
 
 	var lost atomic.Int32
-	cl := testDial(t, "ws"+strings.TrimPrefix(hs.URL, "http"), &DialOptions{
+	cl := testDial(t, u, &DialOptions{
 		ConnOptions: ConnOptions{
 			OnDisconnect: func(*Conn, error) { lost.Add(1) },
 		},
@@ -203,22 +194,14 @@ func TestClientWriteTimeout(t *testing.T) {
 		t.Run(fmt.Sprintf("binary=%v", binary), func(t *testing.T) {
 			ctx := ctxT(t)
 			stopped := make(chan struct{})
-			release := make(chan struct{})
-			hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				ws, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
-				if err != nil {
-					return
-				}
-				defer ws.Close()
+			u := rawPeer(t, func(ctx context.Context, ws *websocket.Conn) {
 				close(stopped)
-				<-release // never reads: the client's writes fill the sockets
-			}))
-			defer hs.Close()
-			defer close(release)
+				<-ctx.Done() // never reads: the client's writes fill the sockets
+			})
 
 			const writeTimeout = 300 * time.Millisecond
 			lost := make(chan error, 1)
-			cl := testDial(t, "ws"+strings.TrimPrefix(hs.URL, "http"), &DialOptions{
+			cl := testDial(t, u, &DialOptions{
 				ConnOptions: ConnOptions{
 					WriteTimeout: writeTimeout,
 					KeepAlive:    KeepAlive{Interval: -1},
@@ -487,5 +470,71 @@ func TestClientSurvivesServerPingsAnyPhase(t *testing.T) {
 				}
 			})
 		})
+	}
+}
+
+// expectEverySocket is expectEvery on the real clock: the k-th of the first
+// n events on ch comes no earlier than k Intervals (timers do not fire
+// early) and, within slack, not much later; it waits at most a minute.
+func expectEverySocket(t *testing.T, ch <-chan time.Duration, n int, interval, slack time.Duration, what string) {
+	t.Helper()
+	for k := 1; k <= n; k++ {
+		var got time.Duration
+		select {
+		case got = <-ch:
+		case <-time.After(time.Minute):
+			t.Fatalf("no %s %d within a minute", what, k)
+		}
+		if want := time.Duration(k) * interval; got < want || got > want+slack {
+			t.Errorf("%s %d came at %v, want at %v (every %v), within %v", what, k, got, want, interval, slack)
+		}
+	}
+}
+
+// TestServerKeepAlivePingsSocket: TestServerKeepAlivePingsEveryInterval
+// over a real socket, on the real clock.
+func TestServerKeepAlivePingsSocket(t *testing.T) {
+	t.Parallel()
+	const interval = 100 * time.Millisecond
+	lost := make(chan error, 1)
+	_, u := testServer(t, nil, &ServerOptions{
+		ConnOptions: ConnOptions{
+			KeepAlive:    KeepAlive{Interval: interval},
+			OnDisconnect: func(_ *Conn, err error) { sendNoWait(lost, err) },
+		},
+	})
+	start := time.Now()
+	ws, _, err := (&websocket.Dialer{}).DialContext(ctxT(t), u, nil)
+	if err != nil {
+		t.Fatalf("dial %s: %v", u, err)
+	}
+	t.Cleanup(func() { ws.Close() })
+	seen := newKeepAliveSchedule()
+	go seen.watch(ws, start)
+	expectEverySocket(t, seen.pings, 5, interval, 2*time.Second, "server ping")
+	if len(lost) > 0 {
+		t.Errorf("the client that answers pings was dropped: %v", <-lost)
+	}
+}
+
+// TestClientKeepAlivePingsSocket: TestClientKeepAlivePingsEveryInterval
+// over a real socket, on the real clock.
+func TestClientKeepAlivePingsSocket(t *testing.T) {
+	t.Parallel()
+	const interval = 100 * time.Millisecond
+	seen := newKeepAliveSchedule()
+	start := time.Now() // before the connection, and set before its handler runs
+	u := rawPeer(t, func(_ context.Context, ws *websocket.Conn) { seen.watch(ws, start) })
+	lost := make(chan error, 1)
+	testDial(t, u, &DialOptions{
+		ConnOptions: ConnOptions{
+			KeepAlive:    KeepAlive{Interval: interval},
+			OnDisconnect: func(_ *Conn, err error) { sendNoWait(lost, err) },
+		},
+	})
+	expectEverySocket(t, seen.pings, 5, interval, 2*time.Second, "client ping")
+	expectEverySocket(t, seen.pingCalls, 5, interval, 2*time.Second, "client _ping_ call")
+	if len(lost) > 0 {
+		t.Errorf("the client was dropped from a server that answers: %v", <-lost)
 	}
 }

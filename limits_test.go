@@ -32,14 +32,7 @@ func TestMaxConcurrentCalls(t *testing.T) {
 	release := make(chan struct{})
 	started := make(chan struct{}, 4)
 	m := echoMux()
-	Register(m, "hold", func(ctx context.Context, _ struct{}) (bool, error) {
-		started <- struct{}{}
-		select {
-		case <-release:
-		case <-ctx.Done():
-		}
-		return true, nil
-	})
+	Register(m, "hold", hold(started, release))
 	_, url := testServer(t, m, &ServerOptions{ConnOptions: ConnOptions{MaxConcurrentCalls: 2}})
 	cl := testDial(t, url, nil)
 	ctx := ctxT(t)

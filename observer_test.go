@@ -234,14 +234,7 @@ func TestObserverRefused(t *testing.T) {
 	release := make(chan struct{})
 	started := make(chan struct{}, 1)
 	m := utilMux()
-	Register(m, "hold", func(ctx context.Context, _ struct{}) (bool, error) {
-		started <- struct{}{}
-		select {
-		case <-release:
-		case <-ctx.Done():
-		}
-		return true, nil
-	})
+	Register(m, "hold", hold(started, release))
 	_, u := testServer(t, m, &ServerOptions{ConnOptions: ConnOptions{Observer: obs, MaxConcurrentCalls: 1}})
 	cl := testDial(t, u, nil)
 	held := make(chan error, 1)

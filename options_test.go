@@ -104,6 +104,22 @@ func TestInvalidConnOptionsSameErrorBothSides(t *testing.T) {
 func TestConnOptionsDefaultsSameBothSides(t *testing.T) {
 	logger := quiet()
 	onError := func(*Conn, error) {}
+	set := ConnOptions{
+		OnError:            onError,
+		Logger:             logger,
+		CallTimeout:        time.Minute,
+		KeepAlive:          KeepAlive{Interval: time.Hour, Timeout: time.Second},
+		BinaryFrames:       true,
+		MaxMessageSize:     1 << 10,
+		SendQueue:          3,
+		SendQueueBytes:     1 << 12,
+		WriteTimeout:       time.Minute,
+		CloseTimeout:       time.Second,
+		MaxConcurrentCalls: 7,
+		MaxCallBytes:       1 << 14,
+		SendErrorDetails:   true,
+		Observer:           NopObserver{},
+	}
 	tests := []struct {
 		name string
 		opts ConnOptions
@@ -142,37 +158,7 @@ func TestConnOptionsDefaultsSameBothSides(t *testing.T) {
 			MaxConcurrentCalls: DefaultMaxConcurrentCalls,
 			MaxCallBytes:       -1,
 		}},
-		{"set", ConnOptions{
-			OnError:            onError,
-			Logger:             logger,
-			CallTimeout:        time.Minute,
-			KeepAlive:          KeepAlive{Interval: time.Hour, Timeout: time.Second},
-			BinaryFrames:       true,
-			MaxMessageSize:     1 << 10,
-			SendQueue:          3,
-			SendQueueBytes:     1 << 12,
-			WriteTimeout:       time.Minute,
-			CloseTimeout:       time.Second,
-			MaxConcurrentCalls: 7,
-			MaxCallBytes:       1 << 14,
-			SendErrorDetails:   true,
-			Observer:           NopObserver{},
-		}, ConnOptions{
-			OnError:            onError,
-			Logger:             logger,
-			CallTimeout:        time.Minute,
-			KeepAlive:          KeepAlive{Interval: time.Hour, Timeout: time.Second},
-			BinaryFrames:       true,
-			MaxMessageSize:     1 << 10,
-			SendQueue:          3,
-			SendQueueBytes:     1 << 12,
-			WriteTimeout:       time.Minute,
-			CloseTimeout:       time.Second,
-			MaxConcurrentCalls: 7,
-			MaxCallBytes:       1 << 14,
-			SendErrorDetails:   true,
-			Observer:           NopObserver{},
-		}},
+		{"set", set, set}, // every field set: kept as it is
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -224,21 +223,13 @@ func TestCloseTimeout(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := ctxT(t)
 			gotClose := make(chan error, 1)
-			hold := make(chan struct{})
-			hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				ws, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
-				if err != nil {
-					return
-				}
-				defer ws.Close()
+			u := rawPeer(t, func(ctx context.Context, ws *websocket.Conn) {
 				ws.SetCloseHandler(func(int, string) error { return nil }) // never answers a close
-				_, _, err = ws.ReadMessage()
+				_, _, err := ws.ReadMessage()
 				gotClose <- err
-				<-hold
-			}))
-			defer hs.Close()
-			defer close(hold)
-			cl := testDial(t, "ws"+strings.TrimPrefix(hs.URL, "http"), &DialOptions{
+				<-ctx.Done()
+			})
+			cl := testDial(t, u, &DialOptions{
 				ConnOptions: ConnOptions{
 					CloseTimeout: tc.timeout,
 					KeepAlive:    KeepAlive{Interval: -1},

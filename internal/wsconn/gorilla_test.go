@@ -128,14 +128,7 @@ func TestAssumptionBServerPayloadByReference(t *testing.T) {
 	rec.take()
 	for _, n := range []int{minKeep + serverWriteBuffer, 16 << 10, 100 << 10, 300 << 10} {
 		p := payload(fmt.Sprintf("<B %d>", n), n)
-		read := make(chan error, 1)
-		go func() {
-			_, got, err := cl.ReadMessage()
-			if err == nil && !bytes.Equal(got, p) {
-				err = fmt.Errorf("got %d bytes, not the payload", len(got))
-			}
-			read <- err
-		}()
+		read := readPayload(cl, p)
 		if err := sv.WriteMessage(websocket.BinaryMessage, p); err != nil {
 			t.Fatal(err)
 		}
@@ -180,14 +173,7 @@ func TestAssumptionBKeptPayloadReferenced(t *testing.T) {
 	c.Own(time.Minute)
 	for _, n := range []int{minKeep + serverWriteBuffer, 16 << 10, 100 << 10, 300 << 10} {
 		p := payload(fmt.Sprintf("<kept %d>", n), n)
-		read := make(chan error, 1)
-		go func() {
-			_, got, err := cl.ReadMessage()
-			if err == nil && !bytes.Equal(got, p) {
-				err = fmt.Errorf("got %d bytes, not the payload", len(got))
-			}
-			read <- err
-		}()
+		read := readPayload(cl, p)
 		c.Hold()
 		c.Keep(p)
 		if err := sv.WriteMessage(websocket.BinaryMessage, p); err != nil {
@@ -506,4 +492,18 @@ func TestAssumptionEMaskedFramesBesideControlFrames(t *testing.T) {
 			broken(t, "E (frames written beside gorilla are frames to gorilla's reader)", check, "ping %d read as %q", i, s)
 		}
 	}
+}
+
+// readPayload reads the next message on ws in a goroutine; it sends nil on
+// the channel if it is p, else why not.
+func readPayload(ws *websocket.Conn, p []byte) <-chan error {
+	read := make(chan error, 1)
+	go func() {
+		_, got, err := ws.ReadMessage()
+		if err == nil && !bytes.Equal(got, p) {
+			err = fmt.Errorf("got %d bytes, not the payload", len(got))
+		}
+		read <- err
+	}()
+	return read
 }
