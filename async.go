@@ -130,8 +130,7 @@ type asyncCall struct {
 	c      *Conn
 	method string
 	id     string
-	ctx    context.Context    // the caller's
-	cancel context.CancelFunc // nil: none
+	ctx    context.Context // the caller's
 	// deadline is when the connection's default call timeout ends the
 	// call (ctx had no deadline; the sweep applies it); zero: ctx's
 	// deadline, or none, applies. Read-only once the call is pending.
@@ -147,10 +146,7 @@ type asyncCall struct {
 // release stops watching a's context, before expire ran or once it has.
 func (a *asyncCall) release() {
 	if a.stop != nil {
-		a.stop() // first: cancel must not run expire
-	}
-	if a.cancel != nil {
-		a.cancel()
+		a.stop()
 	}
 }
 
@@ -249,8 +245,6 @@ func (c *Conn) sweepCalls() {
 func (a *asyncCall) complete(r reply, expired bool) {
 	if !expired {
 		a.release()
-	} else if a.cancel != nil {
-		a.cancel()
 	}
 	var err error
 	remote := r.remoteError()
