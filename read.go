@@ -282,7 +282,7 @@ func (c *Conn) runHandler(ctx context.Context, cc *callCtx, m *method, f *wire.F
 	if peerGaveUp {
 		putBuf(out)
 		out = nil
-	} else if queued, ended, start := c.tryQueue(out, true); queued || ended {
+	} else if queued, ended, start, _ := c.queue(out, true, false); queued || ended {
 		out, write = nil, start
 	}
 	// out != nil: the send queue is full. The call waits for room holding
