@@ -99,10 +99,7 @@ func (c *Conn) startGo(ctx context.Context, a *asyncCall, args []byte) error {
 	}
 	if !c.pending.add(a.id, waiter{a: a}) {
 		a.release()
-		c.mu.Lock()
-		err := c.endErr()
-		c.mu.Unlock()
-		return &callError{method, &notSentError{err}}
+		return &callError{method, &notSentError{c.lockedEndErr()}}
 	}
 	if timeout > 0 {
 		c.armSweep(timeout)

@@ -50,6 +50,13 @@ func (c *Conn) endErr() error {
 	return errorf("%w: %w", ErrConnectionLost, c.cause)
 }
 
+// lockedEndErr is endErr for a caller that does not hold c.mu.
+func (c *Conn) lockedEndErr() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.endErr()
+}
+
 // fail ends a connection whose link is broken.
 func (c *Conn) fail(err error) {
 	c.mu.Lock()

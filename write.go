@@ -192,9 +192,7 @@ func (c *Conn) enqueue(ctx context.Context, out *buffer) error {
 			return nil
 		}
 		if ended {
-			c.mu.Lock()
-			defer c.mu.Unlock()
-			return c.endErr()
+			return c.lockedEndErr()
 		}
 		select {
 		case <-room:
@@ -205,9 +203,7 @@ func (c *Conn) enqueue(ctx context.Context, out *buffer) error {
 		case <-c.ctx.Done():
 			putBuf(out)
 			c.observeDropped()
-			c.mu.Lock()
-			defer c.mu.Unlock()
-			return c.endErr()
+			return c.lockedEndErr()
 		}
 	}
 }
