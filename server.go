@@ -247,21 +247,7 @@ func (s *Server) Conns() []*Conn {
 // what remains at once, waits at most CloseTimeout more for the handlers
 // (their contexts canceled) and returns ctx's error.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	s.shutdown = true
-	conns := s.snapshot()
-	s.mu.Unlock()
-
-	var wg sync.WaitGroup
-	for _, c := range conns {
-		wg.Go(func() {
-			c.drain(ctx)
-			c.close(websocket.CloseGoingAway, "server shutting down", ErrClosed)
-		})
-	}
-	wg.Wait()
-	s.stopKeepAlive()
-	s.wait(ctx)
+	s.end(ctx, true, "server shutting down")
 	return ctx.Err() // non-nil: calls were cut short
 }
 
@@ -274,20 +260,33 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // ignore their context's end (or that call Close themselves); then it
 // returns and they end on their own.
 func (s *Server) Close() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	s.end(ctx, false, "server closing")
+	return nil
+}
+
+// end refuses new connections and closes the open ones (status 1001, with
+// reason), all at once, each after its running calls finished (or ctx
+// ended) if drain is set; then it stops the keep-alive and waits as wait
+// does.
+func (s *Server) end(ctx context.Context, drain bool, reason string) {
 	s.mu.Lock()
 	s.shutdown = true
 	conns := s.snapshot()
 	s.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, c := range conns {
-		wg.Go(func() { c.close(websocket.CloseGoingAway, "server closing", ErrClosed) })
+		wg.Go(func() {
+			if drain {
+				c.drain(ctx)
+			}
+			c.close(websocket.CloseGoingAway, reason, ErrClosed)
+		})
 	}
 	wg.Wait()
 	s.stopKeepAlive()
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
 	s.wait(ctx)
-	return nil
 }
 
 // wait waits until no ServeHTTP call or connection goroutine is left,
