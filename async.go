@@ -152,15 +152,11 @@ func (a *asyncCall) release() {
 // the peer. The Conn counts it in c.wg while it may run done.
 func (a *asyncCall) expire() {
 	c := a.c
-	c.mu.Lock()
-	if c.closing {
+	if !c.join() {
 		// The connection has ended: failAll completes the call, unless
 		// goCall takes it back.
-		c.mu.Unlock()
 		return
 	}
-	c.wg.Add(1)
-	c.mu.Unlock()
 	defer c.wg.Done()
 	if !c.pending.forget(a.id) {
 		return // answered, failed, or taken back meanwhile
@@ -194,17 +190,13 @@ func (c *Conn) armSweep(d time.Duration) {
 // an answered call costs nothing, being no longer pending.
 func (c *Conn) sweepCalls() {
 	p := &c.pending
-	c.mu.Lock()
-	if c.closing {
+	if !c.join() {
 		// The connection has ended: failAll completes the calls.
-		c.mu.Unlock()
 		p.mu.Lock()
 		p.sweeping = false
 		p.mu.Unlock()
 		return
 	}
-	c.wg.Add(1)
-	c.mu.Unlock()
 	defer c.wg.Done()
 	now := time.Now()
 	var expired []*asyncCall

@@ -57,6 +57,18 @@ func (c *Conn) lockedEndErr() error {
 	return c.endErr()
 }
 
+// join counts a goroutine that works for c in c.wg, unless the connection
+// has ended (cleanup may be past its wait): then it reports false.
+func (c *Conn) join() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return false
+	}
+	c.wg.Add(1)
+	return true
+}
+
 // fail ends a connection whose link is broken.
 func (c *Conn) fail(err error) {
 	c.mu.Lock()

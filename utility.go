@@ -204,16 +204,12 @@ func (u *utilities) callBack(c *Conn, method string, args []byte) (string, error
 	s.pending++
 	u.mu.Unlock()
 
-	c.mu.Lock()
-	if c.closing {
-		c.mu.Unlock()
+	if !c.join() {
 		u.mu.Lock()
 		s.pending--
 		u.mu.Unlock()
 		return id, nil
 	}
-	c.wg.Add(1)
-	c.mu.Unlock()
 	go func() {
 		defer c.wg.Done()
 		r := callPeer(c, method, args, id)
