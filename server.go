@@ -293,11 +293,19 @@ func (s *Server) end(ctx context.Context, drain bool, reason string) {
 // until ctx ends and then at most CloseTimeout more, and stops the idle
 // workers: it waits for them too when everything else has ended.
 func (s *Server) wait(ctx context.Context) {
+	if s.waitIdle(ctx) {
+		s.cfg.workers.stopAndWait()
+	} else {
+		s.cfg.workers.stop()
+	}
+}
+
+// waitIdle waits as wait does, and reports whether everything ended.
+func (s *Server) waitIdle(ctx context.Context) bool {
 	s.mu.Lock()
 	if s.active == 0 {
 		s.mu.Unlock()
-		s.cfg.workers.stopAndWait()
-		return
+		return true
 	}
 	if s.idle == nil {
 		s.idle = make(chan struct{})
@@ -306,21 +314,21 @@ func (s *Server) wait(ctx context.Context) {
 	s.mu.Unlock()
 	select {
 	case <-idle:
-		s.cfg.workers.stopAndWait()
-		return
+		return true
 	case <-ctx.Done():
 	}
-	if grace := s.cfg.CloseTimeout; grace > 0 {
-		t := time.NewTimer(grace)
-		defer t.Stop()
-		select {
-		case <-idle:
-			s.cfg.workers.stopAndWait()
-			return
-		case <-t.C:
-		}
+	grace := s.cfg.CloseTimeout
+	if grace <= 0 {
+		return false
 	}
-	s.cfg.workers.stop()
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-idle:
+		return true
+	case <-t.C:
+		return false
+	}
 }
 
 func (s *Server) snapshot() []*Conn {
