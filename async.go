@@ -99,10 +99,7 @@ func (c *Conn) startGo(ctx context.Context, a *asyncCall, args []byte) error {
 	}
 	if !c.pending.add(a.id, waiter{a: a}) {
 		a.release()
-		c.mu.Lock()
-		err := c.endErr()
-		c.mu.Unlock()
-		return &callError{method, &notSentError{err}}
+		return &callError{method, &notSentError{c.lockedEndErr()}}
 	}
 	if timeout > 0 {
 		c.armSweep(timeout)
@@ -130,8 +127,7 @@ type asyncCall struct {
 	c      *Conn
 	method string
 	id     string
-	ctx    context.Context    // the caller's
-	cancel context.CancelFunc // nil: none
+	ctx    context.Context // the caller's
 	// deadline is when the connection's default call timeout ends the
 	// call (ctx had no deadline; the sweep applies it); zero: ctx's
 	// deadline, or none, applies. Read-only once the call is pending.
@@ -147,10 +143,7 @@ type asyncCall struct {
 // release stops watching a's context, before expire ran or once it has.
 func (a *asyncCall) release() {
 	if a.stop != nil {
-		a.stop() // first: cancel must not run expire
-	}
-	if a.cancel != nil {
-		a.cancel()
+		a.stop()
 	}
 }
 
@@ -159,15 +152,11 @@ func (a *asyncCall) release() {
 // the peer. The Conn counts it in c.wg while it may run done.
 func (a *asyncCall) expire() {
 	c := a.c
-	c.mu.Lock()
-	if c.closing {
+	if !c.join() {
 		// The connection has ended: failAll completes the call, unless
 		// goCall takes it back.
-		c.mu.Unlock()
 		return
 	}
-	c.wg.Add(1)
-	c.mu.Unlock()
 	defer c.wg.Done()
 	if !c.pending.forget(a.id) {
 		return // answered, failed, or taken back meanwhile
@@ -201,17 +190,13 @@ func (c *Conn) armSweep(d time.Duration) {
 // an answered call costs nothing, being no longer pending.
 func (c *Conn) sweepCalls() {
 	p := &c.pending
-	c.mu.Lock()
-	if c.closing {
+	if !c.join() {
 		// The connection has ended: failAll completes the calls.
-		c.mu.Unlock()
 		p.mu.Lock()
 		p.sweeping = false
 		p.mu.Unlock()
 		return
 	}
-	c.wg.Add(1)
-	c.mu.Unlock()
 	defer c.wg.Done()
 	now := time.Now()
 	var expired []*asyncCall
@@ -249,8 +234,6 @@ func (c *Conn) sweepCalls() {
 func (a *asyncCall) complete(r reply, expired bool) {
 	if !expired {
 		a.release()
-	} else if a.cancel != nil {
-		a.cancel()
 	}
 	var err error
 	remote := r.remoteError()

@@ -195,11 +195,8 @@ func (c *Conn) exchange(ctx context.Context, method string, args []byte, id stri
 	}
 	ch := c.cfg.replies.get()
 	if !c.pending.add(id, waiter{ch: ch}) {
-		c.mu.Lock()
-		err := c.endErr()
-		c.mu.Unlock()
 		c.cfg.replies.put(ch)
-		return reply{}, &callError{method, &notSentError{err}}
+		return reply{}, &callError{method, &notSentError{c.lockedEndErr()}}
 	}
 
 	out := c.newRequest(ctx, method, args, id)

@@ -396,10 +396,7 @@ func (cl *Client) run(ws *websocket.Conn, started chan<- error) {
 			// and until then nobody but the hooks has the client.
 			cl.publishLocked(c)
 			cl.mu.Unlock()
-			go func(started chan<- error) {
-				c.serve(started)
-				cl.served()
-			}(started)
+			cl.startServing(c, started)
 			started = nil
 		} else {
 			cl.mu.Unlock()
@@ -450,10 +447,7 @@ func (cl *Client) publishLocked(c *Conn) {
 // client's or has ended.
 func (cl *Client) serveReconnected(c *Conn) {
 	hooked := make(chan error, 1)
-	go func() {
-		c.serve(hooked)
-		cl.served()
-	}()
+	cl.startServing(c, hooked)
 	var err error
 	select {
 	case err = <-hooked:
@@ -473,6 +467,15 @@ func (cl *Client) serveReconnected(c *Conn) {
 	if closed {
 		c.Close()
 	} // else the failed hook closes c
+}
+
+// startServing serves c on a goroutine of its own, which cl.serving
+// counts (the caller counted it), until every goroutine of c returned.
+func (cl *Client) startServing(c *Conn, onConnect chan<- error) {
+	go func() {
+		c.serve(onConnect)
+		cl.served()
+	}()
 }
 
 // end records why the client ended for good.

@@ -50,6 +50,25 @@ func (c *Conn) endErr() error {
 	return errorf("%w: %w", ErrConnectionLost, c.cause)
 }
 
+// lockedEndErr is endErr for a caller that does not hold c.mu.
+func (c *Conn) lockedEndErr() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.endErr()
+}
+
+// join counts a goroutine that works for c in c.wg, unless the connection
+// has ended (cleanup may be past its wait): then it reports false.
+func (c *Conn) join() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return false
+	}
+	c.wg.Add(1)
+	return true
+}
+
 // fail ends a connection whose link is broken.
 func (c *Conn) fail(err error) {
 	c.mu.Lock()

@@ -17,25 +17,24 @@ type hooks struct {
 }
 
 func (h *hooks) addConnect(f func(context.Context, *Conn) error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	var list []func(context.Context, *Conn) error
-	if p := h.connect.Load(); p != nil {
-		list = append(list, *p...)
-	}
-	list = append(list, f)
-	h.connect.Store(&list)
+	addHook(&h.mu, &h.connect, f)
 }
 
 func (h *hooks) addDisconnect(f func(*Conn, error)) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	var list []func(*Conn, error)
-	if p := h.disconnect.Load(); p != nil {
-		list = append(list, *p...)
+	addHook(&h.mu, &h.disconnect, f)
+}
+
+// addHook stores a copy of the list in p with f appended; mu serializes
+// the writers.
+func addHook[F any](mu *sync.Mutex, p *atomic.Pointer[[]F], f F) {
+	mu.Lock()
+	defer mu.Unlock()
+	var list []F
+	if old := p.Load(); old != nil {
+		list = append(list, *old...)
 	}
 	list = append(list, f)
-	h.disconnect.Store(&list)
+	p.Store(&list)
 }
 
 // onConnect returns the registered connect hooks, or nil.

@@ -202,15 +202,9 @@ type ConnOptions struct {
 // the same as o, and filling it again changes nothing.
 func (o ConnOptions) withDefaults() (ConnOptions, error) {
 	var errs []error
-	if o.SendQueue < 0 {
-		errs = append(errs, errors.New("wsrpc: SendQueue must not be negative"))
-	}
-	if o.MaxConcurrentCalls < 0 {
-		errs = append(errs, errors.New("wsrpc: MaxConcurrentCalls must not be negative"))
-	}
-	if o.KeepAlive.Timeout < 0 {
-		errs = append(errs, errors.New("wsrpc: KeepAlive.Timeout must not be negative"))
-	}
+	errs = appendNegative(errs, "SendQueue", o.SendQueue)
+	errs = appendNegative(errs, "MaxConcurrentCalls", o.MaxConcurrentCalls)
+	errs = appendNegative(errs, "KeepAlive.Timeout", o.KeepAlive.Timeout)
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -286,12 +280,8 @@ func (o ServerOptions) withDefaults() (ServerOptions, error) {
 			errs = append(errs, fmt.Errorf("wsrpc: OriginPatterns: %q: %w", p, err))
 		}
 	}
-	if o.MaxConns < 0 {
-		errs = append(errs, errors.New("wsrpc: MaxConns must not be negative"))
-	}
-	if o.MaxConnsPerAddr < 0 {
-		errs = append(errs, errors.New("wsrpc: MaxConnsPerAddr must not be negative"))
-	}
+	errs = appendNegative(errs, "MaxConns", o.MaxConns)
+	errs = appendNegative(errs, "MaxConnsPerAddr", o.MaxConnsPerAddr)
 	o.HandshakeTimeout = orDefault(o.HandshakeTimeout, DefaultHandshakeTimeout)
 	return o, errors.Join(errs...)
 }
@@ -353,18 +343,10 @@ func (o DialOptions) withDefaults() (DialOptions, error) {
 	}
 	o.HandshakeTimeout = orDefault(o.HandshakeTimeout, DefaultHandshakeTimeout)
 	r := &o.Retry
-	if r.InitialInterval < 0 {
-		errs = append(errs, errors.New("wsrpc: Retry.InitialInterval must not be negative"))
-	}
-	if r.MaxInterval < 0 {
-		errs = append(errs, errors.New("wsrpc: Retry.MaxInterval must not be negative"))
-	}
-	if r.MaxTries < 0 {
-		errs = append(errs, errors.New("wsrpc: Retry.MaxTries must not be negative"))
-	}
-	if r.MaxElapsedTime < 0 {
-		errs = append(errs, errors.New("wsrpc: Retry.MaxElapsedTime must not be negative"))
-	}
+	errs = appendNegative(errs, "Retry.InitialInterval", r.InitialInterval)
+	errs = appendNegative(errs, "Retry.MaxInterval", r.MaxInterval)
+	errs = appendNegative(errs, "Retry.MaxTries", r.MaxTries)
+	errs = appendNegative(errs, "Retry.MaxElapsedTime", r.MaxElapsedTime)
 	r.InitialInterval = orDefault(r.InitialInterval, defaultRetryInitialInterval)
 	r.MaxInterval = orDefault(r.MaxInterval, defaultRetryMaxInterval)
 	if r.InitialInterval > r.MaxInterval {
@@ -374,6 +356,15 @@ func (o DialOptions) withDefaults() (DialOptions, error) {
 }
 
 // orDefault maps zero to def; other values, negative ones included, stay.
+// appendNegative appends to errs the error for field name, if its value v
+// is negative.
+func appendNegative[T int | int64 | time.Duration](errs []error, name string, v T) []error {
+	if v < 0 {
+		errs = append(errs, errors.New("wsrpc: "+name+" must not be negative"))
+	}
+	return errs
+}
+
 func orDefault[T int | int64 | time.Duration](v, def T) T {
 	if v == 0 {
 		return def

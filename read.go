@@ -84,9 +84,7 @@ func (c *Conn) badFrame(f *wire.Frame, err error) {
 		}
 		return
 	}
-	out := getBuf()
-	out.b = wire.AppendError(out.b, f.CallID, int(code), err.Error(), nil)
-	c.send(out)
+	c.sendError(f.CallID, code, err.Error())
 }
 
 func (c *Conn) handleRequest(f *wire.Frame, in *buffer) {
@@ -109,10 +107,8 @@ func (c *Conn) handleRequest(f *wire.Frame, in *buffer) {
 		if obs := c.cfg.Observer; obs != nil {
 			obs.CallRefused(c, string(f.Method), &Error{Code: CodeMethodNotFound, Message: msg})
 		}
-		out := getBuf()
-		out.b = wire.AppendError(out.b, f.CallID, int(CodeMethodNotFound), msg, nil)
+		c.sendError(f.CallID, CodeMethodNotFound, msg)
 		putBuf(in)
-		c.send(out)
 		return
 	}
 	ctx := c.ctx
@@ -129,11 +125,9 @@ func (c *Conn) handleRequest(f *wire.Frame, in *buffer) {
 		if obs := c.cfg.Observer; obs != nil {
 			obs.CallRefused(c, string(f.Method), reason)
 		}
-		out := getBuf()
 		// The sentinel's answer: its text, without the prefix.
-		out.b = wire.AppendError(out.b, f.CallID, int(CodeServerError), textOf(reason), nil)
+		c.sendError(f.CallID, CodeServerError, textOf(reason))
 		putBuf(in)
-		c.send(out)
 		return
 	}
 	c.calls++
@@ -282,7 +276,7 @@ func (c *Conn) runHandler(ctx context.Context, cc *callCtx, m *method, f *wire.F
 	if peerGaveUp {
 		putBuf(out)
 		out = nil
-	} else if queued, ended, start := c.tryQueue(out, true); queued || ended {
+	} else if queued, ended, start, _ := c.queue(out, true, false); queued || ended {
 		out, write = nil, start
 	}
 	// out != nil: the send queue is full. The call waits for room holding
@@ -355,6 +349,13 @@ func (c *Conn) sendResult(callID []byte, result, typ string) {
 	out.b = wire.AppendResponseStart(out.b)
 	out.b = append(out.b, result...)
 	out.b = wire.AppendResponseEnd(out.b, typ, callID)
+	c.send(out)
+}
+
+// sendError answers call callID with an error object without data.
+func (c *Conn) sendError(callID []byte, code Code, msg string) {
+	out := getBuf()
+	out.b = wire.AppendError(out.b, callID, int(code), msg, nil)
 	c.send(out)
 }
 

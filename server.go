@@ -247,21 +247,7 @@ func (s *Server) Conns() []*Conn {
 // what remains at once, waits at most CloseTimeout more for the handlers
 // (their contexts canceled) and returns ctx's error.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	s.shutdown = true
-	conns := s.snapshot()
-	s.mu.Unlock()
-
-	var wg sync.WaitGroup
-	for _, c := range conns {
-		wg.Go(func() {
-			c.drain(ctx)
-			c.close(websocket.CloseGoingAway, "server shutting down", ErrClosed)
-		})
-	}
-	wg.Wait()
-	s.stopKeepAlive()
-	s.wait(ctx)
+	s.end(ctx, true, "server shutting down")
 	return ctx.Err() // non-nil: calls were cut short
 }
 
@@ -274,31 +260,52 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // ignore their context's end (or that call Close themselves); then it
 // returns and they end on their own.
 func (s *Server) Close() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	s.end(ctx, false, "server closing")
+	return nil
+}
+
+// end refuses new connections and closes the open ones (status 1001, with
+// reason), all at once, each after its running calls finished (or ctx
+// ended) if drain is set; then it stops the keep-alive and waits as wait
+// does.
+func (s *Server) end(ctx context.Context, drain bool, reason string) {
 	s.mu.Lock()
 	s.shutdown = true
 	conns := s.snapshot()
 	s.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, c := range conns {
-		wg.Go(func() { c.close(websocket.CloseGoingAway, "server closing", ErrClosed) })
+		wg.Go(func() {
+			if drain {
+				c.drain(ctx)
+			}
+			c.close(websocket.CloseGoingAway, reason, ErrClosed)
+		})
 	}
 	wg.Wait()
 	s.stopKeepAlive()
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
 	s.wait(ctx)
-	return nil
 }
 
 // wait waits until no ServeHTTP call or connection goroutine is left,
 // until ctx ends and then at most CloseTimeout more, and stops the idle
 // workers: it waits for them too when everything else has ended.
 func (s *Server) wait(ctx context.Context) {
+	if s.waitIdle(ctx) {
+		s.cfg.workers.stopAndWait()
+	} else {
+		s.cfg.workers.stop()
+	}
+}
+
+// waitIdle waits as wait does, and reports whether everything ended.
+func (s *Server) waitIdle(ctx context.Context) bool {
 	s.mu.Lock()
 	if s.active == 0 {
 		s.mu.Unlock()
-		s.cfg.workers.stopAndWait()
-		return
+		return true
 	}
 	if s.idle == nil {
 		s.idle = make(chan struct{})
@@ -307,21 +314,21 @@ func (s *Server) wait(ctx context.Context) {
 	s.mu.Unlock()
 	select {
 	case <-idle:
-		s.cfg.workers.stopAndWait()
-		return
+		return true
 	case <-ctx.Done():
 	}
-	if grace := s.cfg.CloseTimeout; grace > 0 {
-		t := time.NewTimer(grace)
-		defer t.Stop()
-		select {
-		case <-idle:
-			s.cfg.workers.stopAndWait()
-			return
-		case <-t.C:
-		}
+	grace := s.cfg.CloseTimeout
+	if grace <= 0 {
+		return false
 	}
-	s.cfg.workers.stop()
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-idle:
+		return true
+	case <-t.C:
+		return false
+	}
 }
 
 func (s *Server) snapshot() []*Conn {

@@ -204,16 +204,12 @@ func (u *utilities) callBack(c *Conn, method string, args []byte) (string, error
 	s.pending++
 	u.mu.Unlock()
 
-	c.mu.Lock()
-	if c.closing {
-		c.mu.Unlock()
+	if !c.join() {
 		u.mu.Lock()
 		s.pending--
 		u.mu.Unlock()
 		return id, nil
 	}
-	c.wg.Add(1)
-	c.mu.Unlock()
 	go func() {
 		defer c.wg.Done()
 		r := callPeer(c, method, args, id)
@@ -232,13 +228,14 @@ func (u *utilities) callBack(c *Conn, method string, args []byte) (string, error
 func callPeer(c *Conn, method string, args []byte, id string) storedResponse {
 	sr := storedResponse{CallID: id, Result: json.RawMessage("null")}
 	r, err := c.roundTrip(c.Context(), method, args, id)
+	remote := r.remoteError() // nil when err is set: r is then empty
 	switch {
 	case err != nil:
 		sr.ResultType = "error"
 		sr.Error = toWireError(err)
-	case r.remoteError() != nil:
+	case remote != nil:
 		sr.ResultType = "error"
-		sr.Error = r.remoteError()
+		sr.Error = remote
 	default:
 		if r.result != nil {
 			sr.Result = append(json.RawMessage(nil), r.result...)

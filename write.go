@@ -20,7 +20,7 @@ func (c *Conn) send(out *buffer) {
 
 // trySend queues a frame only if there is room now.
 func (c *Conn) trySend(out *buffer) {
-	if queued, ended := c.tryEnqueue(out); !queued && !ended {
+	if queued, ended, _, _ := c.queue(out, false, false); !queued && !ended {
 		putBuf(out)
 		c.observeDropped()
 	}
@@ -145,26 +145,14 @@ func (c *Conn) releaseWritten(batch []*buffer, written bool) {
 	}
 }
 
-// tryEnqueue queues out if the send queue has room now, taking ownership
-// of it. Otherwise it returns false and out stays the caller's, unless the
-// connection has ended: then it reports that, having released out.
-func (c *Conn) tryEnqueue(out *buffer) (queued bool, ended bool) {
-	queued, ended, _ = c.tryQueue(out, false)
-	return queued, ended
-}
-
-// tryQueue is tryEnqueue for a goroutine that may write the frame itself:
-// with inline set, it never starts a writer task; it reports start when
-// the caller must run c.writeLoop (already counted in c.wg), because no
-// writer runs.
-func (c *Conn) tryQueue(out *buffer, inline bool) (queued, ended, start bool) {
-	queued, ended, start, _ = c.queue(out, inline, false)
-	return queued, ended, start
-}
-
-// queue is tryQueue that, with wantRoom set, also returns, when out does
-// not fit, the channel closed when room frees up: made under the same lock
-// as the failed check, so that no release between the two is missed.
+// queue queues out if the send queue has room now, taking ownership of it.
+// Otherwise it returns false and out stays the caller's, unless the
+// connection has ended: then it reports that, having released out. With
+// inline set, it never starts a writer task: it reports start when the
+// caller must run c.writeLoop (already counted in c.wg), because no writer
+// runs. With wantRoom set, it also returns, when out does not fit, the
+// channel closed when room frees up: made under the same lock as the
+// failed check, so that no release between the two is missed.
 func (c *Conn) queue(out *buffer, inline, wantRoom bool) (queued, ended, start bool, room <-chan struct{}) {
 	size := max(int64(cap(out.b)), 1)
 	q := &c.q
@@ -204,9 +192,7 @@ func (c *Conn) enqueue(ctx context.Context, out *buffer) error {
 			return nil
 		}
 		if ended {
-			c.mu.Lock()
-			defer c.mu.Unlock()
-			return c.endErr()
+			return c.lockedEndErr()
 		}
 		select {
 		case <-room:
@@ -217,9 +203,7 @@ func (c *Conn) enqueue(ctx context.Context, out *buffer) error {
 		case <-c.ctx.Done():
 			putBuf(out)
 			c.observeDropped()
-			c.mu.Lock()
-			defer c.mu.Unlock()
-			return c.endErr()
+			return c.lockedEndErr()
 		}
 	}
 }
