@@ -143,6 +143,22 @@ func newConn(ws *websocket.Conn, cfg *config, up *upgrade) *Conn {
 		return err
 	})
 	ws.SetPongHandler(func(string) error { c.touch(); return nil })
+	ws.SetCloseHandler(func(code int, text string) error {
+		// The peer's close is the cause, recorded before the echo goes
+		// out: once the peer has the echo it may act on the end (stop a
+		// server, say), and a close of ours racing with that must not
+		// replace the reason the connection really ended.
+		c.mu.Lock()
+		if c.cause == nil {
+			c.cause = &websocket.CloseError{Code: code, Text: text}
+		}
+		c.mu.Unlock()
+		err := ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""), time.Now().Add(pongWait(cfg.WriteTimeout)))
+		if err != nil && !errors.Is(err, websocket.ErrCloseSent) {
+			c.logger().Debug("close echo not sent", "err", err)
+		}
+		return nil
+	})
 	return c
 }
 
