@@ -58,7 +58,7 @@ func startDemo(t *testing.T, token string) string {
 // if not nil, adjusted it.
 func startDemoWith(t *testing.T, token string, setup func(*demo)) (*demo, string) {
 	t.Helper()
-	d, err := newDemo(token, slog.New(slog.DiscardHandler))
+	d, err := newDemo(demoConfig{token: token, logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -53,6 +53,10 @@ Flags:
                      port 0 picks a free port, printed on startup
   --token T          accept only connections whose upgrade request has the
                      header "X-Token: T"; refuse others with 403
+  --metrics HOST:PORT
+                     serve Prometheus metrics at http://HOST:PORT/metrics
+                     (promwsrpc's wsrpc_* series, and Go's and the
+                     process's); off unless set
 
 Exit status: 0 after SIGINT or SIGTERM, drained or not; 2 for bad usage or
 a server that cannot listen or fails.
@@ -60,6 +64,7 @@ a server that cannot listen or fails.
 Examples:
   wsrpc serve
   wsrpc serve --addr 127.0.0.1:0 --token secret
+  wsrpc serve --metrics 127.0.0.1:9100
   wsrpc call ws://127.0.0.1:9000/ws multiply a=6 b=7
   wsrpc sub ws://127.0.0.1:9000/pubsub time
 `
@@ -92,14 +97,16 @@ const (
 
 // serveFlags are the flags of wsrpc serve.
 type serveFlags struct {
-	addr  string
-	token string
+	addr    string
+	token   string
+	metrics string
 }
 
 func (f *serveFlags) flagSet() *flag.FlagSet {
 	fs := newFlagSet("serve")
 	fs.StringVar(&f.addr, "addr", "127.0.0.1:9000", "")
 	fs.StringVar(&f.token, "token", "", "")
+	fs.StringVar(&f.metrics, "metrics", "", "")
 	return fs
 }
 
@@ -121,9 +128,22 @@ func serveCommand(ctx context.Context, args []string, std stdio, setup func(*dem
 	// At INFO: the demo's hooks log connections themselves, and the
 	// library's Debug lines would repeat them.
 	logger := slog.New(slog.NewTextHandler(std.err, nil))
-	d, err := newDemo(f.token, logger)
+	cfg := demoConfig{token: f.token, logger: logger}
+	var m *metrics
+	if f.metrics != "" {
+		var err error
+		if m, err = listenMetrics(f.metrics); err != nil {
+			return failure(std, err)
+		}
+		defer m.ln.Close()
+		cfg.observer = m.observer
+	}
+	d, err := newDemo(cfg)
 	if err != nil {
 		return failure(std, err)
+	}
+	if m != nil {
+		d.metricsLn, d.metricsHandler = m.ln, m.handler
 	}
 	ln, err := net.Listen("tcp", f.addr)
 	if err != nil {
@@ -145,6 +165,10 @@ type demo struct {
 	srv *wsrpc.Server
 	ps  *pubsub.Server
 	log *slog.Logger
+
+	// metricsLn, if not nil, is where serve serves metricsHandler.
+	metricsLn      net.Listener
+	metricsHandler http.Handler
 
 	// Set before serve; newDemo sets the defaults.
 	drain         time.Duration // shutdownTimeout
@@ -170,10 +194,19 @@ type wakeUpCall struct {
 	timer *time.Timer
 }
 
+// demoConfig is what the flags of wsrpc serve set in the demo server.
+type demoConfig struct {
+	// token, if not empty, is required in the X-Token header of every
+	// upgrade request.
+	token  string
+	logger *slog.Logger
+	// observer, if not nil, watches the server's connections.
+	observer wsrpc.Observer
+}
+
 // newDemo returns the demo server, or the error of invalid server options.
-// A non-empty token is required in the X-Token header of every upgrade
-// request.
-func newDemo(token string, logger *slog.Logger) (*demo, error) {
+func newDemo(cfg demoConfig) (*demo, error) {
+	token, logger := cfg.token, cfg.logger
 	d := &demo{
 		mux:           wsrpc.NewMux(),
 		log:           logger,
@@ -203,7 +236,8 @@ func newDemo(token string, logger *slog.Logger) (*demo, error) {
 
 	opts := &wsrpc.ServerOptions{
 		ConnOptions: wsrpc.ConnOptions{
-			Logger: logger,
+			Logger:   logger,
+			Observer: cfg.observer,
 			// Connections are logged here, at INFO, whatever level the
 			// library logs them at.
 			OnConnect: func(_ context.Context, c *wsrpc.Conn) error {
@@ -384,6 +418,18 @@ func (d *demo) serve(ctx context.Context, ln net.Listener, stdout io.Writer) err
 	fmt.Fprintf(stdout, "wsrpc: serving on ws://%s/ws\nwsrpc: pub/sub on ws://%[1]s/pubsub\n", ln.Addr())
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(ln) }()
+	if d.metricsLn != nil {
+		fmt.Fprintf(stdout, "wsrpc: metrics on http://%s/metrics\n", d.metricsLn.Addr())
+		ms := &http.Server{Handler: d.metricsHandler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: hs.ErrorLog}
+		var metricsDone sync.WaitGroup
+		metricsDone.Go(func() { _ = ms.Serve(d.metricsLn) })
+		// The metrics go on until the connections are drained: a
+		// scraper sees the shutdown too.
+		defer func() {
+			ms.Close()
+			metricsDone.Wait()
+		}()
+	}
 	tctx, stopTime := context.WithCancel(ctx)
 	var ticking sync.WaitGroup
 	ticking.Go(func() { d.publishTime(tctx) })

@@ -157,6 +157,12 @@ type serveRun struct {
 // with setup (if not nil) applied to its demo server, until stop.
 func startServe(t *testing.T, setup func(*demo)) *serveRun {
 	t.Helper()
+	return startServeArgs(t, nil, setup)
+}
+
+// startServeArgs is startServe with more flags.
+func startServeArgs(t *testing.T, args []string, setup func(*demo)) *serveRun {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &serveRun{stderr: new(lockedBuffer), cancel: cancel, code: make(chan int, 1)}
 	stdout := newFirstLine()
@@ -167,7 +173,7 @@ func startServe(t *testing.T, setup func(*demo)) *serveRun {
 		}
 	}
 	go func() {
-		s.code <- serveCommand(ctx, []string{"--addr", "127.0.0.1:0"}, stdio{out: stdout, err: s.stderr}, keep)
+		s.code <- serveCommand(ctx, append([]string{"--addr", "127.0.0.1:0"}, args...), stdio{out: stdout, err: s.stderr}, keep)
 	}()
 	t.Cleanup(func() { s.stop() })
 	select {
@@ -330,7 +336,7 @@ func TestServeLogsConnections(t *testing.T) {
 // refused with wsrpc.ErrShuttingDown, the refusal a stopping server sends.
 func TestWakeUpCallAfterStop(t *testing.T) {
 	t.Parallel()
-	d, err := newDemo("", slog.New(slog.DiscardHandler))
+	d, err := newDemo(demoConfig{logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
