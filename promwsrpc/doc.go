@@ -120,12 +120,19 @@
 //
 // # Pub/sub
 //
-// The metrics of package pubsub (events published, delivered and dropped,
-// slow-subscriber disconnects, broker errors) are not here yet: package
-// pubsub reports them to its own Observer (pubsub.Options.Observer) and
-// Server.Stats. The plan is for Metrics to implement that Observer too,
-// with metrics named wsrpc_pubsub_*, topics not being labels unless an
-// option asks for them.
+// A Metrics is a pubsub.Observer too (pubsub.Options.Observer):
+//
+//	wsrpc_pubsub_published_total              events published on this node or received from the broker, per topic
+//	wsrpc_pubsub_queued_total                 those events times the local subscriptions they were queued for
+//	wsrpc_pubsub_delivered_total{outcome}     notifies answered (ok, or error: the subscriber answered with one)
+//	wsrpc_pubsub_dropped_total{reason}        events that did not reach a subscriber: slow_subscriber, subscriber_gone, failed
+//	wsrpc_pubsub_slow_disconnects_total       subscribers the slow-subscriber policy closed
+//	wsrpc_pubsub_broker_errors_total          broker failures: link lost, publish failed, message dropped
+//	wsrpc_pubsub_broker_up                    gauge: 1 while subscribed to the broker, 0 while its link is down
+//
+// Topics are not labels, since clients choose them, unless
+// [Options].TopicLabels asks for them (with a cap, beyond which topics
+// count as "other").
 //
 // # Cost
 //

@@ -42,11 +42,18 @@ type Options struct {
 	// the buckets of the handling-seconds histograms. Nil means
 	// DefaultBuckets.
 	Buckets []float64
+	// TopicLabels, if not zero, makes the topic a label of the
+	// wsrpc_pubsub_* series: the first TopicLabels topics seen get their
+	// own value, any other counts under "other" (negative: no cap). Zero,
+	// the default, means no topic label, since clients choose topics.
+	TopicLabels int
 }
 
 // Metrics counts what the wsrpc connections it watches do, and reports it
 // to Prometheus. It is a [wsrpc.Observer]: set it as the Observer of the
 // [wsrpc.ConnOptions] of any number of Servers and Clients. It is a
+// [pubsub.Observer] too: set it in [pubsub.Options] for the
+// wsrpc_pubsub_* series. It is a
 // [prometheus.Collector]: register it once, on a [prometheus.Registerer].
 // The package doc lists the metrics.
 //
@@ -71,6 +78,8 @@ type Metrics struct {
 
 	methods labelSet // the method label values
 	codes   labelSet // the code label values of codes outside wsrpc's own
+
+	pubsub pubsubMetrics // wsrpc_pubsub_*
 
 	all []prometheus.Collector // what Describe and Collect report
 }
@@ -167,6 +176,7 @@ func New(opts *Options) *Metrics {
 		}),
 		methods: labelSet{max: o.MaxMethods},
 		codes:   labelSet{max: o.MaxCodes},
+		pubsub:  newPubSubMetrics(o.TopicLabels),
 	}
 	for _, c := range causes {
 		m.connsClosed.WithLabelValues(c)
@@ -189,6 +199,7 @@ func New(opts *Options) *Metrics {
 		m.framesIn, m.framesOut, m.bytesIn, m.bytesOut,
 		queueFrames, queueBytes, m.dropped,
 	}
+	m.all = append(m.all, m.pubsub.collectors()...)
 	return m
 }
 

@@ -1,0 +1,104 @@
+package promwsrpc_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wsrpc/wsrpc"
+	"github.com/wsrpc/wsrpc/promwsrpc"
+	"github.com/wsrpc/wsrpc/pubsub"
+)
+
+// TestPubSubMetrics: a Metrics set as a pub/sub server's Observer counts
+// the events published, queued and delivered over real connections, and
+// the drops and the disconnect of a subscriber that never answers.
+func TestPubSubMetrics(t *testing.T) {
+	ctx := t.Context()
+	m := promwsrpc.New(&promwsrpc.Options{TopicLabels: 1})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(m)
+	ps := pubsub.NewServer(&pubsub.Options{Observer: m, Logger: quiet, QueueEvents: 8})
+	defer ps.Close()
+	mux := wsrpc.NewMux()
+	srv, err := wsrpc.NewServer(mux, &wsrpc.ServerOptions{ConnOptions: wsrpc.ConnOptions{Logger: quiet, KeepAlive: noKeepAlive}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps.Register(srv, mux)
+	hs := testServer(t, srv, reg)
+
+	got := make(chan pubsub.Event, 100)
+	for range 2 {
+		c, err := pubsub.Dial(ctx, wsURL(hs), &pubsub.ClientOptions{DialOptions: wsrpc.DialOptions{ConnOptions: wsrpc.ConnOptions{Logger: quiet}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if err := c.Subscribe(ctx, "orders", func(_ context.Context, ev pubsub.Event) error { got <- ev; return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 3 {
+		if err := ps.Publish(ctx, []string{"orders"}, i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ps.Publish(ctx, []string{"other-topic"}, "nobody listens"); err != nil {
+		t.Fatal(err)
+	}
+	for range 6 {
+		recv(t, got, "an event")
+	}
+	// The handlers got the events; the server counts each once it reads
+	// the answer.
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if gather(t, reg)[`wsrpc_pubsub_delivered_total{outcome="ok",topic="orders"}`] >= 6 {
+			break
+		}
+	}
+	expect(t, "pubsub", gather(t, reg), map[string]float64{
+		`wsrpc_pubsub_published_total{topic="orders"}`:              3,
+		`wsrpc_pubsub_published_total{topic="other"}`:               2, // over TopicLabels: 1
+		`wsrpc_pubsub_queued_total{topic="orders"}`:                 6,
+		`wsrpc_pubsub_delivered_total{outcome="ok",topic="orders"}`: 6,
+		`wsrpc_pubsub_slow_disconnects_total`:                       0,
+		`wsrpc_pubsub_broker_errors_total`:                          0,
+	})
+
+	// A subscriber that reads its notifies and never answers them: its
+	// queue (8 events) fills, and the default policy closes it.
+	ws, _, err := websocket.DefaultDialer.DialContext(ctx, wsURL(hs), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	if err := ws.WriteMessage(websocket.TextMessage, []byte(`{"request": {"method": "subscribe", "arguments": {"topics": ["slow"]}, "call_id": "s1"}}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, msg, err := ws.ReadMessage(); err != nil || !strings.Contains(string(msg), `"s1"`) {
+		t.Fatalf("subscribe answer: %s, %v", msg, err)
+	}
+	for i := range 20 {
+		if err := ps.Publish(ctx, []string{"slow"}, i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for {
+		if _, _, err := ws.ReadMessage(); err != nil {
+			if !websocket.IsCloseError(err, int(pubsub.CloseSlowSubscriber)) {
+				t.Fatalf("the slow subscriber's connection ended with %v, want close %d", err, pubsub.CloseSlowSubscriber)
+			}
+			break
+		}
+	}
+	after := gather(t, reg)
+	expect(t, "pubsub", after, map[string]float64{`wsrpc_pubsub_slow_disconnects_total`: 1})
+	if n := after[`wsrpc_pubsub_dropped_total{reason="slow_subscriber",topic="other"}`]; n < 1 {
+		t.Errorf("dropped{slow_subscriber} = %v, want at least 1", n)
+	}
+}
