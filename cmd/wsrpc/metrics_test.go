@@ -27,6 +27,9 @@ func TestServeMetrics(t *testing.T) {
 	if _, err := wsrpc.Call[any](t.Context(), client, "no_such_method", nil); err == nil {
 		t.Fatal("an unknown method succeeded")
 	}
+	if _, err := wsrpc.Call[any](t.Context(), client, "publish", map[string]any{"topics": []string{"news"}, "data": 1}); err != nil {
+		t.Fatal(err)
+	}
 	url := "http://" + s.demo.metricsLn.Addr().String() + "/metrics"
 	resp, err := http.Get(url)
 	if err != nil {
@@ -58,6 +61,9 @@ func TestServeMetrics(t *testing.T) {
 		if m[1] != want {
 			t.Errorf("%s = %s, want %s", series, m[1], want)
 		}
+	}
+	if !regexp.MustCompile(`(?m)^wsrpc_pubsub_published_total [1-9]`).MatchString(text) {
+		t.Error("/metrics does not count the event published (wsrpc_pubsub_published_total)")
 	}
 	if !strings.Contains(text, "\ngo_goroutines ") || !strings.Contains(text, "\nprocess_start_time_seconds ") {
 		t.Error("/metrics lacks the Go runtime's or the process's series")

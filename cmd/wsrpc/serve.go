@@ -263,7 +263,11 @@ func newDemo(cfg demoConfig) (*demo, error) {
 		return nil, err
 	}
 	d.srv = srv
-	d.ps = pubsub.NewServer(&pubsub.Options{Logger: logger})
+	psOpts := &pubsub.Options{Logger: logger}
+	if obs, ok := cfg.observer.(pubsub.Observer); ok {
+		psOpts.Observer = obs // promwsrpc's Metrics counts pub/sub too
+	}
+	d.ps = pubsub.NewServer(psOpts)
 	d.ps.Register(d.srv, d.mux)
 	return d, nil
 }
