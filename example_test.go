@@ -320,6 +320,7 @@ func TestREADMEGoSnippets(t *testing.T) {
 		{section: "Pub/sub", file: "pubsub/example_test.go", example: "Example"},
 		{section: "Pub/sub", file: "pubsub/example_test.go", example: "Example"},
 		{section: "Observability", file: "promwsrpc/example_test.go", example: "ExampleNew"},
+		{section: "Several nodes: Redis", file: "redisbroker/example_test.go", example: "Example"},
 	}
 	if len(blocks) != len(sources) {
 		t.Fatalf("README.md has %d Go snippets, this test knows %d: add each new one to the table", len(blocks), len(sources))

@@ -3,7 +3,6 @@ package redisbroker_test
 import (
 	"context"
 	"log"
-	"log/slog"
 	"net/http"
 
 	"github.com/wsrpc/wsrpc"
@@ -16,7 +15,7 @@ import (
 // subscribers.
 func Example() {
 	ctx := context.Background()
-	b, err := redisbroker.Dial(ctx, "redis://127.0.0.1:6379/0", &redisbroker.Options{Logger: slog.Default()})
+	b, err := redisbroker.Dial(ctx, "redis://127.0.0.1:6379/0", nil)
 	if err != nil {
 		log.Fatal(err)
 	}
