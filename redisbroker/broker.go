@@ -148,7 +148,10 @@ func (b *Broker) Publish(ctx context.Context, channel string, msg []byte) error 
 // time it returns until stop is called, one call at a time, in the order
 // Redis sent them; ctx bounds the wait for Redis to confirm a channel this
 // Broker did not subscribe yet. Once stop returned fn is not called again;
-// stop must not be called from fn. A subscription lives through outages:
+// stop must not be called from fn. The Broker's one reader calls fn, so a
+// slow fn delays every subscription of the Broker, and fn must not wait
+// for a Subscribe of this Broker to a new channel (Redis's confirmation
+// comes through that reader). A subscription lives through outages:
 // it misses what is published while the link is down, and hears the
 // channel again once the Broker has reconnected. Subscribe fails with an
 // error wrapping wsrpc.ErrBrokerUnavailable while the link is down, and
