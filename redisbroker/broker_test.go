@@ -73,8 +73,9 @@ func next(ctx context.Context, t *testing.T, ch chan error, down bool) {
 
 // TestKilledRedis: redis-server is killed (SIGKILL, as in a crash) and
 // comes back empty. Both Brokers report the loss, Publish and Subscribe
-// fail with ErrBrokerUnavailable, both report the recovery, and the
-// subscription made before hears what is published after.
+// fail with ErrBrokerUnavailable, both report the recovery, the
+// subscription made before hears what is published after, and a channel
+// whose subscription stopped meanwhile is not subscribed again.
 func TestKilledRedis(t *testing.T) {
 	ctx := brokertest.Ctx(t)
 	srv := services.Redis(t)
@@ -87,6 +88,10 @@ func TestKilledRedis(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer stop()
+	stopGone, err := sub.Subscribe(ctx, "gone", func([]byte) { t.Error("a subscription stopped while Redis was down was called") })
+	if err != nil {
+		t.Fatal(err)
+	}
 	ss, ps := states(t, sub), states(t, pub)
 	if err := pub.Publish(ctx, "killed", []byte("before")); err != nil {
 		t.Fatal(err)
@@ -104,6 +109,7 @@ func TestKilledRedis(t *testing.T) {
 	if _, err := sub.Subscribe(ctx, "other", func([]byte) {}); !errors.Is(err, wsrpc.ErrBrokerUnavailable) {
 		t.Errorf("Subscribe while down = %v, want ErrBrokerUnavailable", err)
 	}
+	stopGone() // while down: not subscribed again
 
 	srv.Start()
 	next(ctx, t, ss, false)
@@ -113,6 +119,14 @@ func TestKilledRedis(t *testing.T) {
 	}
 	if m := recv(ctx, t, got); m != "after" {
 		t.Errorf("got %q, want after", m)
+	}
+	rc := rawClient(t, srv)
+	n, err := rc.PubSubNumSub(ctx, "killed", "gone").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n["killed"] != 1 || n["gone"] != 0 {
+		t.Errorf("Redis subscribers once back: %v, want killed 1 and gone 0", n)
 	}
 	for _, want := range []string{"link to Redis lost", "link to Redis back"} {
 		if !strings.Contains(logs.String(), want) {
@@ -219,5 +233,39 @@ func recv[T any](ctx context.Context, t *testing.T, ch <-chan T) T {
 	case <-ctx.Done():
 		t.Fatalf("nothing came: %v", ctx.Err())
 		panic("unreachable")
+	}
+}
+
+// TestWatchStop: once a watcher's stop returned, it hears no more.
+func TestWatchStop(t *testing.T) {
+	ctx := brokertest.Ctx(t)
+	srv := services.Redis(t)
+	b := dial(t, srv, nil)
+	kept := states(t, b)
+	stop := b.Watch(func(err error) { t.Errorf("a stopped watcher heard %v", err) })
+	stop()
+	srv.Stop()
+	next(ctx, t, kept, true)
+	srv.Start()
+	next(ctx, t, kept, false)
+}
+
+// TestNoLimit: MaxMessage negative lifts the Broker's limit.
+func TestNoLimit(t *testing.T) {
+	ctx := brokertest.Ctx(t)
+	srv := services.Redis(t)
+	b := dial(t, srv, &redisbroker.Options{MaxMessage: -1})
+	got := make(chan []byte, 1)
+	stop, err := b.Subscribe(ctx, "big", func(m []byte) { got <- m })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	big := bytes.Repeat([]byte("y"), redisbroker.DefaultMaxMessage+1)
+	if err := b.Publish(ctx, "big", big); err != nil {
+		t.Fatalf("Publish of %d bytes with no limit: %v", len(big), err)
+	}
+	if m := recv(ctx, t, got); !bytes.Equal(m, big) {
+		t.Errorf("got %d bytes, want %d", len(m), len(big))
 	}
 }
