@@ -91,7 +91,9 @@ func Dial(ctx context.Context, url string, opts *Options) (*Broker, error) {
 // DialClient returns a Broker on client, once its pub/sub connection is
 // up; ctx bounds that. Close leaves client open. For at-most-once
 // delivery, client's MaxRetries should be -1: go-redis retries a command
-// whose answer was lost, and a PUBLISH retried can arrive twice.
+// whose answer was lost, and a PUBLISH retried can arrive twice. Its
+// WriteTimeout should stay a timeout (not -1 or -2): it bounds each write
+// of SUBSCRIBE and UNSUBSCRIBE on a link that stopped passing bytes.
 func DialClient(ctx context.Context, client *redis.Client, opts *Options) (*Broker, error) {
 	return dial(ctx, client, false, opts)
 }
