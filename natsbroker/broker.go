@@ -96,7 +96,8 @@ type Options struct {
 	// Defaults 100 ms and 5 s. NewConn ignores them.
 	ReconnectWait, MaxReconnectWait time.Duration
 	// Timeout bounds a Publish or Subscribe whose context has no deadline
-	// (the wait for the server's answer). Default 5 s.
+	// (the wait for the server's answer), and the round trip that
+	// confirms a recovery. Default 5 s.
 	Timeout time.Duration
 	// Logger gets the link's losses and recoveries and slow-consumer
 	// drops, at Warn. Nil: slog.Default().
@@ -233,7 +234,13 @@ func New(ctx context.Context, url string, opts *Options) (*Broker, error) {
 	no.AsyncErrorCB = b.errorHandler(no.AsyncErrorCB)
 	// The first connect is bounded by ctx: the dialer dials with it, and
 	// closes the connection if ctx ends during the handshake.
-	d := &firstDialer{ctx: ctx, timeout: no.Timeout}
+	d := &firstDialer{ctx: ctx}
+	if no.Dialer != nil {
+		d.dialer = *no.Dialer
+	}
+	if d.dialer.Timeout == 0 {
+		d.dialer.Timeout = no.Timeout
+	}
 	if no.CustomDialer == nil {
 		no.CustomDialer = d
 	}
@@ -439,9 +446,9 @@ func (b *Broker) tooLarge(channel string, n int, err error) error {
 type subscription struct {
 	b       *Broker
 	channel string
-	sub     *nats.Subscription
-	done    chan struct{} // closed when nats.go's goroutine for it ended
-	tracked bool          // done will be closed
+	done    chan struct{}      // closed when nats.go's goroutine for it ended
+	sub     *nats.Subscription // guarded by b.mu; nil until made
+	tracked bool               // done will be closed; guarded by b.mu
 
 	fnMu    sync.Mutex // held while fn runs
 	stopped bool
@@ -474,7 +481,7 @@ func (b *Broker) Subscribe(ctx context.Context, channel string, fn func(msg []by
 	// stops it whatever happens next.
 	b.subs[s] = struct{}{}
 	b.mu.Unlock()
-	s.sub, err = b.nc.Subscribe(subj, func(m *nats.Msg) {
+	sub, err := b.nc.Subscribe(subj, func(m *nats.Msg) {
 		s.fnMu.Lock()
 		defer s.fnMu.Unlock()
 		if !s.stopped {
@@ -485,12 +492,20 @@ func (b *Broker) Subscribe(ctx context.Context, channel string, fn func(msg []by
 		b.forget(s)
 		return nil, b.unavailable("subscribe", channel, err)
 	}
-	s.sub.SetClosedHandler(func(string) { close(s.done) })
+	sub.SetClosedHandler(func(string) { close(s.done) })
 	// nats.go calls the closed handler when the subscription's goroutine
 	// ends, if it was set before that goroutine looked for it: it was if
 	// the subscription is still valid now.
-	s.tracked = s.sub.IsValid()
-	if err := s.sub.SetPendingLimits(b.opts.PendingMessages, b.opts.PendingBytes); err != nil {
+	tracked := sub.IsValid()
+	b.mu.Lock()
+	s.sub, s.tracked = sub, tracked
+	_, live := b.subs[s]
+	b.mu.Unlock()
+	if !live { // Close came meanwhile
+		s.release(sub, tracked)
+		return nil, fmt.Errorf("natsbroker: subscribe %q: %w", channel, ErrClosed)
+	}
+	if err := sub.SetPendingLimits(b.opts.PendingMessages, b.opts.PendingBytes); err != nil {
 		s.stop()
 		return nil, b.unavailable("subscribe", channel, err)
 	}
@@ -522,24 +537,30 @@ func (s *subscription) droppedNow() uint64 {
 // goroutine for the subscription has ended.
 func (s *subscription) stop() {
 	s.once.Do(func() {
-		s.b.mu.Lock()
-		_, registered := s.b.subs[s]
-		delete(s.b.subs, s)
+		b := s.b
+		b.mu.Lock()
+		_, registered := b.subs[s]
+		delete(b.subs, s)
 		if registered {
-			s.b.dropped += s.droppedNow()
+			b.dropped += s.droppedNow()
 		}
-		s.b.mu.Unlock()
-		if s.sub == nil {
-			return
-		}
-		_ = s.sub.Unsubscribe() // fails only if nc is closed, which has ended the subscription
-		s.fnMu.Lock()
-		s.stopped = true
-		s.fnMu.Unlock()
-		if s.tracked {
-			<-s.done
+		sub, tracked := s.sub, s.tracked
+		b.mu.Unlock()
+		if sub != nil { // else Subscribe has not made it yet, and will release it
+			s.release(sub, tracked)
 		}
 	})
+}
+
+// release ends the nats.go subscription sub.
+func (s *subscription) release(sub *nats.Subscription, tracked bool) {
+	_ = sub.Unsubscribe() // fails only if nc is closed, which has ended the subscription
+	s.fnMu.Lock()
+	s.stopped = true
+	s.fnMu.Unlock()
+	if tracked {
+		<-s.done
+	}
 }
 
 // redact returns urls (one or several, comma-separated) without their
@@ -560,20 +581,18 @@ func redact(urls string) string {
 // firstDialer dials the first connection with New's context, and every
 // later one (reconnects) with nats.go's timeout only.
 type firstDialer struct {
-	ctx     context.Context
-	timeout time.Duration
-	mu      sync.Mutex
-	first   bool          // the first connect is over
-	stops   []func() bool // the AfterFuncs closing the first connect's conns
-	dialer  net.Dialer
+	ctx    context.Context
+	mu     sync.Mutex
+	over   bool          // the first connect is over
+	stops  []func() bool // the AfterFuncs closing the first connect's conns
+	dialer net.Dialer
 }
 
 func (d *firstDialer) Dial(network, addr string) (net.Conn, error) {
 	d.mu.Lock()
-	first := !d.first
+	first := !d.over
 	d.mu.Unlock()
 	nd := d.dialer
-	nd.Timeout = d.timeout
 	if !first {
 		return nd.Dial(network, addr)
 	}
@@ -593,7 +612,7 @@ func (d *firstDialer) Dial(network, addr string) (net.Conn, error) {
 func (d *firstDialer) done() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.first = true
+	d.over = true
 	ok := true
 	for _, stop := range d.stops {
 		if !stop() {

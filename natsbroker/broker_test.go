@@ -575,4 +575,3 @@ func TestStopWaitsForFn(t *testing.T) {
 		t.Error("stop returned before fn")
 	}
 }
-
