@@ -227,6 +227,9 @@ func New(ctx context.Context, url string, opts *Options) (*Broker, error) {
 		if prevClosed != nil {
 			prevClosed(nc)
 		}
+		if !b.isClosed() {
+			b.log.Error("natsbroker: nats.go closed the connection for good: publishing fails until a new Broker is made", "err", nc.LastError())
+		}
 		b.closeOnce.Do(func() { close(b.natsClosed) })
 	}
 	no.DisconnectedErrCB = b.disconnectHandler(no.DisconnectedErrCB)

@@ -16,7 +16,7 @@ import (
 // [wsrpc.ErrBrokerUnavailable] when the link to the NATS server is lost,
 // and with nil once it is back and the server has every subscription
 // again. The calls come one at a time, from the Broker's own goroutine;
-// fn must not call stop. After stop returns fn is not called again,
+// fn must not call stop or Close. After stop returns fn is not called again,
 // except a call already under way. Close ends the watching.
 func (b *Broker) Watch(fn func(err error)) (stop func()) {
 	b.mu.Lock()
