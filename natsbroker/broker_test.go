@@ -283,11 +283,16 @@ func (r *reports) wait(ctx context.Context, t testing.TB, n int) error {
 // port. The watchers hear the loss, then nil; Publish fails while it is
 // down, and what it refused never arrives (nothing is buffered); the
 // subscriptions made before hear what is published after, with no new
-// Subscribe.
+// Subscribe. Handlers given in Options.NATS are still called.
 func TestServerKilled(t *testing.T) {
 	srv := services.NATS(t)
 	ctx := brokertest.Ctx(t)
-	sub, pub := newBroker(t, srv, nil), newBroker(t, srv, nil)
+	userDown, userBack := make(chan error, 10), make(chan struct{}, 10)
+	sub := newBroker(t, srv, &natsbroker.Options{NATS: []nats.Option{
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { userDown <- err }),
+		nats.ReconnectHandler(func(*nats.Conn) { userBack <- struct{}{} }),
+	}})
+	pub := newBroker(t, srv, nil)
 	ws, wp := watchAll(t, sub), watchAll(t, pub)
 	s := newSink()
 	subscribe(t, sub, "EventNotifier", s.fn)
@@ -327,6 +332,16 @@ func TestServerKilled(t *testing.T) {
 	}
 	if n := len(ws.get()) + len(wp.get()); n != 4 {
 		t.Errorf("watchers heard %v and %v, want one loss and one recovery each", ws.get(), wp.get())
+	}
+	select {
+	case <-userDown:
+	case <-ctx.Done():
+		t.Fatal("the DisconnectErrHandler of Options.NATS was not called")
+	}
+	select {
+	case <-userBack:
+	case <-ctx.Done():
+		t.Fatal("the ReconnectHandler of Options.NATS was not called")
 	}
 }
 
