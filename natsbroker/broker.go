@@ -20,7 +20,7 @@
 //     goroutine of its own, one message at a time, in order.
 //   - Publish returns once the server has the message: it writes it and
 //     waits for the server's answer to a ping sent after it (a round trip
-//     on the connection, shared by concurrent publishers' pings).
+//     on the connection; concurrent publishers' round trips overlap).
 //   - Slow subscriptions: a subscription holds at most
 //     Options.PendingMessages and PendingBytes that its fn has not taken
 //     yet; past that nats.go drops what arrives (a slow consumer), which
@@ -52,7 +52,6 @@ import (
 	neturl "net/url"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -69,9 +68,9 @@ var (
 var ErrClosed = errors.New("natsbroker: closed")
 
 // ErrConnOptions: [NewConn] was given a connection that would buffer
-// messages while disconnected, or give up reconnecting; make it with
-// [NATSOptions].
-var ErrConnOptions = errors.New("natsbroker: the connection must not buffer while disconnected and must reconnect forever")
+// messages while disconnected, give up reconnecting, or not hear its own
+// messages (nats.NoEcho); make it with [NATSOptions].
+var ErrConnOptions = errors.New("natsbroker: the connection must not buffer while disconnected, must reconnect forever and must echo")
 
 // Options configure a Broker. A nil *Options means every default; the
 // Broker copies it.
@@ -79,7 +78,7 @@ type Options struct {
 	// NATS are nats.go options for the connection that [New] makes
 	// (credentials, TLS, a name, more server URLs...). The ones the
 	// Broker needs are applied after them and win: ReconnectBufSize(-1),
-	// MaxReconnects(-1), AllowReconnect, the reconnect delay. Handlers set
+	// MaxReconnects(-1), AllowReconnect, echo on, the reconnect delay. Handlers set
 	// here are still called, after the Broker's. NewConn ignores it.
 	NATS []nats.Option
 	// SubjectPrefix is put before every channel's subject, to keep apart
@@ -146,7 +145,8 @@ func (o *Options) withDefaults() (Options, error) {
 
 // NATSOptions returns the nats.go options that a connection given to
 // [NewConn] needs: nothing buffered while disconnected
-// (ReconnectBufSize(-1)), reconnects forever, with o's backoff. Pass them
+// (ReconnectBufSize(-1)), reconnects forever, with o's backoff, echo on
+// (a node hears its own messages). Pass them
 // after your own to nats.Connect.
 func NATSOptions(o *Options) []nats.Option {
 	c, _ := o.withDefaults()
@@ -157,7 +157,11 @@ func natsOptions(c Options) []nats.Option {
 	return []nats.Option{
 		nats.ReconnectBufSize(-1),
 		nats.MaxReconnects(-1),
-		func(o *nats.Options) error { o.AllowReconnect = true; return nil },
+		func(o *nats.Options) error {
+			o.AllowReconnect = true
+			o.NoEcho = false // a node hears its own messages, as the contract says
+			return nil
+		},
 		nats.CustomReconnectDelay(func(attempts int) time.Duration {
 			d := c.MaxReconnectWait
 			if attempts < 32 {
@@ -191,8 +195,6 @@ type Broker struct {
 	losses   uint64 // disconnects seen by the handler
 	lastErr  error  // the last disconnect's cause
 	dropped  uint64 // slow-consumer drops of subscriptions already stopped
-
-	slow atomic.Uint64 // slow-consumer episodes, for tests
 }
 
 // New connects to the NATS server at url (a nats:// URL, or several
@@ -273,7 +275,7 @@ func NewConn(nc *nats.Conn, opts *Options) (*Broker, error) {
 	if err != nil {
 		return nil, err
 	}
-	if nc.Opts.ReconnectBufSize != -1 || nc.Opts.MaxReconnect >= 0 || !nc.Opts.AllowReconnect {
+	if nc.Opts.ReconnectBufSize != -1 || nc.Opts.MaxReconnect >= 0 || !nc.Opts.AllowReconnect || nc.Opts.NoEcho {
 		return nil, ErrConnOptions
 	}
 	if nc.IsClosed() {

@@ -442,6 +442,23 @@ func TestNewConn(t *testing.T) {
 	if _, err := natsbroker.NewConn(buffering, nil); !errors.Is(err, natsbroker.ErrConnOptions) {
 		t.Errorf("NewConn on a buffering connection = %v, want ErrConnOptions", err)
 	}
+	noEcho, err := nats.Connect(srv.URL("nats", ""), append(natsbroker.NATSOptions(nil), nats.NoEcho())...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer noEcho.Close()
+	if _, err := natsbroker.NewConn(noEcho, nil); !errors.Is(err, natsbroker.ErrConnOptions) {
+		t.Errorf("NewConn on a NoEcho connection = %v, want ErrConnOptions", err)
+	}
+
+	// New overrides NoEcho: a node hears its own messages.
+	own := newBroker(t, srv, &natsbroker.Options{NATS: []nats.Option{nats.NoEcho()}})
+	so := newSink()
+	subscribe(t, own, "own", so.fn)
+	if err := own.Publish(ctx, "own", []byte("mine")); err != nil {
+		t.Fatal(err)
+	}
+	so.waitFor(ctx, t, "mine")
 }
 
 // logCatcher is a slog.Handler that signals each record whose message

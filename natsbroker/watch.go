@@ -72,7 +72,6 @@ func (b *Broker) errorHandler(prev nats.ErrHandler) nats.ErrHandler {
 	return func(nc *nats.Conn, sub *nats.Subscription, err error) {
 		if s := b.find(sub); s != nil {
 			if errors.Is(err, nats.ErrSlowConsumer) {
-				b.slow.Add(1)
 				b.log.Warn("natsbroker: slow subscription: messages dropped", "channel", s.channel,
 					"dropped", s.droppedNow(), "pending_messages", b.opts.PendingMessages, "pending_bytes", b.opts.PendingBytes)
 			} else {
