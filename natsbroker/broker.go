@@ -78,7 +78,8 @@ type Options struct {
 	// NATS are nats.go options for the connection that [New] makes
 	// (credentials, TLS, a name, more server URLs...). The ones the
 	// Broker needs are applied after them and win: ReconnectBufSize(-1),
-	// MaxReconnects(-1), AllowReconnect, echo on, the reconnect delay. Handlers set
+	// MaxReconnects(-1), AllowReconnect, echo on, no RetryOnFailedConnect,
+	// the reconnect delay. Handlers set
 	// here are still called, after the Broker's. NewConn ignores it.
 	NATS []nats.Option
 	// SubjectPrefix is put before every channel's subject, to keep apart
@@ -159,7 +160,8 @@ func natsOptions(c Options) []nats.Option {
 		nats.MaxReconnects(-1),
 		func(o *nats.Options) error {
 			o.AllowReconnect = true
-			o.NoEcho = false // a node hears its own messages, as the contract says
+			o.NoEcho = false               // a node hears its own messages, as the contract says
+			o.RetryOnFailedConnect = false // New fails if it cannot connect
 			return nil
 		},
 		nats.CustomReconnectDelay(func(attempts int) time.Duration {
@@ -267,7 +269,8 @@ func New(ctx context.Context, url string, opts *Options) (*Broker, error) {
 
 // NewConn returns a Broker on nc, which the caller made with
 // [NATSOptions] among its options (else NewConn fails with
-// [ErrConnOptions]) and closes after the Broker. The Broker adds its
+// [ErrConnOptions]) and closes after the Broker. nc must be connected
+// (else the error wraps [wsrpc.ErrBrokerUnavailable]). The Broker adds its
 // handlers to nc's (disconnect, reconnect, async errors), which it keeps
 // calling. Several Brokers may share one connection.
 func NewConn(nc *nats.Conn, opts *Options) (*Broker, error) {
@@ -278,8 +281,8 @@ func NewConn(nc *nats.Conn, opts *Options) (*Broker, error) {
 	if nc.Opts.ReconnectBufSize != -1 || nc.Opts.MaxReconnect >= 0 || !nc.Opts.AllowReconnect || nc.Opts.NoEcho {
 		return nil, ErrConnOptions
 	}
-	if nc.IsClosed() {
-		return nil, ErrClosed
+	if !nc.IsConnected() {
+		return nil, fmt.Errorf("natsbroker: the connection is %v: %w", nc.Status(), wsrpc.ErrBrokerUnavailable)
 	}
 	b := newBroker(c)
 	nc.SetDisconnectErrHandler(b.disconnectHandler(nc.DisconnectErrHandler()))

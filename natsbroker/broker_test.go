@@ -346,11 +346,16 @@ func TestServerKilled(t *testing.T) {
 }
 
 // TestNewUnreachable: New fails with ErrBrokerUnavailable when nothing
-// listens, and within its context when a server accepts but never
+// listens (even with nats.RetryOnFailedConnect), and within its context when a server accepts but never
 // answers (nats.go's own timeout set far longer).
 func TestNewUnreachable(t *testing.T) {
 	port := services.FreePort(t)
-	_, err := natsbroker.New(brokertest.Ctx(t), fmt.Sprintf("nats://127.0.0.1:%d", port), &natsbroker.Options{Logger: quiet})
+	// RetryOnFailedConnect is overridden: New does not return a Broker
+	// that is not connected.
+	_, err := natsbroker.New(brokertest.Ctx(t), fmt.Sprintf("nats://127.0.0.1:%d", port), &natsbroker.Options{
+		Logger: quiet,
+		NATS:   []nats.Option{nats.RetryOnFailedConnect(true)},
+	})
 	if !errors.Is(err, wsrpc.ErrBrokerUnavailable) || !errors.Is(err, nats.ErrNoServers) {
 		t.Errorf("New with nothing listening = %v, want ErrBrokerUnavailable and nats.ErrNoServers", err)
 	}
@@ -449,6 +454,11 @@ func TestNewConn(t *testing.T) {
 	defer noEcho.Close()
 	if _, err := natsbroker.NewConn(noEcho, nil); !errors.Is(err, natsbroker.ErrConnOptions) {
 		t.Errorf("NewConn on a NoEcho connection = %v, want ErrConnOptions", err)
+	}
+
+	nc.Close()
+	if _, err := natsbroker.NewConn(nc, nil); !errors.Is(err, wsrpc.ErrBrokerUnavailable) {
+		t.Errorf("NewConn on a closed connection = %v, want ErrBrokerUnavailable", err)
 	}
 
 	// New overrides NoEcho: a node hears its own messages.
