@@ -236,7 +236,7 @@ func New(ctx context.Context, url string, opts *Options) (*Broker, error) {
 		}
 		b.closeOnce.Do(func() { close(b.natsClosed) })
 	}
-	no.DisconnectedErrCB = b.disconnectHandler(no.DisconnectedErrCB)
+	no.DisconnectedErrCB = b.disconnectHandler(withErr(no.DisconnectedErrCB, no.DisconnectedCB))
 	no.ReconnectedCB = b.reconnectHandler(no.ReconnectedCB)
 	no.AsyncErrorCB = b.errorHandler(no.AsyncErrorCB)
 	// The first connect is bounded by ctx: the dialer dials with it, and
@@ -285,11 +285,20 @@ func NewConn(nc *nats.Conn, opts *Options) (*Broker, error) {
 		return nil, fmt.Errorf("natsbroker: the connection is %v: %w", nc.Status(), wsrpc.ErrBrokerUnavailable)
 	}
 	b := newBroker(c)
-	nc.SetDisconnectErrHandler(b.disconnectHandler(nc.DisconnectErrHandler()))
+	nc.SetDisconnectErrHandler(b.disconnectHandler(withErr(nc.DisconnectErrHandler(), nc.Opts.DisconnectedCB)))
 	nc.SetReconnectHandler(b.reconnectHandler(nc.ReconnectHandler()))
 	nc.SetErrorHandler(b.errorHandler(nc.ErrorHandler()))
 	b.start(nc)
 	return b, nil
+}
+
+// withErr returns errCB, or else cb (nats.go's older disconnect handler,
+// which it calls only when there is no DisconnectedErrCB) as one.
+func withErr(errCB nats.ConnErrHandler, cb nats.ConnHandler) nats.ConnErrHandler {
+	if errCB != nil || cb == nil {
+		return errCB
+	}
+	return func(nc *nats.Conn, _ error) { cb(nc) }
 }
 
 func newBroker(c Options) *Broker {
