@@ -46,7 +46,7 @@ func TestIdle(t *testing.T) {
 	var stderr bytes.Buffer // written until run returns
 	code := make(chan int, 1)
 	go func() {
-		code <- run(ctx, []string{"idle", url, "-n", "50", "--from", "127.0.0.1", "--keepalive", "50ms"}, nil, stdout, &stderr)
+		code <- run(ctx, []string{"idle", url, "-n", "50", "--from", "127.0.0.1", "--keepalive", "1s"}, nil, stdout, &stderr)
 	}()
 	select {
 	case line := <-stdout.line:
