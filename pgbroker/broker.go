@@ -46,9 +46,9 @@ type Options struct {
 	// DefaultPingInterval (15 s); negative disables the pings (the
 	// operating system's TCP keep-alive then notices, in minutes).
 	PingInterval time.Duration
-	// Timeout bounds each connect, LISTEN, UNLISTEN and ping on the
+	// Timeout bounds each reconnect, LISTEN, UNLISTEN and ping on the
 	// listening connection (New's connect is bounded by its context
-	// too). Zero means DefaultTimeout (10 s); it must not be negative.
+	// only). Zero means DefaultTimeout (10 s); it must not be negative.
 	Timeout time.Duration
 	// Reconnect is the backoff between tries to reconnect the listening
 	// connection once it is lost.
@@ -203,8 +203,8 @@ type subscription struct {
 
 // New returns a Broker on the PostgreSQL server at url (a pgx connection
 // string: "postgres://user:password@host:5432/db?sslmode=disable", or
-// key=value pairs) once its listening connection is up, bounded by ctx and
-// opts.Timeout. It fails if it cannot connect: with an error wrapping
+// key=value pairs) once its listening connection is up, bounded by ctx
+// (and by the URL's connect_timeout, if it has one). It fails if it cannot connect: with an error wrapping
 // wsrpc.ErrBrokerUnavailable if the server cannot be reached, or with the
 // server's answer (authentication, an unknown database). From then on it
 // reconnects by itself. url may be empty when opts.Pool is set: the
@@ -291,10 +291,8 @@ func (b *Broker) prepare(cfg *pgx.ConnConfig) {
 	}
 }
 
-// connect opens a listening connection, bounded by ctx and opts.Timeout.
+// connect opens a listening connection, bounded by ctx.
 func (b *Broker) connect(ctx context.Context) (*pgx.Conn, error) {
-	ctx, cancel := context.WithTimeout(ctx, b.opts.Timeout)
-	defer cancel()
 	conn, err := pgx.ConnectConfig(ctx, b.connCfg)
 	if err != nil {
 		return nil, classify("connect", err)
@@ -310,7 +308,9 @@ func (b *Broker) connect(ctx context.Context) (*pgx.Conn, error) {
 // Close, and ctx's error if ctx ended first; another error is the
 // server's answer (a *pgconn.PgError). A Publish that failed did not
 // reach the subscribers; one whose ctx ended, or whose connection broke,
-// while the server was running it may have.
+// while the server was running it may have. A failure that is not the
+// server's answer makes the Broker check its listening connection at
+// once, so that an outage is noticed without waiting for PingInterval.
 func (b *Broker) Publish(ctx context.Context, channel string, msg []byte) error {
 	payload, ok := encodePayload(msg, b.ascii)
 	if !ok {
@@ -337,24 +337,24 @@ func (b *Broker) Publish(ctx context.Context, channel string, msg []byte) error 
 		// closed): one more try cannot deliver the message twice.
 		_, err = b.pool.Exec(ctx, "SELECT pg_notify($1, $2)", name, payload)
 	}
-	if err != nil {
-		if ctx.Err() != nil {
-			return fmt.Errorf("pgbroker: publish on %q: %w", channel, context.Cause(ctx))
-		}
-		err = classify(fmt.Sprintf("publish on %q", channel), err)
-		if b.ctx.Err() != nil {
-			return fmt.Errorf("pgbroker: publish on %q: %w", channel, wsrpc.ErrClosed)
-		}
-		if errors.Is(err, wsrpc.ErrBrokerUnavailable) {
-			// The listening connection may be gone too: check it now.
-			b.mu.Lock()
-			b.check = true
-			b.pokeLocked()
-			b.mu.Unlock()
-		}
-		return err
+	if err == nil {
+		return nil
 	}
-	return nil
+	if b.ctx.Err() != nil {
+		return fmt.Errorf("pgbroker: publish on %q: %w", channel, wsrpc.ErrClosed)
+	}
+	if _, ok := errors.AsType[*pgconn.PgError](err); !ok {
+		// The server did not answer: the listening connection may be
+		// gone too. Check it now rather than after PingInterval.
+		b.mu.Lock()
+		b.check = true
+		b.pokeLocked()
+		b.mu.Unlock()
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("pgbroker: publish on %q: %w", channel, context.Cause(ctx))
+	}
+	return classify(fmt.Sprintf("publish on %q", channel), err)
 }
 
 // classify wraps err, an error of pgx while doing what, with
@@ -383,7 +383,9 @@ func classify(what string, err error) error {
 //
 // fn runs on the Broker's listening goroutine, one call at a time; it may
 // keep msg and must not modify it. Once stop returned, fn is not called
-// again; stop must not be called from fn. Stopping the last subscription
+// again; stop must not be called from fn, nor Subscribe to a channel that
+// no subscription of this Broker has yet (both would wait for the
+// goroutine that runs fn). Stopping the last subscription
 // of a channel UNLISTENs it, without waiting.
 func (b *Broker) Subscribe(ctx context.Context, channel string, fn func(msg []byte)) (stop func(), err error) {
 	if err := ctx.Err(); err != nil {

@@ -133,6 +133,7 @@ func TestBroker(t *testing.T) {
 	t.Run("Pool", func(t *testing.T) { testPool(t, url) })
 	t.Run("Closed", func(t *testing.T) { testClosed(t, url) })
 	t.Run("HalfOpen", func(t *testing.T) { testHalfOpen(t, url, s.Addr) })
+	t.Run("PublishChecksLink", func(t *testing.T) { testPublishChecksLink(t, url, s.Addr) })
 	t.Run("Killed", func(t *testing.T) { testKilled(t, s) })
 }
 

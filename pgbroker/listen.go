@@ -76,7 +76,9 @@ func (b *Broker) reconnect() *pgx.Conn {
 	}
 	bo.Reset()
 	for try := 1; ; try++ {
-		conn, err := b.connect(b.ctx)
+		ctx, cancel := context.WithTimeout(b.ctx, b.opts.Timeout)
+		conn, err := b.connect(ctx)
+		cancel()
 		if err == nil {
 			if try > 1 {
 				b.log.Info("pgbroker: reconnected", "tries", try)
@@ -103,31 +105,48 @@ func (b *Broker) reconnect() *pgx.Conn {
 // Broker is closed.
 func (b *Broker) serve(conn *pgx.Conn) error {
 	listened := make(map[string]bool)
+	ping := false
 	for {
 		if err := b.sync(conn, listened); err != nil {
 			return err
 		}
 		var ctx context.Context
 		var cancel context.CancelFunc
-		if b.opts.PingInterval > 0 {
-			ctx, cancel = context.WithTimeout(b.ctx, b.opts.PingInterval)
-		} else {
-			ctx, cancel = context.WithCancel(b.ctx)
-		}
 		b.mu.Lock()
-		if b.dirty {
-			b.mu.Unlock()
-			cancel()
+		ping = ping || b.check
+		b.check = false
+		dirty := b.dirty
+		if !ping && !dirty {
+			if b.opts.PingInterval > 0 {
+				ctx, cancel = context.WithTimeout(b.ctx, b.opts.PingInterval)
+			} else {
+				ctx, cancel = context.WithCancel(b.ctx)
+			}
+			b.interrupt = cancel
+		}
+		b.mu.Unlock()
+		if ping {
+			// Idle for PingInterval, or a Publish failed to reach the
+			// server: is it still there?
+			ping = false
+			pctx, pcancel := context.WithTimeout(b.ctx, b.opts.Timeout)
+			err := conn.Ping(pctx)
+			pcancel()
+			if err != nil {
+				if b.ctx.Err() != nil {
+					return wsrpc.ErrClosed
+				}
+				return fmt.Errorf("ping: %w", err)
+			}
 			continue
 		}
-		b.interrupt = cancel
-		b.mu.Unlock()
+		if dirty {
+			continue
+		}
 		n, err := conn.WaitForNotification(ctx)
-		waited := ctx.Err() != nil // the wait ended for a poke or PingInterval
+		ended := ctx.Err() // nil, DeadlineExceeded (PingInterval) or Canceled (a poke, or Close)
 		b.mu.Lock()
 		b.interrupt = nil
-		poked, check := b.dirty, b.check
-		b.check = false
 		b.mu.Unlock()
 		cancel()
 		if n != nil {
@@ -137,17 +156,10 @@ func (b *Broker) serve(conn *pgx.Conn) error {
 		case err == nil:
 		case b.ctx.Err() != nil:
 			return wsrpc.ErrClosed
-		case conn.IsClosed() || !waited:
+		case conn.IsClosed() || ended == nil:
 			return err
-		case !poked || check:
-			// Idle for PingInterval, or a Publish failed to reach the
-			// server: is it still there?
-			pctx, pcancel := context.WithTimeout(b.ctx, b.opts.Timeout)
-			err = conn.Ping(pctx)
-			pcancel()
-			if err != nil {
-				return fmt.Errorf("ping: %w", err)
-			}
+		case ended == context.DeadlineExceeded:
+			ping = true
 		}
 	}
 }

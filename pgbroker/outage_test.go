@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/goleak"
 
 	"github.com/wsrpc/wsrpc"
 	"github.com/wsrpc/wsrpc/internal/brokertest"
@@ -85,17 +86,27 @@ func testPool(t *testing.T, url string) {
 	}
 }
 
-// testClosed: after Close, Publish and Subscribe fail with ErrClosed,
-// stop functions and Close may still be called, and no fn runs.
+// testClosed: once Close returned, none of the Broker's goroutines (nor
+// pgx's for its connections) is left; Publish and Subscribe fail with
+// ErrClosed, stop functions and Close may still be called, and no fn
+// runs.
 func testClosed(t *testing.T, url string) {
 	ctx := brokertest.Ctx(t)
+	before := goleak.IgnoreCurrent()
 	b := newBroker(t, url, nil)
 	s := newSink()
 	stop, err := b.Subscribe(ctx, "closed", s.fn)
 	if err != nil {
 		t.Fatal(err)
 	}
+	w := watch(t, b)
+	publish(t, b, "closed", []byte("before"))
+	s.wait(ctx, t, 1)
 	b.Close()
+	goleak.VerifyNone(t, before)
+	if len(w.errs) != 0 {
+		t.Errorf("the watcher was told %v", w.errs)
+	}
 	if err := b.Publish(ctx, "closed", []byte("x")); !errors.Is(err, wsrpc.ErrClosed) {
 		t.Errorf("Publish after Close = %v, want ErrClosed", err)
 	}
@@ -106,8 +117,8 @@ func testClosed(t *testing.T, url string) {
 	b.Close()
 	other := newBroker(t, url, nil)
 	publish(t, other, "closed", []byte("x"))
-	if len(s.msgs) != 0 {
-		t.Errorf("a closed Broker's subscription got %q", s.msgs)
+	if len(s.msgs) != 1 {
+		t.Errorf("a closed Broker's subscription got %q", s.msgs[1:])
 	}
 }
 
@@ -119,7 +130,7 @@ func testHalfOpen(t *testing.T, url, addr string) {
 	proxy := testproxy.New(t, addr)
 	opts := testOptions()
 	opts.PingInterval = 100 * time.Millisecond
-	opts.Timeout = 300 * time.Millisecond
+	opts.Timeout = time.Second
 	sub := newBroker(t, replaceHost(url, addr, proxy.Addr()), opts)
 	r := watch(t, sub)
 	s := subscribe(t, sub, "halfopen")
@@ -143,6 +154,7 @@ func testHalfOpen(t *testing.T, url, addr string) {
 // subscriptions made before hear what is published, and new ones work.
 func testKilled(t *testing.T, s *services.Server) {
 	ctx := brokertest.Ctx(t)
+	idle := goleak.IgnoreCurrent()
 	url := services.PostgresURL(s)
 	sub, pub := newBroker(t, url, nil), newBroker(t, url, nil)
 	rs, rp := watch(t, sub), watch(t, pub)
@@ -182,4 +194,34 @@ func testKilled(t *testing.T, s *services.Server) {
 	if got := after.wait(ctx, t, 1); string(got[0]) != "new" {
 		t.Errorf("the subscription made after heard %q, want new", got[0])
 	}
+	// Connections that broke are cleaned up by pgx in the background:
+	// Close waits for that too.
+	sub.Close()
+	pub.Close()
+	goleak.VerifyNone(t, idle)
+}
+
+// testPublishChecksLink: a Publish that gets no answer makes the Broker
+// check its listening connection at once, without waiting for
+// PingInterval: a link gone silent is reported lost, and comes back.
+func testPublishChecksLink(t *testing.T, url, addr string) {
+	ctx := brokertest.Ctx(t)
+	proxy := testproxy.New(t, addr)
+	opts := testOptions()
+	opts.PingInterval = time.Hour
+	opts.Timeout = time.Second
+	b := newBroker(t, replaceHost(url, addr, proxy.Addr()), opts)
+	r := watch(t, b)
+	publish(t, b, "check", []byte("before")) // the pool has a connection
+
+	proxy.HalfOpen()
+	pctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	err := b.Publish(pctx, "check", []byte("silent"))
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Publish on a silent link = %v, want its context's deadline", err)
+	}
+	r.wait(ctx, t, 1, true)
+	r.wait(ctx, t, 2, false)
+	publish(t, b, "check", []byte("after"))
 }
