@@ -303,10 +303,11 @@ func (b *Broker) connect(ctx context.Context) (*pgx.Conn, error) {
 // Publish sends msg on channel with pg_notify, through the pool, bounded
 // by ctx; it returns once the notification is committed. Its error wraps
 // wsrpc.ErrBrokerMessageTooLarge for a message too large (nothing was
-// sent), wsrpc.ErrBrokerUnavailable while the listening connection is
-// down or if the server could not be reached, wsrpc.ErrClosed after
-// Close, and ctx's error if ctx ended first; another error is the
-// server's answer (a *pgconn.PgError). A Publish that failed did not
+// sent); wsrpc.ErrBrokerUnavailable while the listening connection is
+// down, if the server could not be reached, or if ctx's deadline passed
+// first (with context.DeadlineExceeded); wsrpc.ErrClosed after Close;
+// ctx's error if ctx was canceled first. Another error is the server's
+// answer (a *pgconn.PgError). A Publish that failed did not
 // reach the subscribers; one whose ctx ended, or whose connection broke,
 // while the server was running it may have. A failure that is not the
 // server's answer makes the Broker check its listening connection at
@@ -343,7 +344,7 @@ func (b *Broker) Publish(ctx context.Context, channel string, msg []byte) error 
 	if b.ctx.Err() != nil {
 		return fmt.Errorf("pgbroker: publish on %q: %w", channel, wsrpc.ErrClosed)
 	}
-	if _, ok := errors.AsType[*pgconn.PgError](err); !ok {
+	if _, ok := errors.AsType[*pgconn.PgError](err); !ok && ctx.Err() != context.Canceled {
 		// The server did not answer: the listening connection may be
 		// gone too. Check it now rather than after PingInterval.
 		b.mu.Lock()
@@ -351,10 +352,15 @@ func (b *Broker) Publish(ctx context.Context, channel string, msg []byte) error 
 		b.pokeLocked()
 		b.mu.Unlock()
 	}
-	if ctx.Err() != nil {
+	switch ctx.Err() {
+	case nil:
+		return classify(fmt.Sprintf("publish on %q", channel), err)
+	case context.DeadlineExceeded:
+		// No answer in time: to the publisher, the broker is away.
+		return fmt.Errorf("pgbroker: publish on %q: %w: no answer before the deadline: %w", channel, wsrpc.ErrBrokerUnavailable, context.Cause(ctx))
+	default:
 		return fmt.Errorf("pgbroker: publish on %q: %w", channel, context.Cause(ctx))
 	}
-	return classify(fmt.Sprintf("publish on %q", channel), err)
 }
 
 // classify wraps err, an error of pgx while doing what, with

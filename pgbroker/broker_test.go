@@ -131,6 +131,7 @@ func TestBroker(t *testing.T) {
 	t.Run("Resubscribe", func(t *testing.T) { testResubscribe(t, url) })
 	t.Run("NewFails", func(t *testing.T) { testNewFails(t, url) })
 	t.Run("Pool", func(t *testing.T) { testPool(t, url) })
+	t.Run("Canceled", func(t *testing.T) { testCanceled(t, url) })
 	t.Run("Closed", func(t *testing.T) { testClosed(t, url) })
 	t.Run("HalfOpen", func(t *testing.T) { testHalfOpen(t, url, s.Addr) })
 	t.Run("PublishChecksLink", func(t *testing.T) { testPublishChecksLink(t, url, s.Addr) })

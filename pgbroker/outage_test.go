@@ -218,10 +218,27 @@ func testPublishChecksLink(t *testing.T, url, addr string) {
 	pctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 	err := b.Publish(pctx, "check", []byte("silent"))
 	cancel()
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("Publish on a silent link = %v, want its context's deadline", err)
+	if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, wsrpc.ErrBrokerUnavailable) {
+		t.Errorf("Publish on a silent link = %v, want ErrBrokerUnavailable and its context's deadline", err)
 	}
 	r.wait(ctx, t, 1, true)
 	r.wait(ctx, t, 2, false)
 	publish(t, b, "check", []byte("after"))
+}
+
+// testCanceled: Publish and Subscribe with a canceled context fail with
+// its error, which is not ErrBrokerUnavailable, and the Broker goes on.
+func testCanceled(t *testing.T, url string) {
+	b := newBroker(t, url, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := b.Publish(ctx, "canceled", []byte("x")); !errors.Is(err, context.Canceled) || errors.Is(err, wsrpc.ErrBrokerUnavailable) {
+		t.Errorf("Publish with a canceled context = %v, want context.Canceled only", err)
+	}
+	if _, err := b.Subscribe(ctx, "canceled", func([]byte) {}); !errors.Is(err, context.Canceled) {
+		t.Errorf("Subscribe with a canceled context = %v, want context.Canceled", err)
+	}
+	s := subscribe(t, b, "canceled")
+	publish(t, b, "canceled", []byte("still works"))
+	s.wait(brokertest.Ctx(t), t, 1)
 }
