@@ -33,8 +33,10 @@ type Options struct {
 	// Pool is the pool the Broker publishes through; it must reach the
 	// same PostgreSQL server as the listening connection. The caller
 	// owns it: Close leaves it open. Nil means a pool of the Broker's
-	// own, opened from the URL given to New (pgxpool's defaults: at
-	// most 4 connections, or one per CPU if more), which Close closes.
+	// own, opened from the URL given to New, which Close closes: the
+	// URL's pool_* settings configure it (pool_max_conns, pgxpool's
+	// default: 4, or one per CPU if more), and are not sent to the
+	// server.
 	Pool *pgxpool.Pool
 	// Logger receives the Broker's logs: the listening connection lost
 	// and back (Warn), each failed try to reconnect (Info). Nil means
@@ -223,15 +225,17 @@ func New(ctx context.Context, url string, opts *Options) (*Broker, error) {
 		lost:     make(chan struct{}),
 		watching: make(chan struct{}, 1),
 	}
+	var poolCfg *pgxpool.Config // the URL's, with its pool_* settings
 	switch {
 	case url == "" && o.Pool == nil:
 		return nil, errors.New("pgbroker: no URL, and no Options.Pool")
 	case url == "":
 		b.connCfg = o.Pool.Config().ConnConfig
 	default:
-		if b.connCfg, err = pgx.ParseConfig(url); err != nil {
+		if poolCfg, err = pgxpool.ParseConfig(url); err != nil {
 			return nil, fmt.Errorf("pgbroker: %w", err)
 		}
+		b.connCfg = poolCfg.ConnConfig.Copy()
 	}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.prepare(b.connCfg)
@@ -241,18 +245,15 @@ func New(ctx context.Context, url string, opts *Options) (*Broker, error) {
 		return nil, err
 	}
 	if b.pool == nil {
-		cfg, err := pgxpool.ParseConfig(url)
-		if err == nil {
-			b.prepare(cfg.ConnConfig)
-			// A connection that pgx closed in the background may wait
-			// up to 15 s for a silent server: let go of it at once.
-			cfg.BeforeClose = func(c *pgx.Conn) {
-				if c.IsClosed() {
-					_ = c.PgConn().Conn().Close()
-				}
+		b.prepare(poolCfg.ConnConfig)
+		// A connection that pgx closed in the background may wait up
+		// to 15 s for a silent server: let go of it at once.
+		poolCfg.BeforeClose = func(c *pgx.Conn) {
+			if c.IsClosed() {
+				_ = c.PgConn().Conn().Close()
 			}
-			b.pool, err = pgxpool.NewWithConfig(context.WithoutCancel(ctx), cfg)
 		}
+		b.pool, err = pgxpool.NewWithConfig(context.WithoutCancel(ctx), poolCfg)
 		if err != nil {
 			b.cancel()
 			<-abandon(conn).PgConn().CleanupDone()

@@ -61,7 +61,8 @@ func (r *reports) wait(ctx context.Context, t testing.TB, n int, down bool) {
 }
 
 // testPool: a Broker publishes through the caller's pool, which it does
-// not close, and may take its listening connection's settings from it.
+// not close, and may take its listening connection's settings from it;
+// pool settings in the URL configure its own pool.
 func testPool(t *testing.T, url string) {
 	ctx := brokertest.Ctx(t)
 	pool, err := pgxpool.New(ctx, url)
@@ -84,6 +85,13 @@ func testPool(t *testing.T, url string) {
 	if err := pool.Ping(ctx); err != nil {
 		t.Errorf("the caller's pool after Close: %v", err)
 	}
+
+	// pgxpool's settings in the URL configure the Broker's own pool, and
+	// do not reach the server (which would refuse the connection).
+	own := newBroker(t, url+"&pool_max_conns=1&pool_health_check_period=1m", nil)
+	s = subscribe(t, own, "pool")
+	publish(t, own, "pool", []byte("own pool"))
+	s.wait(ctx, t, 1)
 }
 
 // testClosed: once Close returned, none of the Broker's goroutines (nor
