@@ -206,11 +206,12 @@ type subscription struct {
 // New returns a Broker on the PostgreSQL server at url (a pgx connection
 // string: "postgres://user:password@host:5432/db?sslmode=disable", or
 // key=value pairs) once its listening connection is up, bounded by ctx
-// (and by the URL's connect_timeout, if it has one). It fails if it cannot connect: with an error wrapping
-// wsrpc.ErrBrokerUnavailable if the server cannot be reached, or with the
-// server's answer (authentication, an unknown database). From then on it
-// reconnects by itself. url may be empty when opts.Pool is set: the
-// listening connection then uses the pool's connection settings.
+// (and by the URL's connect_timeout, if it has one). It fails if it
+// cannot connect: with an error wrapping wsrpc.ErrBrokerUnavailable if
+// the server cannot be reached, or with the server's answer
+// (authentication, an unknown database). From then on it reconnects by
+// itself. url may be empty when opts.Pool is set: the listening
+// connection then uses the pool's connection settings.
 func New(ctx context.Context, url string, opts *Options) (*Broker, error) {
 	o, err := opts.withDefaults()
 	if err != nil {
@@ -316,12 +317,12 @@ func (b *Broker) connect(ctx context.Context) (*pgx.Conn, error) {
 func (b *Broker) Publish(ctx context.Context, channel string, msg []byte) error {
 	payload, ok := encodePayload(msg, b.ascii)
 	if !ok {
-		limit := MaxMessage
-		if !asText(msg, b.ascii) {
-			limit = MaxBinaryMessage
+		if asText(msg, b.ascii) {
+			return fmt.Errorf("pgbroker: publish on %q: a message of %d bytes, over the %d that NOTIFY carries: %w",
+				channel, len(msg), MaxMessage, wsrpc.ErrBrokerMessageTooLarge)
 		}
-		return fmt.Errorf("pgbroker: publish on %q: a message of %d bytes, over NOTIFY's limit of %d: %w",
-			channel, len(msg), limit, wsrpc.ErrBrokerMessageTooLarge)
+		return fmt.Errorf("pgbroker: publish on %q: a message of %d bytes that is not text, over the %d that NOTIFY carries in base64: %w",
+			channel, len(msg), MaxBinaryMessage, wsrpc.ErrBrokerMessageTooLarge)
 	}
 	b.mu.Lock()
 	closed, down := b.closed, b.down
@@ -390,10 +391,10 @@ func classify(what string, err error) error {
 //
 // fn runs on the Broker's listening goroutine, one call at a time; it may
 // keep msg and must not modify it. Once stop returned, fn is not called
-// again; stop must not be called from fn, nor Subscribe to a channel that
-// no subscription of this Broker has yet (both would wait for the
-// goroutine that runs fn). Stopping the last subscription
-// of a channel UNLISTENs it, without waiting.
+// again; stop must not be called from fn, nor Subscribe to a channel
+// that no subscription of this Broker has yet (both would wait for the
+// goroutine that runs fn). Stopping the last subscription of a channel
+// UNLISTENs it, without waiting.
 func (b *Broker) Subscribe(ctx context.Context, channel string, fn func(msg []byte)) (stop func(), err error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("pgbroker: subscribe to %q: %w", channel, err)
