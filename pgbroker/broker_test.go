@@ -129,6 +129,7 @@ func TestBroker(t *testing.T) {
 	t.Run("ChannelNames", func(t *testing.T) { testChannelNames(t, url) })
 	t.Run("Encodings", func(t *testing.T) { testEncodings(t, url) })
 	t.Run("Resubscribe", func(t *testing.T) { testResubscribe(t, url) })
+	t.Run("Churn", func(t *testing.T) { testChurn(t, url) })
 	t.Run("NewFails", func(t *testing.T) { testNewFails(t, url) })
 	t.Run("Pool", func(t *testing.T) { testPool(t, url) })
 	t.Run("Canceled", func(t *testing.T) { testCanceled(t, url) })
@@ -392,3 +393,45 @@ func testNewFails(t *testing.T, url string) {
 
 // replaceHost returns url with its host:port from replaced by to.
 func replaceHost(url, from, to string) string { return strings.Replace(url, from, to, 1) }
+
+// testChurn: subscriptions to a few shared channels come and go from
+// several goroutines at once, so that LISTENs and UNLISTENs of one channel
+// cross; each subscription hears what is published after Subscribe
+// returned.
+func testChurn(t *testing.T, url string) {
+	ctx := brokertest.Ctx(t)
+	b := newBroker(t, url, nil)
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 25 {
+				ch := "churn." + strconv.Itoa((g+i)%3)
+				marker := []byte(strconv.Itoa(g) + "." + strconv.Itoa(i))
+				heard := make(chan struct{})
+				var once sync.Once
+				stop, err := b.Subscribe(ctx, ch, func(msg []byte) {
+					if bytes.Equal(msg, marker) {
+						once.Do(func() { close(heard) })
+					}
+				})
+				if err != nil {
+					t.Errorf("Subscribe: %v", err)
+					return
+				}
+				if err := b.Publish(ctx, ch, marker); err != nil {
+					t.Errorf("Publish: %v", err)
+				}
+				select {
+				case <-heard:
+				case <-ctx.Done():
+					t.Errorf("subscription %s on %s never heard its message", marker, ch)
+				}
+				stop()
+				if t.Failed() {
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/wsrpc/wsrpc"
 	"github.com/wsrpc/wsrpc/internal/brokertest"
@@ -20,6 +19,21 @@ import (
 // "data": <data>}, for a topic that JSON quotes without escapes.
 func maxEventData(topic string) int { return pgbroker.MaxMessage - 77 - len(topic) }
 
+// joinObserver signals when a pub/sub node has subscribed to its broker.
+type joinObserver struct {
+	pubsub.NopObserver
+	joined chan struct{}
+}
+
+func (o *joinObserver) Broker(err error) {
+	if err == nil {
+		select {
+		case o.joined <- struct{}{}:
+		default:
+		}
+	}
+}
+
 // testPubSubLimit: between two pub/sub nodes on PostgreSQL, an event
 // whose data is exactly the largest that fits crosses; one byte more is
 // refused by Publish with ErrBrokerMessageTooLarge, and reaches the
@@ -27,7 +41,8 @@ func maxEventData(topic string) int { return pgbroker.MaxMessage - 77 - len(topi
 func testPubSubLimit(t *testing.T, url string) {
 	ctx := brokertest.Ctx(t)
 	a := brokertest.NewNode(t, newBroker(t, url, nil), nil)
-	b := brokertest.NewNode(t, newBroker(t, url, nil), nil)
+	joined := &joinObserver{joined: make(chan struct{}, 1)}
+	b := brokertest.NewNode(t, newBroker(t, url, nil), joined)
 	const topic = "limit"
 	got := [2]chan pubsub.Event{make(chan pubsub.Event, 100), make(chan pubsub.Event, 100)}
 	for i, n := range []*brokertest.Node{a, b} {
@@ -47,19 +62,10 @@ func testPubSubLimit(t *testing.T, url string) {
 		}
 	}
 	// Node b subscribes to the broker in the background: wait for it.
-	for ready := false; !ready; {
-		if err := a.PubSub.Publish(ctx, []string{topic}, "ready"); err != nil {
-			t.Fatal(err)
-		}
-		next(0)
-		select {
-		case <-got[1]:
-			ready = true
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	for len(got[1]) > 0 {
-		<-got[1]
+	select {
+	case <-joined.joined:
+	case <-ctx.Done():
+		t.Fatal("node b never subscribed to the broker")
 	}
 
 	data := func(n int) json.RawMessage { return json.RawMessage(`"` + strings.Repeat("x", n-2) + `"`) }
