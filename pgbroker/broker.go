@@ -19,8 +19,11 @@ import (
 
 // The defaults of Options.
 const (
-	DefaultPingInterval     = 15 * time.Second
-	DefaultTimeout          = 10 * time.Second
+	// DefaultPingInterval is Options.PingInterval's default.
+	DefaultPingInterval = 15 * time.Second
+	// DefaultTimeout is Options.Timeout's default.
+	DefaultTimeout = 10 * time.Second
+
 	defaultInitialInterval  = 100 * time.Millisecond
 	defaultMaxInterval      = 10 * time.Second
 	defaultApplicationName  = "wsrpc pgbroker"
@@ -478,8 +481,8 @@ func (b *Broker) pokeLocked() {
 
 // Close stops the Broker: it closes the listening connection, and the
 // pool if it is the Broker's own, and returns once the Broker's
-// goroutines have ended. No subscription's fn and no watcher is called
-// after it returned. Publish and Subscribe then fail with an error
+// goroutines have ended: it waits for a call of a subscription's fn or of
+// a watcher under way, and none is made after it returned. Publish and Subscribe then fail with an error
 // wrapping wsrpc.ErrClosed; the subscriptions' stop functions may still
 // be called. Close may be called more than once.
 func (b *Broker) Close() {
