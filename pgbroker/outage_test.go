@@ -158,14 +158,15 @@ func testHalfOpen(t *testing.T, url, addr string) {
 // testKilled: PostgreSQL killed (SIGKILL, no goodbye to the clients) and
 // started again: the watchers hear of the loss and of the return;
 // meanwhile Publish and Subscribe fail with ErrBrokerUnavailable, and a
-// watcher registered then is told the link is down; afterwards the
-// subscriptions made before hear what is published, and new ones work.
+// watcher registered then is told the link is down, and a Broker closed
+// then ends; afterwards the subscriptions made before hear what is
+// published, and new ones work.
 func testKilled(t *testing.T, s *services.Server) {
 	ctx := brokertest.Ctx(t)
 	idle := goleak.IgnoreCurrent()
 	url := services.PostgresURL(s)
-	sub, pub := newBroker(t, url, nil), newBroker(t, url, nil)
-	rs, rp := watch(t, sub), watch(t, pub)
+	sub, pub, closing := newBroker(t, url, nil), newBroker(t, url, nil), newBroker(t, url, nil)
+	rs, rp, rc := watch(t, sub), watch(t, pub), watch(t, closing)
 	before := subscribe(t, sub, "killed")
 	publish(t, pub, "killed", []byte("before"))
 	before.wait(ctx, t, 1)
@@ -187,6 +188,8 @@ func testKilled(t *testing.T, s *services.Server) {
 	}
 	late := watch(t, sub)
 	late.wait(ctx, t, 1, true)
+	rc.wait(ctx, t, 1, true)
+	closing.Close() // while it tries to reconnect
 
 	s.Start()
 	restarted = true
