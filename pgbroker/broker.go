@@ -484,7 +484,8 @@ func (b *Broker) pokeLocked() {
 // goroutines have ended: it waits for a call of a subscription's fn or of
 // a watcher under way, and none is made after it returned. Publish and Subscribe then fail with an error
 // wrapping wsrpc.ErrClosed; the subscriptions' stop functions may still
-// be called. Close may be called more than once.
+// be called. Close may be called more than once, but not from a
+// subscription's fn or a watcher (it would wait for itself).
 func (b *Broker) Close() {
 	b.mu.Lock()
 	if b.closed {
