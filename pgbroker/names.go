@@ -22,15 +22,15 @@ const (
 	// (JSON, such as pubsub's events, always qualifies); in a database
 	// whose encoding is neither UTF8 nor SQL_ASCII, the message must
 	// also be ASCII.
-	MaxMessage = maxPayload
+	MaxMessage = 7999
 	// MaxBinaryMessage is the limit, in bytes, for any other message.
-	MaxBinaryMessage = (maxPayload - 1) * 3 / 4
+	MaxBinaryMessage = 5998 // base64 (without padding) of 5998 bytes, after 0x01: 7999
 )
 
 const (
 	// maxPayload is the longest NOTIFY payload: PostgreSQL refuses one of
 	// 8000 bytes or more ("payload string too long").
-	maxPayload = 7999
+	maxPayload = MaxMessage
 	// maxIdentifier is the longest PostgreSQL identifier (NAMEDATALEN-1):
 	// pg_notify refuses a longer channel name, and LISTEN cuts it.
 	maxIdentifier = 63
@@ -47,7 +47,9 @@ const (
 // hash. The mapping is the same on every node, so nodes agree on it, and
 // two channels map to one name only if one was chosen to look like the
 // other's mapped name. Case matters: channels "Orders" and "orders" are
-// distinct, as LISTEN's quoted identifier keeps the case.
+// distinct, as LISTEN's quoted identifier keeps the case. In a database
+// whose encoding is not UTF8, a name must be ASCII (or made of characters
+// that encoding has).
 //
 // A program that is not a Broker, such as a psql session or a trigger,
 // reaches a Broker's subscribers with NOTIFY on ChannelName(channel), and

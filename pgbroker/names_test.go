@@ -2,6 +2,7 @@ package pgbroker
 
 import (
 	"bytes"
+	"encoding/base64"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -12,6 +13,9 @@ import (
 // database of another encoding, without NUL, under 8000 bytes), and text
 // messages go as they are.
 func FuzzPayload(f *testing.F) {
+	if n := base64.RawStdEncoding.EncodedLen(MaxBinaryMessage + 1); 1+n <= maxPayload {
+		f.Fatalf("MaxBinaryMessage+1 bytes fit in base64 (%d bytes)", 1+n)
+	}
 	for _, seed := range []string{"", "x", "\x00", "\x01", "\x01abc", "\xff\xfe", "café", "日本 🎉",
 		`{"notifier_id": "n", "topics": ["t"], "data": 1}`, strings.Repeat("x", MaxMessage), strings.Repeat("\xff", MaxBinaryMessage)} {
 		f.Add([]byte(seed), false)
