@@ -2,7 +2,7 @@
 // of a cluster share events (package pubsub) and messages (package
 // cluster) through a NATS server or cluster.
 //
-//	b, err := natsbroker.New(ctx, "nats://127.0.0.1:4222", nil)
+//	b, err := natsbroker.Dial(ctx, "nats://127.0.0.1:4222", nil)
 //	if err != nil {
 //		return err
 //	}
@@ -33,9 +33,9 @@
 //     ([Broker.Watch]) hear the loss, and nil once the link is back and
 //     the server has every subscription again (a round trip after
 //     nats.go re-subscribed).
-//   - The first connect is not retried: [New] fails, with an error
+//   - The first connect is not retried: [Dial] fails, with an error
 //     wrapping ErrBrokerUnavailable, if no server answers within its
-//     context. Retry New, or start the node once NATS is up.
+//     context. Retry Dial, or start the node once NATS is up.
 //   - Size: the server's max_payload (1 MiB by default, learned from its
 //     INFO; [Broker.MaxPayload]) bounds a message; a larger one fails
 //     Publish with an error wrapping [wsrpc.ErrBrokerMessageTooLarge] and
@@ -75,7 +75,7 @@ var ErrConnOptions = errors.New("natsbroker: the connection must not buffer whil
 // Options configure a Broker. A nil *Options means every default; the
 // Broker copies it.
 type Options struct {
-	// NATS are nats.go options for the connection that [New] makes
+	// NATS are nats.go options for the connection that [Dial] makes
 	// (credentials, TLS, a name, more server URLs...). The ones the
 	// Broker needs are applied after them and win: ReconnectBufSize(-1),
 	// MaxReconnects(-1), AllowReconnect, echo on, no RetryOnFailedConnect,
@@ -161,7 +161,7 @@ func natsOptions(c Options) []nats.Option {
 		func(o *nats.Options) error {
 			o.AllowReconnect = true
 			o.NoEcho = false               // a node hears its own messages, as the contract says
-			o.RetryOnFailedConnect = false // New fails if it cannot connect
+			o.RetryOnFailedConnect = false // Dial fails if it cannot connect
 			return nil
 		},
 		nats.CustomReconnectDelay(func(attempts int) time.Duration {
@@ -178,7 +178,7 @@ func natsOptions(c Options) []nats.Option {
 // connection. It is safe for concurrent use.
 type Broker struct {
 	nc     *nats.Conn
-	owned  bool // New made nc: Close closes it
+	owned  bool // Dial made nc: Close closes it
 	opts   Options
 	log    *slog.Logger
 	ctx    context.Context // ends with Close
@@ -199,13 +199,13 @@ type Broker struct {
 	dropped  uint64 // slow-consumer drops of subscriptions already stopped
 }
 
-// New connects to the NATS server at url (a nats:// URL, or several
+// Dial connects to the NATS server at url (a nats:// URL, or several
 // separated by commas) and returns a Broker that owns the connection.
 // ctx bounds the first connect only: if no server answers within it,
-// New fails with an error wrapping [wsrpc.ErrBrokerUnavailable] (and
+// Dial fails with an error wrapping [wsrpc.ErrBrokerUnavailable] (and
 // nats.go's, e.g. nats.ErrNoServers). Later losses are reconnected
 // forever.
-func New(ctx context.Context, url string, opts *Options) (*Broker, error) {
+func Dial(ctx context.Context, url string, opts *Options) (*Broker, error) {
 	c, err := opts.withDefaults()
 	if err != nil {
 		return nil, err
@@ -340,7 +340,7 @@ func (b *Broker) Dropped() uint64 {
 }
 
 // Close stops every subscription, waits until none of their fn is
-// running, and, if [New] made the connection, closes it and waits for
+// running, and, if [Dial] made the connection, closes it and waits for
 // nats.go's callbacks to end. It does not close a connection given to
 // [NewConn]. After Close, Publish and Subscribe fail with [ErrClosed].
 // nats.go's reader and flusher goroutines of a closed connection end
@@ -595,7 +595,7 @@ func redact(urls string) string {
 	return strings.Join(parts, ",")
 }
 
-// firstDialer dials the first connection with New's context, and every
+// firstDialer dials the first connection with Dial's context, and every
 // later one (reconnects) with nats.go's timeout only.
 type firstDialer struct {
 	ctx    context.Context

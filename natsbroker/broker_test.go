@@ -34,7 +34,7 @@ func newBroker(t testing.TB, srv *services.Server, opts *natsbroker.Options) *na
 	if opts.Logger == nil {
 		opts.Logger = quiet
 	}
-	b, err := natsbroker.New(brokertest.Ctx(t), srv.URL("nats", ""), opts)
+	b, err := natsbroker.Dial(brokertest.Ctx(t), srv.URL("nats", ""), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,8 +203,8 @@ func TestSubjectPrefix(t *testing.T) {
 		t.Errorf("the subject app1.EventNotifier heard %q", got)
 	}
 	for _, p := range []string{"app1", ".app.", "a b.", "a..", "*."} {
-		if _, err := natsbroker.New(ctx, srv.URL("nats", ""), &natsbroker.Options{SubjectPrefix: p}); err == nil {
-			t.Errorf("New with SubjectPrefix %q: no error", p)
+		if _, err := natsbroker.Dial(ctx, srv.URL("nats", ""), &natsbroker.Options{SubjectPrefix: p}); err == nil {
+			t.Errorf("Dial with SubjectPrefix %q: no error", p)
 		}
 	}
 }
@@ -345,19 +345,19 @@ func TestServerKilled(t *testing.T) {
 	}
 }
 
-// TestNewUnreachable: New fails with ErrBrokerUnavailable when nothing
+// TestDialUnreachable: Dial fails with ErrBrokerUnavailable when nothing
 // listens (even with nats.RetryOnFailedConnect), and within its context when a server accepts but never
 // answers (nats.go's own timeout set far longer).
-func TestNewUnreachable(t *testing.T) {
+func TestDialUnreachable(t *testing.T) {
 	port := services.FreePort(t)
-	// RetryOnFailedConnect is overridden: New does not return a Broker
+	// RetryOnFailedConnect is overridden: Dial does not return a Broker
 	// that is not connected.
-	_, err := natsbroker.New(brokertest.Ctx(t), fmt.Sprintf("nats://127.0.0.1:%d", port), &natsbroker.Options{
+	_, err := natsbroker.Dial(brokertest.Ctx(t), fmt.Sprintf("nats://127.0.0.1:%d", port), &natsbroker.Options{
 		Logger: quiet,
 		NATS:   []nats.Option{nats.RetryOnFailedConnect(true)},
 	})
 	if !errors.Is(err, wsrpc.ErrBrokerUnavailable) || !errors.Is(err, nats.ErrNoServers) {
-		t.Errorf("New with nothing listening = %v, want ErrBrokerUnavailable and nats.ErrNoServers", err)
+		t.Errorf("Dial with nothing listening = %v, want ErrBrokerUnavailable and nats.ErrNoServers", err)
 	}
 
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -384,16 +384,16 @@ func TestNewUnreachable(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
-	_, err = natsbroker.New(ctx, "nats://"+l.Addr().String(), &natsbroker.Options{
+	_, err = natsbroker.Dial(ctx, "nats://"+l.Addr().String(), &natsbroker.Options{
 		Logger: quiet,
 		NATS:   []nats.Option{nats.Timeout(10 * time.Minute)},
 	})
 	if !errors.Is(err, wsrpc.ErrBrokerUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("New against a silent server = %v, want ErrBrokerUnavailable and DeadlineExceeded", err)
+		t.Errorf("Dial against a silent server = %v, want ErrBrokerUnavailable and DeadlineExceeded", err)
 	}
 	pw := "hunter2"
-	if _, err := natsbroker.New(brokertest.Ctx(t), fmt.Sprintf("nats://u:%s@127.0.0.1:%d", pw, port), &natsbroker.Options{Logger: quiet}); err == nil || strings.Contains(err.Error(), pw) {
-		t.Errorf("New's error %v: want one, without the password", err)
+	if _, err := natsbroker.Dial(brokertest.Ctx(t), fmt.Sprintf("nats://u:%s@127.0.0.1:%d", pw, port), &natsbroker.Options{Logger: quiet}); err == nil || strings.Contains(err.Error(), pw) {
+		t.Errorf("Dial's error %v: want one, without the password", err)
 	}
 }
 
@@ -461,7 +461,7 @@ func TestNewConn(t *testing.T) {
 		t.Errorf("NewConn on a closed connection = %v, want ErrBrokerUnavailable", err)
 	}
 
-	// New overrides NoEcho: a node hears its own messages.
+	// Dial overrides NoEcho: a node hears its own messages.
 	own := newBroker(t, srv, &natsbroker.Options{NATS: []nats.Option{nats.NoEcho()}})
 	so := newSink()
 	subscribe(t, own, "own", so.fn)
@@ -572,10 +572,10 @@ func TestSlowConsumer(t *testing.T) {
 
 // TestOptions: invalid options are refused, all at once.
 func TestOptions(t *testing.T) {
-	_, err := natsbroker.New(brokertest.Ctx(t), "nats://127.0.0.1:1", &natsbroker.Options{ReconnectWait: -1, Timeout: -1, SubjectPrefix: "x"})
+	_, err := natsbroker.Dial(brokertest.Ctx(t), "nats://127.0.0.1:1", &natsbroker.Options{ReconnectWait: -1, Timeout: -1, SubjectPrefix: "x"})
 	for _, want := range []string{"ReconnectWait", "Timeout", "SubjectPrefix"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("New's error %v does not name %s", err, want)
+			t.Errorf("Dial's error %v does not name %s", err, want)
 		}
 	}
 }

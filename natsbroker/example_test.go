@@ -20,7 +20,7 @@ import (
 func ExampleNew() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	b, err := natsbroker.New(ctx, "nats://127.0.0.1:4222", nil)
+	b, err := natsbroker.Dial(ctx, "nats://127.0.0.1:4222", nil)
 	if err != nil {
 		panic(err) // no server answered within ctx: wraps wsrpc.ErrBrokerUnavailable
 	}

@@ -36,7 +36,7 @@ type Options struct {
 	// Pool is the pool the Broker publishes through; it must reach the
 	// same PostgreSQL server as the listening connection. The caller
 	// owns it: Close leaves it open. Nil means a pool of the Broker's
-	// own, opened from the URL given to New, which Close closes: the
+	// own, opened from the URL given to Dial, which Close closes: the
 	// URL's pool_* settings configure it (pool_max_conns, pgxpool's
 	// default: 4, or one per CPU if more), and are not sent to the
 	// server.
@@ -52,7 +52,7 @@ type Options struct {
 	// operating system's TCP keep-alive then notices, in minutes).
 	PingInterval time.Duration
 	// Timeout bounds each reconnect, LISTEN, UNLISTEN and ping on the
-	// listening connection (New's connect is bounded by its context
+	// listening connection (Dial's connect is bounded by its context
 	// only). Zero means DefaultTimeout (10 s); it must not be negative.
 	Timeout time.Duration
 	// Reconnect is the backoff between tries to reconnect the listening
@@ -206,7 +206,7 @@ type subscription struct {
 	stopped bool
 }
 
-// New returns a Broker on the PostgreSQL server at url (a pgx connection
+// Dial returns a Broker on the PostgreSQL server at url (a pgx connection
 // string: "postgres://user:password@host:5432/db?sslmode=disable", or
 // key=value pairs) once its listening connection is up, bounded by ctx
 // (and by the URL's connect_timeout, if it has one). It fails if it
@@ -215,7 +215,7 @@ type subscription struct {
 // (authentication, an unknown database). From then on it reconnects by
 // itself. url may be empty when opts.Pool is set: the listening
 // connection then uses the pool's connection settings.
-func New(ctx context.Context, url string, opts *Options) (*Broker, error) {
+func Dial(ctx context.Context, url string, opts *Options) (*Broker, error) {
 	o, err := opts.withDefaults()
 	if err != nil {
 		return nil, err

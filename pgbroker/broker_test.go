@@ -34,7 +34,7 @@ func newBroker(t testing.TB, url string, opts *pgbroker.Options) *pgbroker.Broke
 	if opts == nil {
 		opts = testOptions()
 	}
-	b, err := pgbroker.New(brokertest.Ctx(t), url, opts)
+	b, err := pgbroker.Dial(brokertest.Ctx(t), url, opts)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -365,29 +365,29 @@ func testResubscribe(t *testing.T, url string) {
 	}
 }
 
-// testNewFails: New fails on a server that is not there (with
+// testNewFails: Dial fails on a server that is not there (with
 // ErrBrokerUnavailable), on a database that does not exist (the server's
 // answer, not ErrBrokerUnavailable), on a bad URL, and on bad options.
 func testNewFails(t *testing.T, url string) {
 	ctx := brokertest.Ctx(t)
 	nobody := "postgres://postgres@127.0.0.1:" + strconv.Itoa(services.FreePort(t)) + "/postgres?sslmode=disable"
-	if _, err := pgbroker.New(ctx, nobody, testOptions()); !errors.Is(err, wsrpc.ErrBrokerUnavailable) {
-		t.Errorf("New on a closed port = %v, want ErrBrokerUnavailable", err)
+	if _, err := pgbroker.Dial(ctx, nobody, testOptions()); !errors.Is(err, wsrpc.ErrBrokerUnavailable) {
+		t.Errorf("Dial on a closed port = %v, want ErrBrokerUnavailable", err)
 	}
-	_, err := pgbroker.New(ctx, strings.Replace(url, "/postgres?", "/nosuchdb?", 1), testOptions())
+	_, err := pgbroker.Dial(ctx, strings.Replace(url, "/postgres?", "/nosuchdb?", 1), testOptions())
 	if pgErr, ok := errors.AsType[*pgconn.PgError](err); !ok || pgErr.Code != "3D000" || errors.Is(err, wsrpc.ErrBrokerUnavailable) {
-		t.Errorf("New on a missing database = %v, want the server's 3D000", err)
+		t.Errorf("Dial on a missing database = %v, want the server's 3D000", err)
 	}
-	if _, err := pgbroker.New(ctx, "postgres://[bad", testOptions()); err == nil || errors.Is(err, wsrpc.ErrBrokerUnavailable) {
-		t.Errorf("New on a bad URL = %v", err)
+	if _, err := pgbroker.Dial(ctx, "postgres://[bad", testOptions()); err == nil || errors.Is(err, wsrpc.ErrBrokerUnavailable) {
+		t.Errorf("Dial on a bad URL = %v", err)
 	}
-	if _, err := pgbroker.New(ctx, "", testOptions()); err == nil {
-		t.Error("New with no URL and no pool succeeded")
+	if _, err := pgbroker.Dial(ctx, "", testOptions()); err == nil {
+		t.Error("Dial with no URL and no pool succeeded")
 	}
 	bad := &pgbroker.Options{Timeout: -1, Reconnect: pgbroker.ReconnectOptions{InitialInterval: time.Second, MaxInterval: time.Millisecond}}
-	_, err = pgbroker.New(ctx, url, bad)
+	_, err = pgbroker.Dial(ctx, url, bad)
 	if err == nil || !strings.Contains(err.Error(), "Timeout") || !strings.Contains(err.Error(), "InitialInterval must not exceed") {
-		t.Errorf("New with bad options = %v, want both problems", err)
+		t.Errorf("Dial with bad options = %v, want both problems", err)
 	}
 }
 

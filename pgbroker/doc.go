@@ -2,7 +2,7 @@
 // NOTIFY, with pgx, for a cluster of wsrpc nodes that runs PostgreSQL and
 // no other broker. Give it to pub/sub as [pubsub.Options].Broker:
 //
-//	b, err := pgbroker.New(ctx, "postgres://user:password@db:5432/app", nil)
+//	b, err := pgbroker.Dial(ctx, "postgres://user:password@db:5432/app", nil)
 //	if err != nil {
 //		return err
 //	}

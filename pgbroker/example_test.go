@@ -14,7 +14,7 @@ import (
 // Each node runs the same program on the same database.
 func Example() {
 	ctx := context.Background()
-	b, err := pgbroker.New(ctx, "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", nil)
+	b, err := pgbroker.Dial(ctx, "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", nil)
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -72,7 +72,7 @@ func testPool(t *testing.T, url string) {
 	defer pool.Close()
 	opts := testOptions()
 	opts.Pool = pool
-	b, err := pgbroker.New(ctx, "", opts)
+	b, err := pgbroker.Dial(ctx, "", opts)
 	if err != nil {
 		t.Fatal(err)
 	}
