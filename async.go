@@ -63,7 +63,7 @@ func (c *Conn) Go(ctx context.Context, method string, args any, done func(*Reply
 func (c *Conn) goCall(ctx context.Context, method string, args []byte, done func(*Reply)) error {
 	a := &asyncCall{c: c, method: method, done: done}
 	if obs := c.cfg.Observer; obs != nil {
-		a.ci = &CallInfo{Method: method, Dir: Outbound, Start: time.Now(), RequestBytes: len(args)}
+		a.ci = &CallInfo{Method: method, Dir: Outbound, Start: time.Now(), RequestBytes: len(args), Extension: c.ext}
 		ctx = obs.CallStarted(ctx, c, a.ci)
 		a.octx = ctx
 	}
@@ -107,7 +107,7 @@ func (c *Conn) startGo(ctx context.Context, a *asyncCall, args []byte) error {
 	// ctx may have ended before add, when expire found nothing to take.
 	err := ctx.Err()
 	if err == nil {
-		if err = c.enqueue(ctx, c.newRequestTimeout(ctx, method, args, a.id, timeout)); err == nil {
+		if err = c.enqueue(ctx, c.newRequestTimeout(ctx, method, args, a.id, timeout, a.ci)); err == nil {
 			return nil
 		}
 	}

@@ -161,11 +161,11 @@ func (c *Conn) call(ctx context.Context, method string, args []byte, result any,
 func (c *Conn) roundTrip(ctx context.Context, method string, args []byte, id string) (reply, error) {
 	obs := c.cfg.Observer
 	if obs == nil {
-		return c.exchange(ctx, method, args, id)
+		return c.exchange(ctx, method, args, id, nil)
 	}
-	ci := &CallInfo{Method: method, Dir: Outbound, Start: time.Now(), RequestBytes: len(args)}
+	ci := &CallInfo{Method: method, Dir: Outbound, Start: time.Now(), RequestBytes: len(args), Extension: c.ext}
 	ctx = obs.CallStarted(ctx, c, ci)
-	r, err := c.exchange(ctx, method, args, id)
+	r, err := c.exchange(ctx, method, args, id, ci)
 	ci.Duration, ci.Err = time.Since(ci.Start), err
 	if err == nil {
 		ci.ResponseBytes = len(r.buf.b)
@@ -177,8 +177,9 @@ func (c *Conn) roundTrip(ctx context.Context, method string, args []byte, id str
 	return r, err
 }
 
-// exchange is roundTrip unobserved.
-func (c *Conn) exchange(ctx context.Context, method string, args []byte, id string) (reply, error) {
+// exchange is roundTrip unobserved; ci, if not nil, is the Observer's
+// view of the call, with the trace context to send.
+func (c *Conn) exchange(ctx context.Context, method string, args []byte, id string, ci *CallInfo) (reply, error) {
 	if method == "" {
 		return reply{}, &callError{method, errors.New("empty method name")}
 	}
@@ -199,7 +200,7 @@ func (c *Conn) exchange(ctx context.Context, method string, args []byte, id stri
 		return reply{}, &callError{method, &notSentError{c.lockedEndErr()}}
 	}
 
-	out := c.newRequest(ctx, method, args, id)
+	out := c.newRequestTimeout(ctx, method, args, id, 0, ci)
 	if err := c.enqueue(ctx, out); err != nil {
 		if !c.pending.forget(id) {
 			putBuf((<-ch).buf) // the connection ended meanwhile and failed the call
@@ -225,15 +226,10 @@ func (c *Conn) exchange(ctx context.Context, method string, args []byte, id stri
 	}
 }
 
-// newRequest returns the request frame of a call; over the extension it
-// carries ctx's deadline.
-func (c *Conn) newRequest(ctx context.Context, method string, args []byte, id string) *buffer {
-	return c.newRequestTimeout(ctx, method, args, id, 0)
-}
-
-// newRequestTimeout is newRequest for a call that timeout bounds when ctx
-// has no deadline (zero: none).
-func (c *Conn) newRequestTimeout(ctx context.Context, method string, args []byte, id string, timeout time.Duration) *buffer {
+// newRequestTimeout returns the request frame of a call: over the
+// extension it carries ctx's deadline, or timeout when ctx has none (zero:
+// none); it carries the trace context ci has, if ci is not nil.
+func (c *Conn) newRequestTimeout(ctx context.Context, method string, args []byte, id string, timeout time.Duration, ci *CallInfo) *buffer {
 	var timeoutMS int64
 	if c.ext {
 		if dl, ok := ctx.Deadline(); ok {
@@ -242,8 +238,12 @@ func (c *Conn) newRequestTimeout(ctx context.Context, method string, args []byte
 			timeoutMS = max(1, int64((timeout+time.Millisecond-1)/time.Millisecond))
 		}
 	}
+	var parent, state string
+	if ci != nil {
+		parent, state = ci.TraceParent, ci.TraceState
+	}
 	out := getBuf()
-	out.b = wire.AppendRequest(out.b, method, args, id, timeoutMS)
+	out.b = wire.AppendRequest(out.b, method, args, id, timeoutMS, parent, state)
 	return out
 }
 

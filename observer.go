@@ -81,7 +81,18 @@ type CallInfo struct {
 	Method       string
 	Dir          Direction
 	Start        time.Time
-	RequestBytes int // the request frame's size
+	RequestBytes int  // the request frame's size
+	Extension    bool // the peer negotiated the wsrpc.v1 extension (PROTOCOL.md)
+
+	// TraceParent and TraceState are the call's W3C Trace Context, the
+	// request's "traceparent" and "tracestate" members (PROTOCOL.md). For
+	// an inbound call they hold what the request carried, "" for none
+	// (whatever the peer negotiated: a tracer may trust them or not). For
+	// an outbound call CallStarted may set them, and the request then
+	// carries those that are not "": a tracer sets them only when
+	// Extension is true, since a peer that did not negotiate it may not
+	// expect them (the Python library ignores them).
+	TraceParent, TraceState string
 
 	Duration      time.Duration
 	Err           error // nil on success; an *Error when the remote side (inbound: the handler) answered with one

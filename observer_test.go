@@ -8,6 +8,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 // recorder is an Observer that keeps what it saw.
@@ -85,6 +88,18 @@ func (r *recorder) endedCalls(dir Direction) map[string]CallInfo {
 		}
 	}
 	return m
+}
+
+// startedCall returns the last call in dir of method that started.
+func (r *recorder) startedCall(dir Direction, method string) (CallInfo, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := len(r.started) - 1; i >= 0; i-- {
+		if ci := r.started[i]; ci.Dir == dir && ci.Method == method {
+			return ci, true
+		}
+	}
+	return CallInfo{}, false
 }
 
 var _ Observer = (*recorder)(nil)
@@ -251,5 +266,78 @@ func TestObserverRefused(t *testing.T) {
 	defer obs.mu.Unlock()
 	if len(obs.refused) != 1 || obs.refused[0] != "echo" {
 		t.Errorf("refused %v, want [echo]", obs.refused)
+	}
+}
+
+// propagator is a recorder that, as a tracer does, gives each outbound
+// call to a peer that negotiated the extension a trace context of its own.
+type propagator struct{ *recorder }
+
+func (p propagator) CallStarted(ctx context.Context, c *Conn, ci *CallInfo) context.Context {
+	if ci.Dir == Outbound && ci.Extension {
+		ci.TraceParent = "00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01"
+		ci.TraceState = "m=" + ci.Method
+	}
+	return p.recorder.CallStarted(ctx, c, ci)
+}
+
+// TestObserverTraceContext: what CallStarted puts in an outbound call's
+// TraceParent and TraceState reaches the peer's Observer in the inbound
+// call's, both ways and for Call and Go alike, and a request from a peer
+// that did not negotiate the extension gets its trace context read too,
+// with Extension false.
+func TestObserverTraceContext(t *testing.T) {
+	ctx := ctxT(t)
+	srvObs, cliObs := newRecorder(), newRecorder()
+	m := utilMux()
+	Register(m, "ask_client", func(ctx context.Context, _ struct{}) (string, error) {
+		return Call[string](ctx, ConnFromContext(ctx), "echo", textArgs{"nested"})
+	})
+	_, u := testServer(t, m, &ServerOptions{ConnOptions: ConnOptions{Observer: propagator{srvObs}}})
+	cl := testDial(t, u, &DialOptions{ConnOptions: ConnOptions{Observer: propagator{cliObs}}, Methods: utilMux()})
+	if _, err := Call[string](ctx, cl, "ask_client", nil); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	if err := cl.Go(ctx, "echo", textArgs{"go"}, func(r *Reply) { done <- r.Err() }); err != nil {
+		t.Fatal(err)
+	}
+	if err := await(t, done, 10*time.Second, "Go's answer"); err != nil {
+		t.Fatal(err)
+	}
+	// CallStarted ran before the handlers answered; CallEnded may not have.
+	const parent = "00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01"
+	check := func(side string, r *recorder, method string) {
+		t.Helper()
+		ci, ok := r.startedCall(Inbound, method)
+		if !ok || !ci.Extension || ci.TraceParent != parent || ci.TraceState != "m="+method {
+			t.Errorf("%s's inbound %s: seen %v, extension %v, traceparent %q, tracestate %q", side, method, ok, ci.Extension, ci.TraceParent, ci.TraceState)
+		}
+	}
+	check("server", srvObs, "ask_client")
+	check("server", srvObs, "echo") // made with Go
+	check("client", cliObs, "echo") // the server's nested call
+
+	ws := rawDial(t, u) // offers no subprotocol
+	got := roundTripRaw(t, ws, websocket.TextMessage,
+		`{"request": {"method": "_get_channel_id_", "arguments": {}, "call_id": "a"}, "response": null}`)
+	if got["response"] == nil {
+		t.Fatalf("no answer: %v", got)
+	}
+	roundTripRaw(t, ws, websocket.TextMessage,
+		`{"request": {"method": "echo", "arguments": {"text": "x"}, "call_id": "b", "traceparent": "00-x-y-01", "tracestate": "k=v"}, "response": null}`)
+	found := false
+	srvObs.mu.Lock()
+	for _, ci := range srvObs.started { // CallStarted runs before the handler answers
+		if ci.Dir == Inbound && ci.TraceParent == "00-x-y-01" {
+			found = true
+			if ci.Extension || ci.TraceState != "k=v" {
+				t.Errorf("a raw peer's call: extension %v, tracestate %q", ci.Extension, ci.TraceState)
+			}
+		}
+	}
+	srvObs.mu.Unlock()
+	if !found {
+		t.Error("the trace context of a peer without the extension was not read")
 	}
 }

@@ -14,8 +14,9 @@ import (
 
 // AppendRequest appends a request frame. args must be a JSON object (nil
 // means {}); callID is a plain string; timeoutMS > 0 adds the negotiated
-// "timeout_ms" extension.
-func AppendRequest(b []byte, method string, args []byte, callID string, timeoutMS int64) []byte {
+// "timeout_ms" extension, and a non-empty traceParent or traceState the
+// "traceparent" or "tracestate" one.
+func AppendRequest(b []byte, method string, args []byte, callID string, timeoutMS int64, traceParent, traceState string) []byte {
 	b = append(b, `{"request":{"method":`...)
 	b = AppendString(b, method)
 	b = append(b, `,"arguments":`...)
@@ -29,6 +30,14 @@ func AppendRequest(b []byte, method string, args []byte, callID string, timeoutM
 	if timeoutMS > 0 {
 		b = append(b, `,"timeout_ms":`...)
 		b = strconv.AppendInt(b, timeoutMS, 10)
+	}
+	if traceParent != "" {
+		b = append(b, `,"traceparent":`...)
+		b = AppendString(b, traceParent)
+	}
+	if traceState != "" {
+		b = append(b, `,"tracestate":`...)
+		b = AppendString(b, traceState)
 	}
 	return append(b, `},"response":null}`...)
 }

@@ -64,7 +64,7 @@ func oldDecodeRequest(v []byte, f *Frame) error {
 	}
 	s := oldScanner{b: v}
 	var method, args []byte
-	var timeout []byte
+	var timeout, parent, state []byte
 	s.object(func(key []byte) {
 		val := s.value()
 		switch string(key) {
@@ -76,6 +76,10 @@ func oldDecodeRequest(v []byte, f *Frame) error {
 			f.CallID = val
 		case "timeout_ms":
 			timeout = val
+		case "traceparent":
+			parent = val
+		case "tracestate":
+			state = val
 		}
 	})
 	if err := checkID(f.CallID); err != nil {
@@ -99,6 +103,7 @@ func oldDecodeRequest(v []byte, f *Frame) error {
 		}
 		f.TimeoutMS = ms
 	}
+	f.TraceParent, f.TraceState = oldTrace(parent), oldTrace(state)
 	if args != nil && args[0] != 'n' {
 		if args[0] != '{' {
 			return &InvalidError{Reason: "arguments are not a JSON object", Params: true}
@@ -270,6 +275,13 @@ func (s *oldScanner) value() []byte {
 }
 
 // FuzzOldDecode: on valid JSON, Decode does what it did before.
+func oldTrace(v []byte) []byte {
+	if v == nil || v[0] != '"' || len(v) > MaxTraceLen+2 {
+		return nil
+	}
+	return unquote(v)
+}
+
 func FuzzOldDecode(f *testing.F) {
 	for _, s := range strictCases {
 		f.Add([]byte(s))
@@ -280,6 +292,9 @@ func FuzzOldDecode(f *testing.F) {
 	f.Add([]byte(`{"request": {"method": "echo", "arguments": {"text": "x"}, "call_id": "8a4f"}, "response": null}`))
 	f.Add([]byte(`{"request": null, "response": {"result": [1, {"a": "]}"}], "result_type": "List", "call_id": "x", "error": {"code": 1}}}`))
 	f.Add([]byte(`{"request": null, "response": null, "cancel": {"call_id": 5}}`))
+	for _, s := range traceCases {
+		f.Add([]byte(s))
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if !json.Valid(data) {
 			return

@@ -63,6 +63,10 @@ type Frame struct {
 	Str, StrEnd int
 	StrEsc      bool
 	TimeoutMS   int64 // extension "timeout_ms": the caller's remaining time; 0 if none
+	// Extension "traceparent" and "tracestate": the caller's W3C trace
+	// context, unescaped; nil when absent, not a string, or longer than
+	// MaxTraceLen bytes. Nothing else about them is checked.
+	TraceParent, TraceState []byte
 
 	// Response fields.
 	Result     []byte // raw JSON value; nil when absent
@@ -104,7 +108,7 @@ func unquote(tok []byte) []byte {
 var (
 	topKeys  = []string{"request", "response", "cancel"}
 	partKeys = [3][]string{
-		{"method", "arguments", "call_id", "timeout_ms"},
+		{"method", "arguments", "call_id", "timeout_ms", "traceparent", "tracestate"},
 		{"result", "result_type", "call_id", "error"},
 		{"call_id"},
 	}
@@ -119,7 +123,7 @@ const (
 // envelope holds the raw values Decode picks out of a frame.
 type envelope struct {
 	part  [3][]byte    // the values of topKeys; nil when absent
-	field [3][4][]byte // for each part that is an object, the values of partKeys
+	field [3][6][]byte // for each part that is an object, the values of partKeys
 }
 
 // Decode parses one envelope. On error the returned frame still holds what
@@ -178,7 +182,7 @@ func nonNull(v []byte) []byte {
 	return v
 }
 
-func decodeRequest(v []byte, fields *[4][]byte, f *Frame) error {
+func decodeRequest(v []byte, fields *[6][]byte, f *Frame) error {
 	if v[0] != '{' {
 		return invalid("request is not a JSON object")
 	}
@@ -211,6 +215,7 @@ func decodeRequest(v []byte, fields *[4][]byte, f *Frame) error {
 		}
 		f.TimeoutMS = ms
 	}
+	f.TraceParent, f.TraceState = traceField(fields[4]), traceField(fields[5])
 	if args != nil && args[0] != 'n' {
 		if args[0] != '{' {
 			return &InvalidError{Reason: "arguments are not a JSON object", Params: true}
@@ -220,7 +225,22 @@ func decodeRequest(v []byte, fields *[4][]byte, f *Frame) error {
 	return nil
 }
 
-func decodeResponse(v []byte, fields *[4][]byte, f *Frame) error {
+// MaxTraceLen bounds the trace context values a request may carry: a longer
+// one is ignored. W3C Trace Context asks that a tracestate of up to 512
+// characters be passed on; this leaves room for escapes.
+const MaxTraceLen = 1024
+
+// traceField returns the unescaped string of a trace context member, or
+// nil when it is absent, not a string, or too long: trace context is a
+// hint, and a bad one does not make the request invalid.
+func traceField(v []byte) []byte {
+	if len(v) < 2 || v[0] != '"' || len(v) > MaxTraceLen+2 {
+		return nil
+	}
+	return unquote(v)
+}
+
+func decodeResponse(v []byte, fields *[6][]byte, f *Frame) error {
 	if v[0] != '{' {
 		return invalid("response is not a JSON object")
 	}
@@ -245,7 +265,7 @@ func decodeResponse(v []byte, fields *[4][]byte, f *Frame) error {
 	return nil
 }
 
-func decodeCancel(v []byte, fields *[4][]byte, f *Frame) error {
+func decodeCancel(v []byte, fields *[6][]byte, f *Frame) error {
 	if v[0] != '{' {
 		return invalid("cancel is not a JSON object")
 	}
@@ -335,7 +355,7 @@ func (s *scanner) envelope(e *envelope) {
 		}
 		start := s.i
 		if s.peek() == '{' {
-			e.field[k] = [4][]byte{} // a repeated key: the last one counts
+			e.field[k] = [6][]byte{} // a repeated key: the last one counts
 			s.object(2, partKeys[k], e.field[k][:])
 		} else {
 			s.value(1)

@@ -47,13 +47,25 @@ func TestDecodeForms(t *testing.T) {
 }
 
 func TestEncodeRoundTrip(t *testing.T) {
-	b := AppendRequest(nil, "mé\"thod", []byte(`{"a":[1,2]}`), "id\n1", 1500)
+	b := AppendRequest(nil, "mé\"thod", []byte(`{"a":[1,2]}`), "id\n1", 1500, "", "")
 	var f Frame
 	if err := Decode(b, &f); err != nil {
 		t.Fatalf("%s: %v", b, err)
 	}
-	if f.Kind != KindRequest || string(f.Method) != "mé\"thod" || string(f.Args) != `{"a":[1,2]}` || f.ID() != "id\n1" || f.TimeoutMS != 1500 {
+	if f.Kind != KindRequest || string(f.Method) != "mé\"thod" || string(f.Args) != `{"a":[1,2]}` || f.ID() != "id\n1" || f.TimeoutMS != 1500 ||
+		f.TraceParent != nil || f.TraceState != nil {
 		t.Errorf("%s decoded to %+v", b, f)
+	}
+	if bytes.Contains(b, []byte("trace")) {
+		t.Errorf("request without trace context has trace members: %s", b)
+	}
+	const tp, ts = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "vendor=a\"b"
+	b = AppendRequest(nil, "m", nil, "c", 0, tp, ts)
+	if err := Decode(b, &f); err != nil {
+		t.Fatalf("%s: %v", b, err)
+	}
+	if string(f.TraceParent) != tp || string(f.TraceState) != ts || f.TimeoutMS != 0 {
+		t.Errorf("%s decoded to traceparent %q tracestate %q", b, f.TraceParent, f.TraceState)
 	}
 	b = AppendResponseEnd(append(AppendResponseStart(nil), `{"x":1}`...), "Point", []byte(`"c1"`))
 	var env map[string]any
@@ -128,6 +140,9 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"request":null,"response":null,"cancel":{"call_id":"x"}}`))
 	f.Add([]byte(`{"request":{"method":"m","arguments":[],"call_id":{}}}`))
 	for _, s := range strictCases {
+		f.Add([]byte(s))
+	}
+	for _, s := range traceCases {
 		f.Add([]byte(s))
 	}
 	for _, s := range longStrings {
@@ -221,6 +236,45 @@ var strictCases = []string{
 	`{"request":{"method":"m","timeout_ms":1.5}}`, `{"request":{"method":"m","timeout_ms":-0}}`,
 	`{"request":{"method":"m","timeout_ms":9223372036854775808}}`, `{"request":{"method":"m","timeout_ms":"5"}}`,
 	`{"request":{"method":"m","timeout_ms":1e3}}`,
+}
+
+// traceCases carry trace context members, well formed or not.
+var traceCases = []string{
+	`{"request":{"method":"m","traceparent":"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01","tracestate":"a=1"}}`,
+	`{"request":{"method":"m","traceparent":5,"tracestate":null}}`,
+	`{"request":{"method":"m","traceparent":"\u0030\u0030-x","tracestate":["a=1"]}}`,
+	`{"request":{"traceparent":"00-x","method":"m","traceparent":"00-y"}}`,
+	`{"request":{"traceparent":"00-x"}}`,
+	`{"request":{"method":"m","tracestate":"` + strings.Repeat("k=v,", MaxTraceLen/4+1) + `"}}`,
+}
+
+// TestTraceFields checks which trace context members a request keeps: a
+// string of at most MaxTraceLen bytes, unescaped; anything else is ignored
+// without making the request invalid.
+func TestTraceFields(t *testing.T) {
+	tests := []struct{ frame, parent, state string }{
+		{traceCases[0], "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "a=1"},
+		{traceCases[1], "", ""},
+		{traceCases[2], "00-x", ""},
+		{traceCases[3], "00-y", ""},
+		{traceCases[5], "", ""},
+		{`{"request":{"method":"m","tracestate":"` + strings.Repeat("k", MaxTraceLen) + `"}}`, "", strings.Repeat("k", MaxTraceLen)},
+		{`{"response":{"result":1,"traceparent":"00-x"}}`, "", ""},
+	}
+	for _, tt := range tests {
+		var f Frame
+		if err := Decode([]byte(tt.frame), &f); err != nil {
+			t.Errorf("%.80s: %v", tt.frame, err)
+			continue
+		}
+		if string(f.TraceParent) != tt.parent || string(f.TraceState) != tt.state {
+			t.Errorf("%.80s: traceparent %q tracestate %.20q, want %q %.20q", tt.frame, f.TraceParent, f.TraceState, tt.parent, tt.state)
+		}
+	}
+	var f Frame
+	if err := Decode([]byte(traceCases[4]), &f); err == nil {
+		t.Errorf("a request with trace context but no method decoded")
+	}
 }
 
 func TestStrict(t *testing.T) {
