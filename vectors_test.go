@@ -30,7 +30,17 @@ type vector struct {
 
 func loadVectors(t *testing.T) []vector {
 	t.Helper()
-	f, err := os.Open("testdata/seed-vectors.jsonl")
+	vs := readVectors(t, "testdata/seed-vectors.jsonl")
+	if len(vs) < 30 {
+		t.Fatalf("only %d vectors", len(vs))
+	}
+	return vs
+}
+
+// readVectors reads a file of vectors.
+func readVectors(t *testing.T, path string) []vector {
+	t.Helper()
+	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,9 +57,6 @@ func loadVectors(t *testing.T) []vector {
 	}
 	if err := sc.Err(); err != nil {
 		t.Fatal(err)
-	}
-	if len(vs) < 30 {
-		t.Fatalf("only %d vectors", len(vs))
 	}
 	return vs
 }
@@ -401,5 +408,100 @@ func TestVectorsRequests(t *testing.T) {
 		if !reflect.DeepEqual(got, map[string]any{"request": gotReq, "response": nil}) || !reflect.DeepEqual(gotReq, wantReq) {
 			t.Errorf("%s: sent %s\nPython sent %s", v.Case, sent, *v.Frame)
 		}
+	}
+}
+
+// TestTraceContextVectors replays testdata/tracecontext-vectors.jsonl:
+// requests carrying "traceparent" and "tracestate" beside method,
+// arguments and call_id, and the answers of fastapi_websocket_rpc's server
+// and client to them (recorded from the library at commit 22578a3, with
+// pydantic 1.10, fastapi 0.92 and websockets 10.4). The Python side
+// answered each as if the members were absent, and kept the connection:
+// that is what lets a tracer send them to a peer without the extension.
+// wsrpc decodes them, and answers the same requests as Python did.
+func TestTraceContextVectors(t *testing.T) {
+	vs := readVectors(t, "testdata/tracecontext-vectors.jsonl")
+	const parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+	var serverReqs []int
+	var clientReq, clientAns string
+	for i, v := range vs {
+		if v.Frame == nil {
+			t.Fatalf("%s: no frame (%s): the Python side did not answer", v.Case, v.FrameType)
+		}
+		var f wire.Frame
+		if err := wire.Decode([]byte(*v.Frame), &f); err != nil {
+			t.Fatalf("%s: %v", v.Case, err)
+		}
+		if f.Kind != wire.KindRequest {
+			continue
+		}
+		if v.Case != "trace-context-server-alive" && string(f.TraceParent) != parent {
+			t.Errorf("%s: traceparent %q, want %q", v.Case, f.TraceParent, parent)
+		}
+		// The Python answer: the echoed text, under the request's id.
+		if i+1 >= len(vs) || vs[i+1].Case != v.Case || vs[i+1].Frame == nil {
+			t.Fatalf("%s: no recorded answer", v.Case)
+		}
+		var ans wire.Frame
+		if err := wire.Decode([]byte(*vs[i+1].Frame), &ans); err != nil || ans.Kind != wire.KindResponse || ans.ID() != f.ID() || ans.Error != nil {
+			t.Fatalf("%s: Python's answer %s (%v)", v.Case, *vs[i+1].Frame, err)
+		}
+		var args struct{ Text string }
+		json.Unmarshal(f.Args, &args)
+		if want, _ := json.Marshal(args.Text); string(f.Method) == "echo" && string(ans.Result) != string(want) {
+			t.Errorf("%s: Python answered %s, want %s", v.Case, ans.Result, want)
+		}
+		if v.Direction == "client->server" {
+			serverReqs = append(serverReqs, i)
+		} else {
+			clientReq, clientAns = *v.Frame, *vs[i+1].Frame
+		}
+	}
+	if len(serverReqs) < 3 || clientReq == "" {
+		t.Fatalf("vectors missing: %d server requests, client request %v", len(serverReqs), clientReq != "")
+	}
+
+	_, url := testServer(t, seedMux(), nil)
+	ws := rawDial(t, url)
+	for _, i := range serverReqs {
+		got := roundTripRaw(t, ws, websocket.TextMessage, *vs[i].Frame)
+		var want map[string]any
+		json.Unmarshal([]byte(*vs[i+1].Frame), &want)
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: wsrpc answered %v\nPython answered %v", vs[i].Case, got, want)
+		}
+	}
+
+	got := make(chan []byte, 1)
+	up := websocket.Upgrader{}
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer ws.Close()
+		ws.WriteMessage(websocket.TextMessage, []byte(clientReq))
+		for {
+			_, data, err := ws.ReadMessage()
+			if err != nil {
+				return
+			}
+			if !strings.Contains(string(data), `"_ping_"`) {
+				got <- data
+				return
+			}
+		}
+	}))
+	defer hs.Close()
+	m := NewMux()
+	RegisterUtilities(m)
+	testDial(t, "ws"+strings.TrimPrefix(hs.URL, "http"), &DialOptions{Methods: m, DisableReconnect: true})
+	select {
+	case data := <-got:
+		if !jsonEqual(t, data, []byte(clientAns)) {
+			t.Errorf("client answered %s\nPython client answered %s", data, clientAns)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no answer from the client")
 	}
 }
