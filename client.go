@@ -414,7 +414,7 @@ func (cl *Client) run(ws *websocket.Conn, started chan<- error) {
 			return
 		}
 		if cl.opts.DisableReconnect {
-			cl.cfg.Logger.Debug("client ended: the connection ended and DisableReconnect is set", "url", cl.logURL, "err", c.Err())
+			cl.cfg.Logger.Debug("client ended: the connection ended and DisableReconnect is set", "url", cl.logURL, "cause", c.Err())
 			cl.end(c.Err())
 			return
 		}

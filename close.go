@@ -178,7 +178,7 @@ func (c *Conn) cleanup(readErr error) {
 	c.readerDone.close(&c.mu)
 	c.wg.Wait()
 
-	c.logger().Debug("disconnected", "err", cause) // OnDisconnect gets the cause
+	c.logger().Debug("disconnected", "cause", cause) // OnDisconnect gets the cause
 	if obs := c.cfg.Observer; obs != nil {
 		obs.ConnClosed(c, cause)
 	}

@@ -2,6 +2,7 @@ package wsrpc
 
 import (
 	"context"
+	"log/slog"
 	"time"
 )
 
@@ -80,9 +81,9 @@ func (d Direction) String() string {
 type CallInfo struct {
 	Method       string
 	Dir          Direction
-	Start        time.Time
-	RequestBytes int  // the request frame's size
 	Extension    bool // the peer negotiated the wsrpc.v1 extension (PROTOCOL.md)
+	Start        time.Time
+	RequestBytes int // the request frame's size
 
 	// TraceParent and TraceState are the call's W3C Trace Context, the
 	// request's "traceparent" and "tracestate" members (PROTOCOL.md). For
@@ -129,3 +130,118 @@ func (NopObserver) Queue(*Conn, int, int64, int) {}
 
 // ConnectTry does nothing.
 func (NopObserver) ConnectTry(string, int, error) {}
+
+// JoinObservers returns an Observer that tells each of obs, in order, of
+// everything: for a [Server] or [Client] watched by several (Prometheus
+// and OpenTelemetry, say). Each CallStarted gets the context the one
+// before returned, and each CallEnded, in the reverse order, the context
+// the last CallStarted returned, which derives from all of theirs. Nil
+// Observers are left out; with none left, JoinObservers returns nil, and
+// with one, that one.
+func JoinObservers(obs ...Observer) Observer {
+	var j joined
+	for _, o := range obs {
+		if o != nil {
+			j = append(j, o)
+		}
+	}
+	switch len(j) {
+	case 0:
+		return nil
+	case 1:
+		return j[0]
+	}
+	return j
+}
+
+type joined []Observer
+
+func (j joined) ConnOpened(c *Conn) {
+	for _, o := range j {
+		o.ConnOpened(c)
+	}
+}
+
+func (j joined) ConnClosed(c *Conn, cause error) {
+	for _, o := range j {
+		o.ConnClosed(c, cause)
+	}
+}
+
+func (j joined) CallStarted(ctx context.Context, c *Conn, call *CallInfo) context.Context {
+	for _, o := range j {
+		ctx = o.CallStarted(ctx, c, call)
+	}
+	return ctx
+}
+
+func (j joined) CallEnded(ctx context.Context, c *Conn, call *CallInfo) {
+	for i := len(j) - 1; i >= 0; i-- {
+		j[i].CallEnded(ctx, c, call)
+	}
+}
+
+func (j joined) CallRefused(c *Conn, method string, reason error) {
+	for _, o := range j {
+		o.CallRefused(c, method, reason)
+	}
+}
+
+func (j joined) Frame(c *Conn, dir Direction, size int) {
+	for _, o := range j {
+		o.Frame(c, dir, size)
+	}
+}
+
+func (j joined) Queue(c *Conn, frames int, bytes int64, dropped int) {
+	for _, o := range j {
+		o.Queue(c, frames, bytes, dropped)
+	}
+}
+
+func (j joined) ConnectTry(url string, try int, err error) {
+	for _, o := range j {
+		o.ConnectTry(url, try, err)
+	}
+}
+
+// LogCalls returns an Observer that logs every call, both ways, once it
+// ended, to logger at level: the message "call" with the keys conn,
+// remote, dir, method and duration, and for a failed call code (the error
+// answer's, if there was one) and err; and every refused call, as "call
+// refused" with conn, remote, method and err. It never logs arguments or
+// results. A refused call's code is [ErrorCode] of why it was refused, as
+// its caller gets it. Join it with other Observers with [JoinObservers].
+func LogCalls(logger *slog.Logger, level slog.Level) Observer {
+	return &callLogger{l: logger, level: level}
+}
+
+type callLogger struct {
+	NopObserver
+	l     *slog.Logger
+	level slog.Level
+}
+
+func (cl *callLogger) CallEnded(ctx context.Context, c *Conn, call *CallInfo) {
+	if !cl.l.Enabled(ctx, cl.level) {
+		return
+	}
+	attrs := make([]slog.Attr, 0, 7)
+	attrs = append(attrs, slog.String("conn", c.ID()), slog.String("remote", c.RemoteAddr().String()),
+		slog.String("dir", call.Dir.String()), slog.String("method", call.Method), slog.Duration("duration", call.Duration))
+	if call.Err != nil {
+		if call.Code != 0 {
+			attrs = append(attrs, slog.Int("code", int(call.Code)))
+		}
+		attrs = append(attrs, slog.Any("err", call.Err))
+	}
+	cl.l.LogAttrs(ctx, cl.level, "call", attrs...)
+}
+
+func (cl *callLogger) CallRefused(c *Conn, method string, reason error) {
+	if !cl.l.Enabled(context.Background(), cl.level) {
+		return
+	}
+	cl.l.LogAttrs(context.Background(), cl.level, "call refused", slog.String("conn", c.ID()),
+		slog.String("remote", c.RemoteAddr().String()), slog.String("method", method), slog.Int("code", int(ErrorCode(reason))), slog.Any("err", reason))
+}

@@ -1,8 +1,11 @@
 package wsrpc
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -339,5 +342,67 @@ func TestObserverTraceContext(t *testing.T) {
 	srvObs.mu.Unlock()
 	if !found {
 		t.Error("the trace context of a peer without the extension was not read")
+	}
+}
+
+// TestLogCalls: LogCalls logs each call both ways and each refused call,
+// with the documented keys, and never the arguments or the result;
+// joined with another Observer, both see every call.
+func TestLogCalls(t *testing.T) {
+	ctx := ctxT(t)
+	var mu sync.Mutex
+	var buf bytes.Buffer
+	logger := slog.New(slog.NewJSONHandler(lockedWriter{&mu, &buf}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	rec := newRecorder()
+	m := utilMux()
+	Register(m, "fail", func(context.Context, struct{ Secret string }) (string, error) {
+		return "", Errorf(CodeInvalidParams, "no")
+	})
+	srv, u := testServer(t, m, &ServerOptions{ConnOptions: ConnOptions{Observer: JoinObservers(nil, LogCalls(logger, slog.LevelInfo), rec)}})
+	cl := testDial(t, u, nil)
+	if _, err := Call[string](ctx, cl, "echo", textArgs{"secret-argument"}); err != nil {
+		t.Fatal(err)
+	}
+	Call[string](ctx, cl, "fail", map[string]string{"secret": "secret-argument"})
+	Call[string](ctx, cl, "no_such", nil)
+	cl.Close()
+	srv.Close() // the handlers, and their CallEnded, have returned
+
+	mu.Lock()
+	out := buf.String()
+	mu.Unlock()
+	if strings.Contains(out, "secret-argument") {
+		t.Errorf("a payload was logged:\n%s", out)
+	}
+	got := map[string]map[string]any{}
+	for line := range strings.Lines(out) {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("%q: %v", line, err)
+		}
+		if rec["level"] != "INFO" {
+			t.Errorf("logged at %v, want INFO: %s", rec["level"], line)
+		}
+		for _, k := range []string{"conn", "remote", "method"} {
+			if s, _ := rec[k].(string); s == "" {
+				t.Errorf("no %s: %s", k, line)
+			}
+		}
+		got[rec["msg"].(string)+" "+rec["method"].(string)] = rec
+	}
+	if r := got["call echo"]; r == nil || r["dir"] != "inbound" || r["duration"] == nil || r["code"] != nil || r["err"] != nil {
+		t.Errorf("echo: %v", r)
+	}
+	if r := got["call fail"]; r == nil || r["code"] != float64(CodeInvalidParams) || r["err"] == nil {
+		t.Errorf("fail: %v", r)
+	}
+	if r := got["call refused no_such"]; r == nil || r["code"] != float64(CodeMethodNotFound) || r["err"] == nil {
+		t.Errorf("no_such: %v", r)
+	}
+	if len(rec.endedCalls(Inbound)) != 2 || len(rec.refused) != 1 {
+		t.Errorf("the joined recorder saw %d calls and %d refused, want 2 and 1", len(rec.endedCalls(Inbound)), len(rec.refused))
+	}
+	if JoinObservers(nil, nil) != nil || JoinObservers(rec) != Observer(rec) {
+		t.Error("JoinObservers of none is not nil, or of one is not that one")
 	}
 }
