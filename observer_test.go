@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -405,4 +406,38 @@ func TestLogCalls(t *testing.T) {
 	if JoinObservers(nil, nil) != nil || JoinObservers(rec) != Observer(rec) {
 		t.Error("JoinObservers of none is not nil, or of one is not that one")
 	}
+}
+
+// LogCalls joined with another Observer: each call is logged once it
+// ended, without its arguments or result.
+func ExampleLogCalls() {
+	// Drop the time, and the attributes that differ from run to run.
+	logger := slog.New(slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{
+		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+			switch a.Key {
+			case slog.TimeKey, "conn", "remote", "duration":
+				return slog.Attr{}
+			}
+			return a
+		},
+	}))
+	mux := NewMux()
+	RegisterUtilities(mux)
+	srv, err := NewServer(mux, &ServerOptions{ConnOptions: ConnOptions{
+		Observer: JoinObservers(LogCalls(logger, slog.LevelInfo), NopObserver{}),
+	}})
+	if err != nil {
+		panic(err)
+	}
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	cl, err := Dial(context.Background(), "ws"+strings.TrimPrefix(hs.URL, "http"), nil)
+	if err != nil {
+		panic(err)
+	}
+	Call[string](context.Background(), cl, "echo", map[string]string{"text": "not logged"})
+	cl.Close()
+	srv.Close()
+	// Output:
+	// level=INFO msg=call dir=inbound method=echo
 }
