@@ -122,8 +122,22 @@ const (
 
 // envelope holds the raw values Decode picks out of a frame.
 type envelope struct {
-	part  [3][]byte    // the values of topKeys; nil when absent
-	field [3][6][]byte // for each part that is an object, the values of partKeys
+	part [3][]byte // the values of topKeys; nil when absent
+	// For each part that is an object, the values of its partKeys.
+	req    [6][]byte
+	resp   [4][]byte
+	cancel [1][]byte
+}
+
+// fields returns where the values of part k's members go.
+func (e *envelope) fields(k int) [][]byte {
+	switch k {
+	case partRequest:
+		return e.req[:]
+	case partResponse:
+		return e.resp[:]
+	}
+	return e.cancel[:]
 }
 
 // Decode parses one envelope. On error the returned frame still holds what
@@ -150,12 +164,12 @@ func Decode(data []byte, f *Frame) error {
 	req, resp, cancel := nonNull(e.part[partRequest]), nonNull(e.part[partResponse]), nonNull(e.part[partCancel])
 	switch {
 	case req != nil && resp != nil:
-		decodeRequest(req, &e.field[partRequest], f) // for the call id
+		decodeRequest(req, &e.req, f) // for the call id
 		f.Kind = KindInvalid
 		return invalid("frame has both a request and a response")
 	case req != nil:
 		f.Kind = KindRequest
-		err := decodeRequest(req, &e.field[partRequest], f)
+		err := decodeRequest(req, &e.req, f)
 		if err == nil && f.Args != nil && s.lend > 0 {
 			// The longest string, if it is in the arguments: the binder
 			// need not look for its end again. Args is data[off:].
@@ -167,10 +181,10 @@ func Decode(data []byte, f *Frame) error {
 		return err
 	case resp != nil:
 		f.Kind = KindResponse
-		return decodeResponse(resp, &e.field[partResponse], f)
+		return decodeResponse(resp, &e.resp, f)
 	case cancel != nil:
 		f.Kind = KindCancel
-		return decodeCancel(cancel, &e.field[partCancel], f)
+		return decodeCancel(cancel, &e.cancel, f)
 	}
 	return invalid("frame has neither a request nor a response")
 }
@@ -240,7 +254,7 @@ func traceField(v []byte) []byte {
 	return unquote(v)
 }
 
-func decodeResponse(v []byte, fields *[6][]byte, f *Frame) error {
+func decodeResponse(v []byte, fields *[4][]byte, f *Frame) error {
 	if v[0] != '{' {
 		return invalid("response is not a JSON object")
 	}
@@ -265,7 +279,7 @@ func decodeResponse(v []byte, fields *[6][]byte, f *Frame) error {
 	return nil
 }
 
-func decodeCancel(v []byte, fields *[6][]byte, f *Frame) error {
+func decodeCancel(v []byte, fields *[1][]byte, f *Frame) error {
 	if v[0] != '{' {
 		return invalid("cancel is not a JSON object")
 	}
@@ -355,8 +369,9 @@ func (s *scanner) envelope(e *envelope) {
 		}
 		start := s.i
 		if s.peek() == '{' {
-			e.field[k] = [6][]byte{} // a repeated key: the last one counts
-			s.object(2, partKeys[k], e.field[k][:])
+			vals := e.fields(k)
+			clear(vals) // a repeated key: the last one counts
+			s.object(2, partKeys[k], vals)
 		} else {
 			s.value(1)
 		}
