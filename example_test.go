@@ -320,6 +320,7 @@ func TestREADMEGoSnippets(t *testing.T) {
 		{section: "Pub/sub", file: "pubsub/example_test.go", example: "Example"},
 		{section: "Pub/sub", file: "pubsub/example_test.go", example: "Example"},
 		{section: "Observability", file: "promwsrpc/example_test.go", example: "ExampleNew"},
+		{section: "Observability", file: "otelwsrpc/example_test.go", example: "ExampleNew"},
 		{section: "Several nodes: Redis", file: "redisbroker/example_test.go", example: "Example"},
 		{section: "Several nodes: NATS", file: "natsbroker/example_test.go", example: "ExampleNew"},
 		{section: "Several nodes: PostgreSQL", file: "pgbroker/example_test.go", example: "Example"},
