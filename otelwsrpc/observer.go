@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"strconv"
+	"sync"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -69,7 +70,47 @@ type Observer struct {
 	server rpcconv.ServerCallDuration
 	client rpcconv.ClientCallDuration
 	opts   Options
+
+	// The attribute sets of successful calls, by method, inbound and
+	// outbound: made once each, up to maxCachedSets.
+	mu   sync.RWMutex
+	sets [2]map[string]attribute.Set
 }
+
+// maxCachedSets bounds the methods whose attribute set is kept, each way;
+// the calls of others make theirs each time.
+const maxCachedSets = 1000
+
+// okSet returns the metric attributes of a successful call.
+func (o *Observer) okSet(dir wsrpc.Direction, method string) attribute.Set {
+	i := 0
+	if dir == wsrpc.Outbound {
+		i = 1
+	}
+	o.mu.RLock()
+	set, ok := o.sets[i][method]
+	o.mu.RUnlock()
+	if ok {
+		return set
+	}
+	set = attribute.NewSet(semconv.RPCSystemNameJSONRPC, semconv.RPCMethod(method))
+	o.mu.Lock()
+	if o.sets[i] == nil {
+		o.sets[i] = make(map[string]attribute.Set)
+	}
+	if len(o.sets[i]) < maxCachedSets {
+		o.sets[i][method] = set
+	}
+	o.mu.Unlock()
+	return set
+}
+
+// The span kinds' start options, made once.
+var (
+	kindServer = trace.WithSpanKind(trace.SpanKindServer)
+	kindClient = trace.WithSpanKind(trace.SpanKindClient)
+	newRoot    = trace.WithNewRoot()
+)
 
 var _ wsrpc.Observer = (*Observer)(nil)
 
@@ -142,13 +183,13 @@ func (o *Observer) CallStarted(ctx context.Context, c *wsrpc.Conn, call *wsrpc.C
 	if !o.opts.Filter(call.Method, call.Dir) {
 		return ctx
 	}
-	kind := trace.SpanKindClient
+	kind := kindClient
 	opts := make([]trace.SpanStartOption, 0, 4)
 	if call.Dir == wsrpc.Inbound {
-		kind = trace.SpanKindServer
+		kind = kindServer
 		// The connection's context has no span of ours: a call without a
 		// trace context starts a trace.
-		opts = append(opts, trace.WithNewRoot())
+		opts = append(opts, newRoot)
 		if call.TraceParent != "" {
 			remote := o.prop.Extract(ctx, &carrier{call.TraceParent, call.TraceState})
 			if sc := trace.SpanContextFromContext(remote); sc.IsValid() {
@@ -160,7 +201,7 @@ func (o *Observer) CallStarted(ctx context.Context, c *wsrpc.Conn, call *wsrpc.C
 			}
 		}
 	}
-	opts = append(opts, trace.WithSpanKind(kind), trace.WithTimestamp(call.Start), trace.WithAttributes(spanAttrs(c, call)...))
+	opts = append(opts, kind, trace.WithTimestamp(call.Start), trace.WithAttributes(spanAttrs(c, call)...))
 	ctx, span := o.tracer.Start(ctx, call.Method, opts...)
 	if call.Dir == wsrpc.Outbound && (call.Extension || o.opts.AlwaysPropagate) && span.SpanContext().IsValid() {
 		var cr carrier
@@ -213,23 +254,26 @@ func (o *Observer) CallEnded(ctx context.Context, _ *wsrpc.Conn, call *wsrpc.Cal
 		return
 	}
 	span := trace.SpanFromContext(ctx)
-	attrs := make([]attribute.KeyValue, 0, 4)
-	attrs = append(attrs, semconv.RPCMethod(call.Method))
-	if call.Err != nil {
+	var set attribute.Set
+	if call.Err == nil {
+		set = o.okSet(call.Dir, call.Method)
+	} else {
 		status, errType := outcome(call)
+		attrs := make([]attribute.KeyValue, 0, 4)
+		attrs = append(attrs, semconv.ErrorTypeKey.String(errType))
 		if status != "" {
 			attrs = append(attrs, semconv.RPCResponseStatusCode(status))
 		}
-		attrs = append(attrs, semconv.ErrorTypeKey.String(errType))
-		span.SetAttributes(attrs[1:]...)
+		span.SetAttributes(attrs...)
 		span.SetStatus(codes.Error, call.Err.Error())
+		set = attribute.NewSet(append(attrs, semconv.RPCSystemNameJSONRPC, semconv.RPCMethod(call.Method))...)
 	}
 	span.End(trace.WithTimestamp(call.Start.Add(call.Duration)))
 	secs := call.Duration.Seconds()
 	if call.Dir == wsrpc.Inbound {
-		o.server.Record(ctx, secs, rpcconv.SystemNameAttr(SystemName), attrs...)
+		o.server.RecordSet(ctx, secs, set)
 	} else {
-		o.client.Record(ctx, secs, rpcconv.SystemNameAttr(SystemName), attrs...)
+		o.client.RecordSet(ctx, secs, set)
 	}
 }
 
