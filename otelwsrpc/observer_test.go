@@ -436,3 +436,39 @@ func TestInboundTraceContext(t *testing.T) {
 		}
 	}
 }
+
+// TestFilterAndGo: Options.Filter chooses the calls traced (here every
+// one, "_get_channel_id_" included), and a call made with Go gets its
+// span and carries its trace context as one made with Call does.
+func TestFilterAndGo(t *testing.T) {
+	ss := newSide(t, nil)
+	cs := newSide(t, &otelwsrpc.Options{Filter: func(string, wsrpc.Direction) bool { return true }})
+	mux := wsrpc.NewMux()
+	wsrpc.RegisterUtilities(mux)
+	srv, url := serve(t, mux, ss.obs)
+	cl := dial(t, url, &wsrpc.DialOptions{ConnOptions: wsrpc.ConnOptions{Observer: cs.obs}})
+	ctx := context.Background()
+	if _, err := wsrpc.Call[string](ctx, cl, "_get_channel_id_", nil); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	if err := cl.Go(ctx, "echo", textArgs{"go"}, func(r *wsrpc.Reply) { done <- r.Err() }); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no answer to Go")
+	}
+	cl.Close()
+	srv.Close()
+	cs.span(t, "_get_channel_id_", trace.SpanKindClient)
+	client, server := cs.span(t, "echo", trace.SpanKindClient), ss.span(t, "echo", trace.SpanKindServer)
+	if server.Parent().SpanID() != client.SpanContext().SpanID() || server.SpanContext().TraceID() != client.SpanContext().TraceID() {
+		t.Errorf("the server's span of a Go call: parent %s in trace %s, want %s in %s",
+			server.Parent().SpanID(), server.SpanContext().TraceID(), client.SpanContext().SpanID(), client.SpanContext().TraceID())
+	}
+}
