@@ -106,5 +106,7 @@
 // Python peers ignore. Two wsrpc peers also negotiate, through the WebSocket
 // subprotocol "wsrpc.v1", an extension that carries the caller's deadline
 // with each call and cancels the remote handler when the caller gives up;
-// a Python peer never sees it.
+// a Python peer never sees it. A request may also carry the caller's W3C
+// trace context, which an [Observer] sets and reads ([CallInfo].TraceParent;
+// package otelwsrpc does it).
 package wsrpc
