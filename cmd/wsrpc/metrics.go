@@ -8,14 +8,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/wsrpc/wsrpc"
 	"github.com/wsrpc/wsrpc/promwsrpc"
 )
 
 // metrics is what --metrics sets up: the observer that counts, and the
 // listener and handler that serve the counts to Prometheus.
 type metrics struct {
-	observer wsrpc.Observer
+	observer *promwsrpc.Metrics
 	handler  http.Handler
 	ln       net.Listener
 }

@@ -57,6 +57,10 @@ Flags:
                      serve Prometheus metrics at http://HOST:PORT/metrics
                      (promwsrpc's wsrpc_* series, and Go's and the
                      process's); off unless set
+  --otlp URL         trace every call (OpenTelemetry, otelwsrpc) and export
+                     the spans over OTLP/HTTP to URL, a collector's
+                     http://HOST:4318 (path /v1/traces unless given);
+                     off unless set
 
 Exit status: 0 after SIGINT or SIGTERM, drained or not; 2 for bad usage or
 a server that cannot listen or fails.
@@ -100,6 +104,7 @@ type serveFlags struct {
 	addr    string
 	token   string
 	metrics string
+	otlp    string
 }
 
 func (f *serveFlags) flagSet() *flag.FlagSet {
@@ -107,6 +112,7 @@ func (f *serveFlags) flagSet() *flag.FlagSet {
 	fs.StringVar(&f.addr, "addr", "127.0.0.1:9000", "")
 	fs.StringVar(&f.token, "token", "", "")
 	fs.StringVar(&f.metrics, "metrics", "", "")
+	fs.StringVar(&f.otlp, "otlp", "", "")
 	return fs
 }
 
@@ -129,6 +135,7 @@ func serveCommand(ctx context.Context, args []string, std stdio, setup func(*dem
 	// library's Debug lines would repeat them.
 	logger := slog.New(slog.NewTextHandler(std.err, nil))
 	cfg := demoConfig{token: f.token, logger: logger}
+	var observers []wsrpc.Observer
 	var m *metrics
 	if f.metrics != "" {
 		var err error
@@ -136,7 +143,23 @@ func serveCommand(ctx context.Context, args []string, std stdio, setup func(*dem
 			return failure(std, err)
 		}
 		defer m.ln.Close()
-		cfg.observer = m.observer
+		observers = append(observers, m.observer)
+		cfg.psObserver = m.observer
+	}
+	if f.otlp != "" {
+		obs, stop, err := startOTLP(f.otlp)
+		if err != nil {
+			return failure(std, err)
+		}
+		defer func() {
+			if err := stop(); err != nil {
+				logger.Warn("exporting the last spans", "err", err)
+			}
+		}()
+		observers = append(observers, obs)
+	}
+	if len(observers) > 0 {
+		cfg.observer = wsrpc.JoinObservers(observers...)
 	}
 	d, err := newDemo(cfg)
 	if err != nil {
@@ -200,8 +223,10 @@ type demoConfig struct {
 	// upgrade request.
 	token  string
 	logger *slog.Logger
-	// observer, if not nil, watches the server's connections.
-	observer wsrpc.Observer
+	// observer, if not nil, watches the server's connections, and
+	// psObserver its pub/sub deliveries.
+	observer   wsrpc.Observer
+	psObserver pubsub.Observer
 }
 
 // newDemo returns the demo server, or the error of invalid server options.
@@ -264,8 +289,8 @@ func newDemo(cfg demoConfig) (*demo, error) {
 	}
 	d.srv = srv
 	psOpts := &pubsub.Options{Logger: logger}
-	if obs, ok := cfg.observer.(pubsub.Observer); ok {
-		psOpts.Observer = obs // promwsrpc's Metrics counts pub/sub too
+	if cfg.psObserver != nil {
+		psOpts.Observer = cfg.psObserver
 	}
 	d.ps = pubsub.NewServer(psOpts)
 	d.ps.Register(d.srv, d.mux)
