@@ -287,7 +287,10 @@ export class Client {
     ws.onopen = () => this.#onOpen(link);
     ws.onmessage = (ev) => this.#onMessage(link, ev.data);
     ws.onclose = (ev) => this.#drop(link, { code: ev.code, reason: ev.reason });
-    ws.onerror = noop; // a close event follows
+    // Browsers follow an error with a close event; Node 20's WebSocket
+    // does not when the connect fails. An error ends the connection
+    // either way.
+    ws.onerror = () => this.#drop(link, { code: 1006, reason: "connection failed" });
     if (this.#opts.connectTimeout > 0 && this.#opts.connectTimeout < Infinity) {
       link.connectTimer = setTimeout(() => this.#drop(link, { code: 4000, reason: "connect timeout" }), this.#opts.connectTimeout);
     }
@@ -324,7 +327,7 @@ export class Client {
     link.gone = true;
     clearTimeout(link.connectTimer);
     clearInterval(link.keepAlive);
-    link.ws.onopen = link.ws.onmessage = link.ws.onclose = null;
+    link.ws.onopen = link.ws.onmessage = link.ws.onclose = link.ws.onerror = null;
     if (link.ws.readyState <= 1) {
       try {
         link.ws.close(why.code >= 3000 && why.code < 5000 ? why.code : 1000, why.reason?.slice(0, 120));
@@ -575,6 +578,7 @@ export class Client {
     if (link.ext && Number.isInteger(req.timeout_ms) && req.timeout_ms > 0) {
       deadline = Date.now() + req.timeout_ms;
       timer = setTimeout(() => ac.abort(new RpcError("timeout", "wsrpc: the caller's deadline passed")), req.timeout_ms);
+      ac.signal.addEventListener("abort", () => clearTimeout(timer), { once: true });
     }
     if (id !== null) link.running.set(id, ac);
     const ctx = { signal: ac.signal, deadline, callId: id, method, client: this };
