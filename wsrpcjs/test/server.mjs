@@ -56,9 +56,12 @@ export function startServer({ port = 0, args = [] } = {}) {
         ws: `ws://${addr}/ws`,
         http: `http://${addr}/`,
         stderr: () => err,
-        stop(signal = "SIGKILL") {
+        // stop stops the server and resolves once it exited; it rejects
+        // if the race detector (a test binary run as wsrpc) found a race.
+        async stop(signal = "SIGKILL") {
           if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
-          return exited;
+          await exited;
+          if (err.includes("WARNING: DATA RACE")) throw new Error("wsrpc serve: data race:\n" + err);
         },
       });
     });
