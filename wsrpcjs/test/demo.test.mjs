@@ -13,7 +13,7 @@ import { startServer } from "./server.mjs";
 
 const chromiumPath = process.env.WSRPC_CHROMIUM ?? "/usr/bin/chromium";
 // Flags for headless Chromium as root on a closed network.
-const chromiumArgs = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
+const chromiumArgs = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
 
 // Under CI a missing browser or playwright-core fails; elsewhere the
 // tests skip, saying what to install.
