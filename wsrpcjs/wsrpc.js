@@ -503,7 +503,11 @@ export class Client {
       return;
     }
     link.pending.set(call.id, call);
-    link.ws.send(frame);
+    try {
+      link.ws.send(frame);
+    } catch (err) {
+      call.fail(new RpcError("connection_lost", `wsrpc: call ${JSON.stringify(call.method)}: ${err.message}`, { method: call.method, cause: err }));
+    }
   }
 
   // callOn calls method on link itself, open or not yet (re-subscribing).
@@ -616,7 +620,12 @@ export class Client {
       this.#emit("error", err);
       return this.#answerError(link, id, { code: RemoteCode.INTERNAL_ERROR, message: "internal error" });
     }
-    if (!link.gone) link.ws.send(frame);
+    if (link.gone) return;
+    try {
+      link.ws.send(frame);
+    } catch (err) {
+      this.#emit("error", err);
+    }
   }
 
   #answerError(link, id, error) {

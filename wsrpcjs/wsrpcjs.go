@@ -10,7 +10,7 @@
 //	  import { connect } from "/wsrpc.js";
 //	</script>
 //
-// Only a program that imports this package embeds the files (about 30
+// Only a program that imports this package embeds the files (about 40
 // kB); the wsrpc package alone does not. The same directory is the npm
 // package of the client and holds its tests (test/, run by node --test).
 package wsrpcjs

@@ -114,44 +114,49 @@ test("the built-ins and the server's calls back, through call_me_back", async ()
   assert.match(c.channelId, /^[0-9a-f]{32}$/);
 });
 
+// hanging returns a method that never answers, and promises: called
+// (resolves when the server calls it) and aborted (resolves with its
+// ctx.signal's reason when the call is canceled).
+function hanging() {
+  let onCall, onAbort;
+  const called = new Promise((r) => (onCall = r));
+  const aborted = new Promise((r) => (onAbort = r));
+  const method = (args, ctx) => {
+    ctx.signal.addEventListener("abort", () => onAbort(ctx.signal.reason));
+    onCall(ctx);
+    return new Promise(() => {});
+  };
+  return { method, called, aborted };
+}
+
 test("a per-call timeout rejects with timeout, and cancels the server's handler and its nested call", async () => {
-  let aborted;
-  const c = open({
-    methods: {
-      // Never answers; resolves aborted when the server cancels it.
-      whoami: (args, ctx) => new Promise(() => (aborted = new Promise((r) => ctx.signal.addEventListener("abort", () => r(ctx.signal.reason))))),
-    },
-  });
+  const whoami = hanging();
+  const c = open({ methods: { whoami: whoami.method } });
   await c.ready();
-  const err = await rejection(c.call("greet", {}, { timeout: 200 }));
+  const call = rejection(c.call("greet", {}, { timeout: 1000 }));
+  await whoami.called; // the server's greet is calling us back
+  const err = await call;
   assert.equal(err.code, "timeout");
   assert.equal(err.method, "greet");
   // greet's context ended (cancel frame, or the deadline it got), so its
   // call to whoami was canceled in turn: the cancellation crossed back.
-  const reason = await aborted;
+  const reason = await whoami.aborted;
   assert.ok(reason instanceof RpcError, String(reason));
   assert.equal(await c.call("add", { a: 1, b: 1 }), 2);
 });
 
 test("an AbortSignal rejects with aborted and sends the cancel", async () => {
-  let aborted;
-  const c = open({
-    methods: {
-      whoami: (args, ctx) => new Promise(() => (aborted = new Promise((r) => ctx.signal.addEventListener("abort", () => r(ctx.signal.reason.code))))),
-    },
-  });
+  const whoami = hanging();
+  const c = open({ methods: { whoami: whoami.method } });
   await c.ready();
   const ac = new AbortController();
-  const call = c.call("greet", {}, { signal: ac.signal, timeout: 10000 });
-  // Abort once the server's nested call reached us.
-  await new Promise((r) => {
-    const t = setInterval(() => aborted && (clearInterval(t), r()), 5);
-  });
+  const call = rejection(c.call("greet", {}, { signal: ac.signal, timeout: 10000 }));
+  await whoami.called; // abort once the server's nested call reached us
   ac.abort(new Error("user left"));
-  const err = await rejection(call);
+  const err = await call;
   assert.equal(err.code, "aborted");
   assert.equal(err.cause.message, "user left");
-  assert.equal(await aborted, "aborted"); // the server canceled whoami: no deadline had passed
+  assert.equal((await whoami.aborted).code, "aborted"); // the server canceled whoami: no deadline had passed
   const pre = new AbortController();
   pre.abort();
   assert.equal((await rejection(c.call("add", { a: 1, b: 2 }, { signal: pre.signal }))).code, "aborted");
@@ -188,7 +193,8 @@ test("closed: calls after close, and calls waiting at close", async () => {
 test("a server that goes away: connection_lost for calls in flight, then reconnects and re-subscribes", async () => {
   let s = await startServer();
   try {
-    const c = open({ reconnect: { minDelay: 20, maxDelay: 100 }, methods: { whoami: () => new Promise(() => {}) } }, s.ws);
+    const whoami = hanging();
+    const c = open({ reconnect: { minDelay: 20, maxDelay: 100 }, methods: { whoami: whoami.method } }, s.ws);
     const events = [];
     let gotEvent;
     await c.subscribe("time", (data, topic) => {
@@ -197,7 +203,7 @@ test("a server that goes away: connection_lost for calls in flight, then reconne
     });
     const inFlight = rejection(c.call("greet")); // stays open: whoami never answers
     const reconnecting = nextState(c, "reconnecting");
-    await new Promise((r) => setTimeout(r, 50)); // let greet reach the server
+    await whoami.called; // greet runs on the server
     await s.stop("SIGKILL");
     assert.equal(await reconnecting, "reconnecting");
     const err = await inFlight;
@@ -231,10 +237,10 @@ test("keep-alive finds a silent link and reconnects", async () => {
   });
   await new Promise((r) => proxy.listen(0, "127.0.0.1", r));
   try {
-    const c = open({ keepAlive: { interval: 100, timeout: 100 }, reconnect: { minDelay: 20, maxDelay: 50 } }, `ws://127.0.0.1:${proxy.address().port}/ws`);
+    const c = open({ keepAlive: { interval: 200, timeout: 300 }, reconnect: { minDelay: 20, maxDelay: 50 } }, `ws://127.0.0.1:${proxy.address().port}/ws`);
     await c.ready();
     // Pings keep a live but idle link up past interval + timeout.
-    await new Promise((r) => setTimeout(r, 500));
+    await new Promise((r) => setTimeout(r, 1200));
     assert.equal(c.state, "open");
     const retry = new Promise((r) => c.on("retry", r));
     frozen = true;

@@ -68,15 +68,6 @@ export function startServer({ port = 0, args = [] } = {}) {
   });
 }
 
-/** until polls cond every 10 ms until it holds, or rejects after ms. */
-export async function until(cond, ms = 10000, what = "condition") {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`${what}: not reached in ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
 /** nextState resolves with the client's next state that is one of states. */
 export function nextState(client, ...states) {
   return new Promise((resolve) => {
