@@ -17,11 +17,13 @@ package wsrpcjs
 
 import (
 	"bytes"
+	"compress/gzip"
 	"crypto/sha256"
 	_ "embed"
 	"encoding/hex"
 	"net/http"
 	"path"
+	"strings"
 	"time"
 )
 
@@ -31,11 +33,11 @@ var js []byte
 //go:embed wsrpc.d.ts
 var dts []byte
 
-// A file is one served file.
+// A file is one served file, as it is and gzipped.
 type file struct {
-	body        []byte
-	contentType string
-	etag        string
+	body, gzipped     []byte
+	contentType       string
+	etag, gzippedETag string
 }
 
 var files = map[string]file{
@@ -45,7 +47,12 @@ var files = map[string]file{
 
 func newFile(body []byte, contentType string) file {
 	sum := sha256.Sum256(body)
-	return file{body, contentType, `"` + hex.EncodeToString(sum[:12]) + `"`}
+	tag := hex.EncodeToString(sum[:12])
+	var gz bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&gz, gzip.BestCompression) // the level is valid
+	zw.Write(body)                                          // into memory: no error
+	zw.Close()
+	return file{body: body, gzipped: gz.Bytes(), contentType: contentType, etag: `"` + tag + `"`, gzippedETag: `"` + tag + `-gzip"`}
 }
 
 // Handler returns an http.Handler that serves wsrpc.js and wsrpc.d.ts,
@@ -55,7 +62,9 @@ func newFile(body []byte, contentType string) file {
 // type, a strong ETag (a hash of the content), "Cache-Control: no-cache"
 // (browsers keep the file but check it again each time, so a new version
 // is seen at once, and an unchanged one costs a 304 Not Modified with no
-// body) and "X-Content-Type-Options: nosniff".
+// body) and "X-Content-Type-Options: nosniff". A client that accepts gzip
+// gets the file gzipped (wsrpc.js: 8.6 kB instead of 29 kB), compressed
+// once, with an ETag of its own.
 func Handler() http.Handler {
 	return http.HandlerFunc(serve)
 }
@@ -73,9 +82,35 @@ func serve(w http.ResponseWriter, r *http.Request) {
 	}
 	h := w.Header()
 	h.Set("Content-Type", f.contentType)
-	h.Set("ETag", f.etag)
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Vary", "Accept-Encoding")
+	body, etag := f.body, f.etag
+	if acceptsGzip(r.Header.Values("Accept-Encoding")) {
+		body, etag = f.gzipped, f.gzippedETag
+		h.Set("Content-Encoding", "gzip")
+	}
+	h.Set("ETag", etag)
 	// ServeContent answers If-None-Match (304), If-Match, ranges and HEAD.
-	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(f.body))
+	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(body))
+}
+
+// acceptsGzip reports whether Accept-Encoding header values accept gzip:
+// they name gzip (or *) without q=0.
+func acceptsGzip(values []string) bool {
+	for _, v := range values {
+		for part := range strings.SplitSeq(v, ",") {
+			coding, params, _ := strings.Cut(part, ";")
+			coding = strings.ToLower(strings.TrimSpace(coding))
+			if coding != "gzip" && coding != "x-gzip" && coding != "*" {
+				continue
+			}
+			q := strings.ReplaceAll(strings.ToLower(params), " ", "")
+			if q == "q=0" || strings.HasPrefix(q, "q=0.0") && strings.Trim(q[4:], "0") == "" {
+				return false
+			}
+			return true
+		}
+	}
+	return false
 }

@@ -1,6 +1,8 @@
 package wsrpcjs
 
 import (
+	"bytes"
+	"compress/gzip"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -115,6 +117,68 @@ func TestHandlerRefuses(t *testing.T) {
 	for _, p := range []string{"/static/other.js", "/static/wsrpcjs.go", "/static/"} {
 		if resp, _ := get(t, http.MethodGet, p, nil); resp.StatusCode != http.StatusNotFound {
 			t.Errorf("GET %s: status %d, want 404", p, resp.StatusCode)
+		}
+	}
+}
+
+func TestHandlerGzip(t *testing.T) {
+	want, err := os.ReadFile("wsrpc.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An explicit Accept-Encoding: the transport then leaves the body
+	// and its Content-Encoding as they came.
+	plain, body := get(t, http.MethodGet, "/wsrpc.js", http.Header{"Accept-Encoding": {"identity"}})
+	if plain.Header.Get("Content-Encoding") != "" || body != string(want) {
+		t.Errorf("identity: Content-Encoding %q and %d bytes, want none and the file", plain.Header.Get("Content-Encoding"), len(body))
+	}
+	gz, zbody := get(t, http.MethodGet, "/wsrpc.js", http.Header{"Accept-Encoding": {"br, gzip;q=0.8"}})
+	if gz.Header.Get("Content-Encoding") != "gzip" || gz.Header.Get("Vary") != "Accept-Encoding" {
+		t.Fatalf("gzip: Content-Encoding %q, Vary %q; want gzip, Accept-Encoding", gz.Header.Get("Content-Encoding"), gz.Header.Get("Vary"))
+	}
+	zr, err := gzip.NewReader(bytes.NewReader([]byte(zbody)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	unzipped, err := io.ReadAll(zr)
+	if err != nil || !bytes.Equal(unzipped, want) {
+		t.Errorf("gzip: the body does not unzip to wsrpc.js (err %v)", err)
+	}
+	if len(zbody) >= len(want)/2 {
+		t.Errorf("gzip: %d bytes for %d", len(zbody), len(want))
+	}
+	if gz.Header.Get("ETag") == plain.Header.Get("ETag") {
+		t.Errorf("gzipped and plain share the ETag %s", gz.Header.Get("ETag"))
+	}
+	// Each representation's ETag revalidates that representation.
+	resp, _ := get(t, http.MethodGet, "/wsrpc.js", http.Header{"Accept-Encoding": {"gzip"}, "If-None-Match": {gz.Header.Get("ETag")}})
+	if resp.StatusCode != http.StatusNotModified {
+		t.Errorf("gzip revalidation: status %d, want 304", resp.StatusCode)
+	}
+	resp, _ = get(t, http.MethodGet, "/wsrpc.js", http.Header{"Accept-Encoding": {"gzip"}, "If-None-Match": {plain.Header.Get("ETag")}})
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("gzip request with the plain ETag: status %d, want 200", resp.StatusCode)
+	}
+}
+
+func TestAcceptsGzip(t *testing.T) {
+	for _, tt := range []struct {
+		values []string
+		want   bool
+	}{
+		{nil, false},
+		{[]string{"identity"}, false},
+		{[]string{"gzip"}, true},
+		{[]string{"deflate, GZIP"}, true},
+		{[]string{"br", "gzip;q=0.5"}, true},
+		{[]string{"gzip;q=0"}, false},
+		{[]string{"gzip; q=0.000"}, false},
+		{[]string{"gzip;q=0.05"}, true},
+		{[]string{"*"}, true},
+		{[]string{"x-gzip"}, true},
+	} {
+		if got := acceptsGzip(tt.values); got != tt.want {
+			t.Errorf("acceptsGzip(%q) = %v, want %v", tt.values, got, tt.want)
 		}
 	}
 }
