@@ -46,7 +46,8 @@ func TestBrowserClient(t *testing.T) {
 	if exec.Command(node, "-e", "process.exit(typeof WebSocket === 'function' ? 0 : 1)").Run() != nil {
 		args = append(args, "--experimental-websocket")
 	}
-	args = append(args, "--test", "--test-reporter=tap", "test/")
+	// Each test is bounded (the demo's own limit is lower).
+	args = append(args, "--test", "--test-reporter=tap", "--test-timeout=120000", "test/")
 	cmd := exec.CommandContext(t.Context(), node, args...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "WSRPC_BIN="+self, runAsCLI+"=1", "WSRPC_CHROMIUM="+chromium())
