@@ -46,8 +46,13 @@ func TestBrowserClient(t *testing.T) {
 	if exec.Command(node, "-e", "process.exit(typeof WebSocket === 'function' ? 0 : 1)").Run() != nil {
 		args = append(args, "--experimental-websocket")
 	}
+	files, err := filepath.Glob(filepath.Join(dir, "test", "*.test.mjs"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no test files in %s/test (%v)", dir, err)
+	}
 	// Each test is bounded (the demo's own limit is lower).
-	args = append(args, "--test", "--test-reporter=tap", "--test-timeout=120000", "test/")
+	args = append(args, "--test", "--test-reporter=tap", "--test-timeout=120000")
+	args = append(args, files...)
 	cmd := exec.CommandContext(t.Context(), node, args...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "WSRPC_BIN="+self, runAsCLI+"=1", "WSRPC_CHROMIUM="+chromium())
