@@ -319,6 +319,7 @@ func TestREADMEGoSnippets(t *testing.T) {
 		{section: "Large arguments without a copy", file: "example_test.go", example: "ExampleRawText"},
 		{section: "Pub/sub", file: "pubsub/example_test.go", example: "Example"},
 		{section: "Pub/sub", file: "pubsub/example_test.go", example: "Example"},
+		{section: "Browser client", file: "wsrpcjs/example_test.go", example: "Example"},
 		{section: "Observability", file: "promwsrpc/example_test.go", example: "ExampleNew"},
 		{section: "Observability", file: "otelwsrpc/example_test.go", example: "ExampleNew"},
 		{section: "Several nodes: Redis", file: "redisbroker/example_test.go", example: "Example"},

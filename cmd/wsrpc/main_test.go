@@ -7,6 +7,7 @@ import (
 	"flag"
 	"log/slog"
 	"net"
+	"os"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -18,6 +19,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(runAsCLI) == "1" {
+		main() // the browser client's tests run the test binary as wsrpc (js_test.go)
+	}
 	goleak.VerifyTestMain(m)
 }
 

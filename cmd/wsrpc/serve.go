@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
 	"flag"
 	"fmt"
@@ -21,7 +20,9 @@ const serveHelp = `Usage: wsrpc serve [flags]
 
 Run the demo server until SIGINT or SIGTERM. It serves RPC over WebSockets
 on /ws, /ws/{client_id}, /pubsub and /pubsub/{client_id} (the same methods
-on each), logs each connection and disconnection to stderr, and exposes:
+on each), a demo page for browsers at / (with the browser client at
+/wsrpc.js and its types at /wsrpc.d.ts), logs each connection and
+disconnection to stderr, and exposes:
 
   add(a, b), multiply(a, b)   numbers; the result is a float
   concat(a, b)                strings
@@ -35,6 +36,9 @@ on each), logs each connection and disconnection to stderr, and exposes:
                               At most 100 wake-up calls may be pending per
                               connection, and 10,000 in all; more are
                               refused with error -32000
+  greet()                     calls whoami() on the caller, during the
+                              call, and returns "hello, " + its answer
+                              (the demo page's nested call)
   echo, get_process_details, call_me_back, get_response
                               the utility methods of fastapi_websocket_rpc
   _ping_, _get_channel_id_    the built-ins
@@ -52,7 +56,10 @@ Flags:
   --addr HOST:PORT   address to listen on (default 127.0.0.1:9000);
                      port 0 picks a free port, printed on startup
   --token T          accept only connections whose upgrade request has the
-                     header "X-Token: T"; refuse others with 403
+                     header "X-Token: T", or carries T as a browser sends
+                     it (wsrpc.RequestToken: subprotocol wsrpc.token.*,
+                     query parameter access_token); refuse others with 403.
+                     The demo page takes it as http://HOST/#token=T
   --metrics HOST:PORT
                      serve Prometheus metrics at http://HOST:PORT/metrics
                      (promwsrpc's wsrpc_* series, and Go's and the
@@ -258,6 +265,7 @@ func newDemo(cfg demoConfig) (*demo, error) {
 		return a.Text, nil
 	})
 	wsrpc.Register(d.mux, "register_wake_up_call", d.registerWakeUpCall)
+	registerGreet(d.mux)
 
 	opts := &wsrpc.ServerOptions{
 		ConnOptions: wsrpc.ConnOptions{
@@ -277,7 +285,7 @@ func newDemo(cfg demoConfig) (*demo, error) {
 	}
 	if token != "" {
 		opts.Authenticate = func(r *http.Request) (any, error) {
-			if subtle.ConstantTimeCompare([]byte(r.Header.Get("X-Token")), []byte(token)) != 1 {
+			if !tokenOK(r, token) {
 				return nil, &wsrpc.HTTPError{StatusCode: http.StatusForbidden}
 			}
 			return nil, nil
@@ -416,6 +424,7 @@ func (d *demo) handler() http.Handler {
 	for _, p := range []string{"/ws", "/ws/{client_id}", "/pubsub", "/pubsub/{client_id}"} {
 		hm.Handle("GET "+p, d.srv)
 	}
+	mountWeb(hm)
 	return hm
 }
 
@@ -444,7 +453,7 @@ func (d *demo) serve(ctx context.Context, ln net.Listener, stdout io.Writer) err
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelWarn),
 	}
-	fmt.Fprintf(stdout, "wsrpc: serving on ws://%s/ws\nwsrpc: pub/sub on ws://%[1]s/pubsub\n", ln.Addr())
+	fmt.Fprintf(stdout, "wsrpc: serving on ws://%s/ws\nwsrpc: pub/sub on ws://%[1]s/pubsub\nwsrpc: demo page on http://%[1]s/\n", ln.Addr())
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(ln) }()
 	if d.metricsLn != nil {
