@@ -12,6 +12,7 @@ import (
 
 	"github.com/wsrpc/wsrpc"
 	"github.com/wsrpc/wsrpc/cluster"
+	"github.com/wsrpc/wsrpc/internal/brokertest"
 	"github.com/wsrpc/wsrpc/pubsub"
 )
 
@@ -340,4 +341,11 @@ func TestOptions(t *testing.T) {
 	if err := n.Call(ctxT(t), "x", "m", []int{1}, nil); err == nil || errors.Is(err, wsrpc.ErrClosed) {
 		t.Fatalf("args not an object: %v, want it refused before anything else", err)
 	}
+}
+
+// TestRunCluster runs the conformance suite's cluster test on
+// MemoryBroker, one shared by the three nodes.
+func TestRunCluster(t *testing.T) {
+	b := pubsub.NewMemoryBroker()
+	brokertest.RunCluster(t, func(testing.TB) wsrpc.Broker { return b })
 }
