@@ -171,7 +171,9 @@ type link struct {
 	watchers map[*func(error)]struct{}
 }
 
-func newLink(b wsrpc.Broker) *link { return &link{Broker: b, watchers: make(map[*func(error)]struct{})} }
+func newLink(b wsrpc.Broker) *link {
+	return &link{Broker: b, watchers: make(map[*func(error)]struct{})}
+}
 
 func (l *link) Publish(ctx context.Context, channel string, msg []byte) error {
 	if l.cut.Load() {
