@@ -69,4 +69,3 @@ func benchCalls(b *testing.B, n *cluster.Node, to string, par int) {
 	b.ReportMetric(float64(all[len(all)*99/100].Microseconds()), "p99-µs")
 	b.ReportMetric(0, "ns/op")
 }
-

@@ -127,7 +127,12 @@ func TestUnknownClient(t *testing.T) {
 }
 
 func TestConcurrentCalls(t *testing.T) {
-	ns := newCluster(t, pubsub.NewMemoryBroker(), 3, nil)
+	t.Run("MemoryBroker", func(t *testing.T) { testConcurrentCalls(t, pubsub.NewMemoryBroker()) })
+	t.Run("async", func(t *testing.T) { testConcurrentCalls(t, newAsyncBroker()) })
+}
+
+func testConcurrentCalls(t *testing.T, b wsrpc.Broker) {
+	ns := newCluster(t, b, 3, nil)
 	var ids []string
 	for i, n := range ns {
 		for j := range 3 {
@@ -347,5 +352,11 @@ func TestOptions(t *testing.T) {
 // MemoryBroker, one shared by the three nodes.
 func TestRunCluster(t *testing.T) {
 	b := pubsub.NewMemoryBroker()
+	brokertest.RunCluster(t, func(testing.TB) wsrpc.Broker { return b })
+}
+
+// TestRunClusterAsync runs it on a broker that delivers asynchronously.
+func TestRunClusterAsync(t *testing.T) {
+	b := newAsyncBroker()
 	brokertest.RunCluster(t, func(testing.TB) wsrpc.Broker { return b })
 }

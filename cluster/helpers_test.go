@@ -156,6 +156,9 @@ func dial(t testing.TB, n *node, id string, cm *clientMethods) *wsrpc.Client {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cl.Close() })
+	// Dial returns once the handshake is done, which may be before the
+	// server indexed the connection.
+	waitFor(t, "the server to have "+id, func() bool { return len(n.srv.ConnsByPathValue("client_id", id)) > 0 })
 	return cl
 }
 
@@ -241,4 +244,69 @@ func (l *limited) Publish(ctx context.Context, channel string, msg []byte) error
 		}
 	}
 	return l.Broker.Publish(ctx, channel, msg)
+}
+
+// asyncBroker is a Broker that, unlike MemoryBroker, delivers from a
+// goroutine of each subscription's own, after Publish returned, as a
+// networked broker does: the nodes must not rely on a message having
+// arrived when Publish returns.
+type asyncBroker struct {
+	mu   sync.Mutex
+	subs map[string]map[*asyncSub]struct{}
+}
+
+type asyncSub struct {
+	ch   chan []byte
+	quit chan struct{}
+	done chan struct{}
+}
+
+func newAsyncBroker() *asyncBroker {
+	return &asyncBroker{subs: make(map[string]map[*asyncSub]struct{})}
+}
+
+func (b *asyncBroker) Publish(ctx context.Context, channel string, msg []byte) error {
+	msg = append([]byte(nil), msg...)
+	b.mu.Lock() // held while queueing, so that each channel keeps one order
+	defer b.mu.Unlock()
+	for s := range b.subs[channel] {
+		select {
+		case s.ch <- msg:
+		case <-s.quit:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+func (b *asyncBroker) Subscribe(ctx context.Context, channel string, fn func([]byte)) (func(), error) {
+	s := &asyncSub{ch: make(chan []byte, 1<<14), quit: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		for {
+			select {
+			case msg := <-s.ch:
+				fn(msg)
+			case <-s.quit:
+				return
+			}
+		}
+	}()
+	b.mu.Lock()
+	if b.subs[channel] == nil {
+		b.subs[channel] = make(map[*asyncSub]struct{})
+	}
+	b.subs[channel][s] = struct{}{}
+	b.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			b.mu.Lock()
+			delete(b.subs[channel], s)
+			b.mu.Unlock()
+			close(s.quit)
+			<-s.done
+		})
+	}, nil
 }

@@ -124,6 +124,8 @@ type Node struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup // the beat loop, the calls run for others, sends
 	kick    chan struct{}  // wakes the beat loop for a beat now
+	quiet   chan struct{}  // closed to stop the beat loop
+	beaten  chan struct{}  // closed when it stopped
 	hello   atomic.Bool    // the next beat asks the others for theirs
 	seq     atomic.Uint64  // call and query ids
 	stops   []func()
@@ -162,6 +164,8 @@ func Join(ctx context.Context, srv *wsrpc.Server, b wsrpc.Broker, opts *Options)
 		srv: srv, b: b, opts: o, all: o.Prefix + ".all",
 		ttl:     time.Duration(o.MissedBeats) * o.Heartbeat,
 		kick:    make(chan struct{}, 1),
+		quiet:   make(chan struct{}),
+		beaten:  make(chan struct{}),
 		peers:   make(map[string]*peer),
 		owners:  make(map[string]string),
 		calls:   make(map[string]*pending),
@@ -183,7 +187,6 @@ func Join(ctx context.Context, srv *wsrpc.Server, b wsrpc.Broker, opts *Options)
 		n.unwatch = w.Watch(n.brokerEvent)
 	}
 	n.hello.Store(true)
-	n.wg.Add(1)
 	go n.beatLoop()
 	return n, nil
 }
@@ -220,6 +223,8 @@ func (n *Node) Close() error {
 	if n.unwatch != nil {
 		n.unwatch()
 	}
+	close(n.quiet) // no beat after the goodbye
+	<-n.beaten
 	ctx, cancel := context.WithTimeout(context.Background(), n.opts.Heartbeat)
 	_ = n.publish(ctx, n.all, &message{T: tBye})
 	cancel()
@@ -321,18 +326,18 @@ func (n *Node) local(id string) *wsrpc.Conn {
 // beatLoop publishes the node's beats and forgets the nodes whose beats
 // stopped.
 func (n *Node) beatLoop() {
-	defer n.wg.Done()
+	defer close(n.beaten)
 	t := time.NewTicker(n.opts.Heartbeat)
 	defer t.Stop()
 	for {
 		m := &message{T: tBeat, Hello: n.hello.Swap(false), BeatMS: n.opts.Heartbeat.Milliseconds(), TTLMS: n.ttl.Milliseconds()}
-		ctx, cancel := context.WithTimeout(n.ctx, n.opts.Heartbeat)
+		ctx, cancel := context.WithTimeout(context.Background(), n.opts.Heartbeat)
 		if err := n.publish(ctx, n.all, m); err != nil && m.Hello {
 			n.hello.Store(true) // ask again with the next one
 		}
 		cancel()
 		select {
-		case <-n.ctx.Done():
+		case <-n.quiet:
 			return
 		case <-n.kick:
 		case <-t.C:

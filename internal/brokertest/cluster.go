@@ -61,6 +61,25 @@ func RunCluster(t *testing.T, newBroker func(t testing.TB) wsrpc.Broker) {
 		t.Cleanup(func() { cl.Close() })
 	}
 
+	// Dial returns once the handshake is done, which may be before the
+	// server indexed the connection: wait until every node lists all.
+	for _, n := range nodes {
+		for {
+			got, err := n.node.Clients(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) == len(nodes) {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatalf("node %s lists %+v: %v", n.node.ID(), got, ctx.Err())
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}
+
 	t.Run("Pairs", func(t *testing.T) {
 		for i, from := range nodes {
 			for j := range nodes {
