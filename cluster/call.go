@@ -141,6 +141,7 @@ type lookup struct {
 	q       string
 	waiting map[string]bool // the nodes that did not answer yet
 	done    chan struct{}   // closed with owner or err set
+	timer   *time.Timer     // ends it when a node's answer was lost
 	owner   string
 	err     error
 }
@@ -168,6 +169,15 @@ func (n *Node) owner(ctx context.Context, client string) (string, error) {
 			lk.waiting[id] = true
 		}
 		n.finds[client] = lk
+		// The broker delivers at most once: a node whose answer was lost
+		// counts as "not here" after a time to live.
+		lk.timer = time.AfterFunc(n.ttl, func() {
+			n.mu.Lock()
+			defer n.mu.Unlock()
+			for id := range lk.waiting {
+				lk.noLocked(n, client, id)
+			}
+		})
 	}
 	n.mu.Unlock()
 	if start {
@@ -194,6 +204,7 @@ func (lk *lookup) endLocked(n *Node, client, owner string, err error) {
 		return
 	}
 	delete(n.finds, client)
+	lk.timer.Stop()
 	lk.owner, lk.err = owner, err
 	if owner != "" {
 		n.owners[client] = owner

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"slices"
+	"time"
 )
 
 // ClientInfo is one client connection in the cluster.
@@ -18,6 +19,7 @@ type listing struct {
 	waiting map[string]bool         // the nodes whose list is not complete yet
 	got     map[string][]ClientInfo // the lists, by node
 	done    chan struct{}           // closed with err set, or got complete
+	timer   *time.Timer             // ends it when a node's answer was lost
 	err     error
 }
 
@@ -30,7 +32,9 @@ type listing struct {
 // at most one broker round trip old, except that a node that joined less
 // than a broker round trip ago may be missing, and a node that died
 // without a goodbye is waited for (and then left out) until it is
-// forgotten, within (MissedBeats+1)×Heartbeat.
+// forgotten, within (MissedBeats+1)×Heartbeat. A node whose list does
+// not arrive whole within MissedBeats×Heartbeat (the broker lost a
+// message) is left out.
 func (n *Node) Clients(ctx context.Context) ([]ClientInfo, error) {
 	out := n.localClients()
 	n.mu.Lock()
@@ -48,6 +52,15 @@ func (n *Node) Clients(ctx context.Context) ([]ClientInfo, error) {
 		return sortClients(out), nil
 	}
 	n.lists[q] = ls
+	// The broker delivers at most once: a node whose list did not come
+	// whole within a time to live is left out.
+	ls.timer = time.AfterFunc(n.ttl, func() {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		for id := range ls.waiting {
+			ls.doneLocked(n, q, id, true)
+		}
+	})
 	n.mu.Unlock()
 	defer func() {
 		n.mu.Lock()
@@ -162,6 +175,7 @@ func (ls *listing) endLocked(n *Node, q string, err error) {
 		return
 	}
 	delete(n.lists, q)
+	ls.timer.Stop()
 	ls.err = err
 	close(ls.done)
 }

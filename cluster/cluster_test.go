@@ -360,3 +360,55 @@ func TestRunClusterAsync(t *testing.T) {
 	b := newAsyncBroker()
 	brokertest.RunCluster(t, func(testing.TB) wsrpc.Broker { return b })
 }
+
+// TestLostQuestions: the broker loses every question to one node (at most
+// once allows it); a lookup and Clients still end, without that node's
+// answer, within its time to live.
+func TestLostQuestions(t *testing.T) {
+	mb := pubsub.NewMemoryBroker()
+	a := newNode(t, mb, fast)
+	lossy := newLink(mb)
+	lossy.drop = func(msg []byte) bool {
+		return strings.Contains(string(msg), `"t":"find"`) || strings.Contains(string(msg), `"t":"list"`)
+	}
+	c := newNode(t, lossy, fast)
+	waitKnown(t, a, c)
+	dial(t, a, "nina", nil)
+	dial(t, c, "omar", nil)
+	ctx := ctxT(t)
+	if err := a.node.Call(ctx, "nobody", "add", nil, nil); !errors.Is(err, cluster.ErrNoSuchClient) || ctx.Err() != nil {
+		t.Fatalf("err = %v, want ErrNoSuchClient before the deadline", err)
+	}
+	got, err := a.node.Clients(ctx)
+	if err != nil || len(got) != 1 || got[0].ClientID != "nina" {
+		t.Fatalf("Clients = %+v, %v; want only nina", got, err)
+	}
+	// The other way round nothing is lost.
+	if sum, err := cluster.Call[int](ctx, c.node, "nina", "add", addArgs{A: 1, B: 1}); err != nil || sum != 2 {
+		t.Fatalf("from c: %d, %v", sum, err)
+	}
+}
+
+// TestCallerDies: the node that routed a call dies mid-call; the owner
+// forgets it and cancels the call, so the client's handler sees its ctx
+// canceled long before the call's deadline.
+func TestCallerDies(t *testing.T) {
+	mb := pubsub.NewMemoryBroker()
+	owner := newNode(t, mb, fast)
+	cut := newLink(mb)
+	caller := newNode(t, cut, fast)
+	waitKnown(t, owner, caller)
+	cm := newMethods()
+	dial(t, owner, "pia", cm)
+	ctx, cancel := context.WithTimeout(ctxT(t), 25*time.Second)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- caller.node.Call(ctx, "pia", "block", nil, nil) }()
+	<-cm.started
+	cut.set(true, false)
+	if err := <-cm.ended; !errors.Is(err, context.Canceled) {
+		t.Fatalf("the handler's ctx ended with %v, want Canceled", err)
+	}
+	cancel()
+	<-errc
+}

@@ -168,7 +168,8 @@ func dial(t testing.TB, n *node, id string, cm *clientMethods) *wsrpc.Client {
 // BrokerWatchers, as an adapter reports an outage.
 type link struct {
 	wsrpc.Broker
-	cut atomic.Bool
+	cut  atomic.Bool
+	drop func(msg []byte) bool // nil, or true for a message lost on its way in
 
 	mu       sync.Mutex
 	watchers map[*func(error)]struct{}
@@ -187,7 +188,7 @@ func (l *link) Publish(ctx context.Context, channel string, msg []byte) error {
 
 func (l *link) Subscribe(ctx context.Context, channel string, fn func([]byte)) (func(), error) {
 	return l.Broker.Subscribe(ctx, channel, func(msg []byte) {
-		if !l.cut.Load() {
+		if !l.cut.Load() && (l.drop == nil || !l.drop(msg)) {
 			fn(msg)
 		}
 	})

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -416,6 +417,12 @@ func (n *Node) forget(id, why string) {
 	}
 	for q, ls := range n.lists {
 		ls.doneLocked(n, q, id, true)
+	}
+	// Its calls here: nobody waits for their answers any more.
+	for key, cancel := range n.running {
+		if strings.HasPrefix(key, id+" ") {
+			cancel()
+		}
 	}
 	n.mu.Unlock()
 	if known {
