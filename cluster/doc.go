@@ -18,7 +18,9 @@
 // came for its time to live (by default 3 beats of 1 s), as they do at
 // once when it says goodbye (Close). Nothing is stored in the broker, so a
 // node that dies without a word (SIGKILL) leaves nothing behind once it
-// is forgotten.
+// is forgotten. The calls a node routed to a node it forgets fail with
+// [wsrpc.ErrConnectionLost], and the calls it runs for a node it forgets
+// are canceled.
 //
 // To find a client, a node first looks at its own server, then at its
 // cache of where clients were found, then asks every node. The first node
