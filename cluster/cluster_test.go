@@ -412,3 +412,18 @@ func TestCallerDies(t *testing.T) {
 	cancel()
 	<-errc
 }
+
+// TestJoinBrokerDown: Join fails, wrapping the broker's error, when the
+// broker cannot take the node's first beat.
+func TestJoinBrokerDown(t *testing.T) {
+	l := newLink(pubsub.NewMemoryBroker())
+	l.set(true, false)
+	srv, err := wsrpc.NewServer(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	if _, err := cluster.Join(ctxT(t), srv, watchingLink{l}, &cluster.Options{Logger: quiet()}); !errors.Is(err, wsrpc.ErrBrokerUnavailable) {
+		t.Fatalf("Join: %v, want ErrBrokerUnavailable", err)
+	}
+}

@@ -149,9 +149,10 @@ type peer struct {
 }
 
 // Join makes srv's server a node of the cluster that the nodes sharing b
-// form, and returns the Node: it subscribes to the node's channels,
-// bounded by ctx, and starts beating. The others know it from its first
-// beat on, which asks them for theirs, so it knows them a moment later.
+// form, and returns the Node: it subscribes to the node's channels and
+// publishes its first beat, bounded by ctx. The others know it from that
+// beat on (once the broker delivered it), and it knows them once they
+// answered it with a beat of theirs, a broker round trip later.
 func Join(ctx context.Context, srv *wsrpc.Server, b wsrpc.Broker, opts *Options) (*Node, error) {
 	var o Options
 	if opts != nil {
@@ -178,8 +179,7 @@ func Join(ctx context.Context, srv *wsrpc.Server, b wsrpc.Broker, opts *Options)
 	for _, ch := range []string{n.all, n.channel(o.ID)} {
 		stop, err := b.Subscribe(ctx, ch, n.receive)
 		if err != nil {
-			n.unsubscribe()
-			n.cancel()
+			n.abort()
 			return nil, fmt.Errorf("cluster: join: subscribe %s: %w", ch, err)
 		}
 		n.stops = append(n.stops, stop)
@@ -188,6 +188,10 @@ func Join(ctx context.Context, srv *wsrpc.Server, b wsrpc.Broker, opts *Options)
 		n.unwatch = w.Watch(n.brokerEvent)
 	}
 	n.hello.Store(true)
+	if err := n.beat(ctx); err != nil {
+		n.abort()
+		return nil, fmt.Errorf("cluster: join: first beat: %w", err)
+	}
 	go n.beatLoop()
 	return n, nil
 }
@@ -236,6 +240,19 @@ func (n *Node) Close() error {
 	n.failAllLocked(wsrpc.ErrClosed)
 	n.mu.Unlock()
 	return nil
+}
+
+// abort undoes a Join that failed half-way.
+func (n *Node) abort() {
+	n.mu.Lock()
+	n.closed = true
+	n.mu.Unlock()
+	if n.unwatch != nil {
+		n.unwatch()
+	}
+	n.unsubscribe()
+	n.cancel()
+	n.wg.Wait()
 }
 
 func (n *Node) unsubscribe() {
@@ -331,12 +348,6 @@ func (n *Node) beatLoop() {
 	t := time.NewTicker(n.opts.Heartbeat)
 	defer t.Stop()
 	for {
-		m := &message{T: tBeat, Hello: n.hello.Swap(false), BeatMS: n.opts.Heartbeat.Milliseconds(), TTLMS: n.ttl.Milliseconds()}
-		ctx, cancel := context.WithTimeout(context.Background(), n.opts.Heartbeat)
-		if err := n.publish(ctx, n.all, m); err != nil && m.Hello {
-			n.hello.Store(true) // ask again with the next one
-		}
-		cancel()
 		select {
 		case <-n.quiet:
 			return
@@ -344,7 +355,21 @@ func (n *Node) beatLoop() {
 		case <-t.C:
 			n.sweep()
 		}
+		ctx, cancel := context.WithTimeout(context.Background(), n.opts.Heartbeat)
+		n.beat(ctx)
+		cancel()
 	}
+}
+
+// beat publishes a beat, which asks the others for theirs after the node
+// joined or the broker came back.
+func (n *Node) beat(ctx context.Context) error {
+	m := &message{T: tBeat, Hello: n.hello.Swap(false), BeatMS: n.opts.Heartbeat.Milliseconds(), TTLMS: n.ttl.Milliseconds()}
+	err := n.publish(ctx, n.all, m)
+	if err != nil && m.Hello {
+		n.hello.Store(true) // ask again with the next one
+	}
+	return err
 }
 
 // heard records a beat.
