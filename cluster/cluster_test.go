@@ -427,3 +427,24 @@ func TestJoinBrokerDown(t *testing.T) {
 		t.Fatalf("Join: %v, want ErrBrokerUnavailable", err)
 	}
 }
+
+// TestOwnerBusy: beyond MaxConcurrentCalls the owner refuses a routed
+// call with wsrpc.ErrTooManyCalls, and runs the next once one ended.
+func TestOwnerBusy(t *testing.T) {
+	ns := newCluster(t, pubsub.NewMemoryBroker(), 2, &cluster.Options{MaxConcurrentCalls: 1})
+	cm := newMethods()
+	dial(t, ns[1], "quinn", cm)
+	ctx, cancel := context.WithCancel(ctxT(t))
+	errc := make(chan error, 1)
+	go func() { errc <- ns[0].node.Call(ctx, "quinn", "block", nil, nil) }()
+	<-cm.started
+	if err := ns[0].node.Call(ctxT(t), "quinn", "add", addArgs{}, nil); !errors.Is(err, wsrpc.ErrTooManyCalls) {
+		t.Fatalf("second call: %v, want ErrTooManyCalls", err)
+	}
+	cancel()
+	<-errc
+	<-cm.ended
+	waitFor(t, "the owner to run calls again", func() bool {
+		return ns[0].node.Call(ctxT(t), "quinn", "add", addArgs{}, nil) == nil
+	})
+}
