@@ -239,7 +239,7 @@ func TestClients(t *testing.T) {
 	ns := newCluster(t, b, 3, nil)
 	want := map[string]string{} // client id -> node id
 	// Enough clients with long ids on node 1 for its list to take
-	// several messages.
+	// several messages: one would be refused (and the list left out).
 	for i := range 120 {
 		id := fmt.Sprintf("%s-%03d", strings.Repeat("k", 60), i)
 		dial(t, ns[1], id, nil)
@@ -263,9 +263,6 @@ func TestClients(t *testing.T) {
 				t.Fatalf("from %s: %+v, want it on %s", n.node.ID(), c, want[c.ClientID])
 			}
 		}
-	}
-	if l := b.largest.Load(); l > 8000 {
-		t.Fatalf("a message of %d bytes", l)
 	}
 }
 

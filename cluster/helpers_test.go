@@ -227,22 +227,15 @@ func (l watchingLink) Watch(fn func(error)) func() {
 }
 
 // limited is a Broker that refuses messages larger than max bytes, as
-// PostgreSQL's NOTIFY does (8000), and records the largest it carried.
+// PostgreSQL's NOTIFY does (8000).
 type limited struct {
 	wsrpc.Broker
-	max     int
-	largest atomic.Int64
+	max int
 }
 
 func (l *limited) Publish(ctx context.Context, channel string, msg []byte) error {
 	if len(msg) > l.max {
 		return fmt.Errorf("test broker: %d bytes: %w", len(msg), wsrpc.ErrBrokerMessageTooLarge)
-	}
-	for {
-		old := l.largest.Load()
-		if int64(len(msg)) <= old || l.largest.CompareAndSwap(old, int64(len(msg))) {
-			break
-		}
 	}
 	return l.Broker.Publish(ctx, channel, msg)
 }
