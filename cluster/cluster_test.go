@@ -445,3 +445,32 @@ func TestOwnerBusy(t *testing.T) {
 		return ns[0].node.Call(ctxT(t), "quinn", "add", addArgs{}, nil) == nil
 	})
 }
+
+// TestOwnerRestartsUnderItsID: the owner dies mid-call and a new run of
+// it, with the same Options.ID, joins before the old one was forgotten;
+// the call fails with ErrConnectionLost rather than waiting for its
+// deadline (the new run beats on, under the same id).
+func TestOwnerRestartsUnderItsID(t *testing.T) {
+	mb := pubsub.NewMemoryBroker()
+	a := newNode(t, mb, nil) // 3 s to forget a silent node
+	cut := newLink(mb)
+	b := newNode(t, cut, &cluster.Options{ID: "b"})
+	waitKnown(t, a, b)
+	cm := newMethods()
+	dial(t, b, "rita", cm)
+	ctx, cancel := context.WithTimeout(ctxT(t), 20*time.Second)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- a.node.Call(ctx, "rita", "block", nil, nil) }()
+	<-cm.started
+	cut.set(true, false)
+	b.srv.Close()
+	b2 := newNode(t, mb, &cluster.Options{ID: "b"})
+	if err := <-errc; !errors.Is(err, wsrpc.ErrConnectionLost) || ctx.Err() != nil {
+		t.Fatalf("err = %v, want ErrConnectionLost before the deadline", err)
+	}
+	dial(t, b2, "rita", nil)
+	if _, err := cluster.Call[int](ctx, a.node, "rita", "add", addArgs{}); err != nil {
+		t.Fatalf("rita on b's new run: %v", err)
+	}
+}

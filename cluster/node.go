@@ -23,7 +23,9 @@ import (
 type Options struct {
 	// ID names the node in the cluster and in its channel's name: ASCII
 	// letters, digits, '-' and '_', at most 64 bytes. Default: 16 random
-	// hex digits. Two live nodes must not share one.
+	// hex digits. Two live nodes must not share one; a node restarted
+	// under its id is a new run to the others (its beats say which), who
+	// forget at once what the former run had.
 	ID string
 	// Prefix begins the names of the broker channels; default
 	// "wsrpc.cluster". Nodes of one cluster use the same.
@@ -55,9 +57,7 @@ type Options struct {
 func (o Options) withDefaults() (Options, error) {
 	var errs []error
 	if o.ID == "" {
-		var b [8]byte
-		_, _ = rand.Read(b[:])
-		o.ID = hex.EncodeToString(b[:])
+		o.ID = randomHex()
 	} else if !goodID(o.ID) {
 		errs = append(errs, fmt.Errorf("%w: %q", ErrBadID, o.ID))
 	}
@@ -97,6 +97,12 @@ func (o Options) withDefaults() (Options, error) {
 	return o, errors.Join(errs...)
 }
 
+func randomHex() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
 func goodID(id string) bool {
 	if len(id) > 64 {
 		return false
@@ -120,6 +126,7 @@ type Node struct {
 	opts Options
 	all  string // the channel every node subscribes to
 	ttl  time.Duration
+	boot string // this run of the node, in its beats
 
 	ctx     context.Context // the node's lifetime: the calls it runs derive from it
 	cancel  context.CancelFunc
@@ -146,6 +153,7 @@ type Node struct {
 type peer struct {
 	seen time.Time
 	ttl  time.Duration
+	boot string // which run of the node: "" until its first beat
 }
 
 // Join makes srv's server a node of the cluster that the nodes sharing b
@@ -165,6 +173,7 @@ func Join(ctx context.Context, srv *wsrpc.Server, b wsrpc.Broker, opts *Options)
 	n := &Node{
 		srv: srv, b: b, opts: o, all: o.Prefix + ".all",
 		ttl:     time.Duration(o.MissedBeats) * o.Heartbeat,
+		boot:    randomHex(),
 		kick:    make(chan struct{}, 1),
 		quiet:   make(chan struct{}),
 		beaten:  make(chan struct{}),
@@ -364,7 +373,7 @@ func (n *Node) beatLoop() {
 // beat publishes a beat, which asks the others for theirs after the node
 // joined or the broker came back.
 func (n *Node) beat(ctx context.Context) error {
-	m := &message{T: tBeat, Hello: n.hello.Swap(false), BeatMS: n.opts.Heartbeat.Milliseconds(), TTLMS: n.ttl.Milliseconds()}
+	m := &message{T: tBeat, Boot: n.boot, Hello: n.hello.Swap(false), BeatMS: n.opts.Heartbeat.Milliseconds(), TTLMS: n.ttl.Milliseconds()}
 	err := n.publish(ctx, n.all, m)
 	if err != nil && m.Hello {
 		n.hello.Store(true) // ask again with the next one
@@ -380,11 +389,19 @@ func (n *Node) heard(m *message) {
 	}
 	n.mu.Lock()
 	p, known := n.peers[m.Node]
+	if known && p.boot != "" && p.boot != m.Boot {
+		// The node restarted under the same id (after a SIGKILL, say,
+		// before it was forgotten): what its former run had is gone.
+		n.mu.Unlock()
+		n.forget(m.Node, "restarted")
+		n.mu.Lock()
+		p, known = n.peers[m.Node]
+	}
 	if !known {
 		p = new(peer)
 		n.peers[m.Node] = p
 	}
-	p.seen, p.ttl = time.Now(), ttl
+	p.seen, p.ttl, p.boot = time.Now(), ttl, m.Boot
 	n.mu.Unlock()
 	if !known {
 		n.opts.Logger.Debug("cluster: node joined", "node", m.Node)

@@ -50,6 +50,7 @@ type message struct {
 	Hello     bool            `json:"hello,omitempty"`   // a beat from a node just (re)joined: answer with a beat
 	BeatMS    int64           `json:"beat_ms,omitempty"` // the sender's beat interval
 	TTLMS     int64           `json:"ttl_ms,omitempty"`  // how long it counts as alive without a beat
+	Boot      string          `json:"boot,omitempty"`    // which run of the sender, in beats
 	Clients   []entry         `json:"clients,omitempty"`
 }
 
