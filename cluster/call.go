@@ -135,6 +135,9 @@ func encodeArgs(args any) (json.RawMessage, error) {
 	return nil, errors.New("args: not a JSON object")
 }
 
+// maxCached bounds the cache of where clients were found.
+const maxCached = 1 << 16
+
 // lookup is a question "who has client X?" to every live node; the
 // callers that need the answer meanwhile wait for the same one.
 type lookup struct {
@@ -207,6 +210,12 @@ func (lk *lookup) endLocked(n *Node, client, owner string, err error) {
 	lk.timer.Stop()
 	lk.owner, lk.err = owner, err
 	if owner != "" {
+		if len(n.owners) >= maxCached {
+			for c := range n.owners { // any one: the cache only saves a lookup
+				delete(n.owners, c)
+				break
+			}
+		}
 		n.owners[client] = owner
 	}
 	close(lk.done)
