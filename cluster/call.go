@@ -150,7 +150,23 @@ type lookup struct {
 }
 
 // owner returns the node that has client, from the cache or by asking.
+// In the node's first Heartbeat, when it may not know every node yet, "no
+// node has it" waits for the end of that Heartbeat and asks again.
 func (n *Node) owner(ctx context.Context, client string) (string, error) {
+	for {
+		warm := n.isWarm()
+		o, err := n.ask(ctx, client)
+		if warm || !errors.Is(err, ErrNoSuchClient) {
+			return o, err
+		}
+		if err := n.waitWarm(ctx); err != nil {
+			return "", err
+		}
+	}
+}
+
+// ask is owner without the wait.
+func (n *Node) ask(ctx context.Context, client string) (string, error) {
 	n.mu.Lock()
 	if err := n.unavailableLocked(); err != nil {
 		n.mu.Unlock()

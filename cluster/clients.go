@@ -30,12 +30,16 @@ type listing struct {
 //
 // Staleness: each node's list is taken when it answers, so the result is
 // at most one broker round trip old, except that a node that joined less
-// than a broker round trip ago may be missing, and a node that died
+// than a broker round trip ago may be missing (in its first Heartbeat,
+// when it may not know every node yet, Clients waits for the end of it), and a node that died
 // without a goodbye is waited for (and then left out) until it is
 // forgotten, within (MissedBeats+1)×Heartbeat. A node whose list does
 // not arrive whole within MissedBeats×Heartbeat (the broker lost a
 // message) is left out.
 func (n *Node) Clients(ctx context.Context) ([]ClientInfo, error) {
+	if err := n.waitWarm(ctx); err != nil {
+		return nil, err
+	}
 	out := n.localClients()
 	n.mu.Lock()
 	if err := n.unavailableLocked(); err != nil {

@@ -193,7 +193,7 @@ func TestOwnerDiesMidCall(t *testing.T) {
 }
 
 func TestGoodbyeFailsCallsAtOnce(t *testing.T) {
-	ns := newCluster(t, pubsub.NewMemoryBroker(), 2, nil) // 3 s to forget a silent node
+	ns := newCluster(t, pubsub.NewMemoryBroker(), 2, nil) // 2 s to forget a silent node
 	cm := newMethods()
 	dial(t, ns[1], "gina", cm)
 	ctx := ctxT(t)
@@ -452,7 +452,7 @@ func TestOwnerBusy(t *testing.T) {
 // deadline (the new run beats on, under the same id).
 func TestOwnerRestartsUnderItsID(t *testing.T) {
 	mb := pubsub.NewMemoryBroker()
-	a := newNode(t, mb, nil) // 3 s to forget a silent node
+	a := newNode(t, mb, nil) // 2 s to forget a silent node
 	cut := newLink(mb)
 	b := newNode(t, cut, &cluster.Options{ID: "b"})
 	waitKnown(t, a, b)
@@ -472,5 +472,24 @@ func TestOwnerRestartsUnderItsID(t *testing.T) {
 	dial(t, b2, "rita", nil)
 	if _, err := cluster.Call[int](ctx, a.node, "rita", "add", addArgs{}); err != nil {
 		t.Fatalf("rita on b's new run: %v", err)
+	}
+}
+
+// TestCallRightAfterJoin: a node that just joined, before it heard any
+// other node, finds a client connected to an older one.
+func TestCallRightAfterJoin(t *testing.T) {
+	for name, b := range map[string]wsrpc.Broker{"MemoryBroker": pubsub.NewMemoryBroker(), "async": newAsyncBroker()} {
+		t.Run(name, func(t *testing.T) {
+			old := newNode(t, b, nil)
+			dial(t, old, "sam", nil)
+			fresh := newNode(t, b, nil)
+			if sum, err := cluster.Call[int](ctxT(t), fresh.node, "sam", "add", addArgs{A: 1, B: 2}); err != nil || sum != 3 {
+				t.Fatalf("add = %d, %v", sum, err)
+			}
+			got, err := newNode(t, b, nil).node.Clients(ctxT(t))
+			if err != nil || len(got) != 1 || got[0].ClientID != "sam" {
+				t.Fatalf("Clients right after Join = %+v, %v", got, err)
+			}
+		})
 	}
 }

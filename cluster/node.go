@@ -134,6 +134,7 @@ type Node struct {
 	kick    chan struct{}  // wakes the beat loop for a beat now
 	quiet   chan struct{}  // closed to stop the beat loop
 	beaten  chan struct{}  // closed when it stopped
+	warm    chan struct{}  // closed one Heartbeat after Join: the node knows every node
 	hello   atomic.Bool    // the next beat asks the others for theirs
 	seq     atomic.Uint64  // call and query ids
 	stops   []func()
@@ -177,6 +178,7 @@ func Join(ctx context.Context, srv *wsrpc.Server, b wsrpc.Broker, opts *Options)
 		kick:    make(chan struct{}, 1),
 		quiet:   make(chan struct{}),
 		beaten:  make(chan struct{}),
+		warm:    make(chan struct{}),
 		peers:   make(map[string]*peer),
 		owners:  make(map[string]string),
 		calls:   make(map[string]*pending),
@@ -356,12 +358,19 @@ func (n *Node) beatLoop() {
 	defer close(n.beaten)
 	t := time.NewTicker(n.opts.Heartbeat)
 	defer t.Stop()
+	warm := false
 	for {
 		select {
 		case <-n.quiet:
 			return
 		case <-n.kick:
 		case <-t.C:
+			if !warm {
+				// Every live node beat at least once since Join, or
+				// answered its first beat.
+				warm = true
+				close(n.warm)
+			}
 			n.sweep()
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), n.opts.Heartbeat)
@@ -379,6 +388,28 @@ func (n *Node) beat(ctx context.Context) error {
 		n.hello.Store(true) // ask again with the next one
 	}
 	return err
+}
+
+func (n *Node) isWarm() bool {
+	select {
+	case <-n.warm:
+		return true
+	default:
+		return false
+	}
+}
+
+// waitWarm waits until the node knows every node, one Heartbeat after
+// Join, bounded by ctx and Close.
+func (n *Node) waitWarm(ctx context.Context) error {
+	select {
+	case <-n.warm:
+		return nil
+	case <-n.quiet:
+		return wsrpc.ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // heard records a beat.

@@ -162,7 +162,12 @@ func newClusterNode(t testing.TB, b wsrpc.Broker, prefix, id string) *clusterNod
 	hm.Handle("/ws", srv)
 	hm.Handle("/ws/{client_id}", srv)
 	hs := httptest.NewServer(hm)
-	node, err := cluster.Join(Ctx(t), srv, b, &cluster.Options{ID: id, Prefix: prefix, Logger: quietLogger()})
+	node, err := cluster.Join(Ctx(t), srv, b, &cluster.Options{
+		ID: id, Prefix: prefix, Logger: quietLogger(),
+		// A node knows the cluster a Heartbeat after it joined: 200 ms;
+		// it forgets a silent one after 2 s, as by default.
+		Heartbeat: 200 * time.Millisecond, MissedBeats: 10,
+	})
 	if err != nil {
 		srv.Close()
 		hs.Close()
