@@ -130,7 +130,7 @@ type Node struct {
 
 	ctx     context.Context // the node's lifetime: the calls it runs derive from it
 	cancel  context.CancelFunc
-	wg      sync.WaitGroup // the beat loop, the calls run for others, sends
+	wg      sync.WaitGroup // the calls run for others, and sends
 	kick    chan struct{}  // wakes the beat loop for a beat now
 	quiet   chan struct{}  // closed to stop the beat loop
 	beaten  chan struct{}  // closed when it stopped
@@ -289,8 +289,9 @@ func (n *Node) publish(ctx context.Context, channel string, m *message) error {
 }
 
 // send publishes m to node's channel in a goroutine of its own, bounded
-// by the node's time to live: a Broker's subscription function must not
-// publish. Nothing is sent once Close began.
+// by the node's time to live, since a Broker's subscription function,
+// where most answers are made, must return quickly. Nothing is sent once
+// Close began.
 func (n *Node) send(node string, m *message) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
