@@ -144,7 +144,7 @@ type lookup struct {
 	q       string
 	waiting map[string]bool // the nodes that did not answer yet
 	done    chan struct{}   // closed with owner or err set
-	timer   *time.Timer     // ends it when a node's answer was lost
+	timer   *time.Timer     // asks again when an answer was lost
 	owner   string
 	err     error
 }
@@ -188,15 +188,10 @@ func (n *Node) ask(ctx context.Context, client string) (string, error) {
 			lk.waiting[id] = true
 		}
 		n.finds[client] = lk
-		// The broker delivers at most once: a node whose answer was lost
-		// counts as "not here" after a time to live.
-		lk.timer = time.AfterFunc(n.ttl, func() {
-			n.mu.Lock()
-			defer n.mu.Unlock()
-			for id := range lk.waiting {
-				lk.noLocked(n, client, id)
-			}
-		})
+		// The broker delivers at most once: the nodes that did not
+		// answer within a time to live are asked again (the others
+		// ignore it), until they answer or are forgotten.
+		lk.timer = time.AfterFunc(n.ttl, func() { n.askAgain(client, lk) })
 	}
 	n.mu.Unlock()
 	if start {
@@ -215,6 +210,26 @@ func (n *Node) ask(ctx context.Context, client string) (string, error) {
 	case <-ctx.Done():
 		return "", ctx.Err()
 	}
+}
+
+// askAgain publishes lk's question again, once more within a time to
+// live, while it waits for answers.
+func (n *Node) askAgain(client string, lk *lookup) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.finds[client] != lk || n.closed {
+		return
+	}
+	lk.timer.Reset(n.ttl)
+	n.wg.Go(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), n.ttl)
+		defer cancel()
+		if err := n.publish(ctx, n.all, &message{T: tFind, ID: lk.q, Client: client}); err != nil {
+			n.mu.Lock()
+			lk.endLocked(n, client, "", err)
+			n.mu.Unlock()
+		}
+	})
 }
 
 // endLocked ends the lookup, once.

@@ -3,7 +3,9 @@ package cluster
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -20,6 +22,7 @@ type listing struct {
 	got     map[string][]ClientInfo // the lists, by node
 	done    chan struct{}           // closed with err set, or got complete
 	timer   *time.Timer             // ends it when a node's answer was lost
+	silent  []string                // the live nodes whose list did not come
 	err     error
 }
 
@@ -31,11 +34,14 @@ type listing struct {
 // Staleness: each node's list is taken when it answers, so the result is
 // at most one broker round trip old, except that a node that joined less
 // than a broker round trip ago may be missing (in its first Heartbeat,
-// when it may not know every node yet, Clients waits for the end of it), and a node that died
-// without a goodbye is waited for (and then left out) until it is
-// forgotten, within (MissedBeats+1)×Heartbeat. A node whose list does
-// not arrive whole within MissedBeats×Heartbeat (the broker lost a
-// message) is left out.
+// when it may not know every node yet, Clients waits for the end of it),
+// and that a node that died without a goodbye is waited for, and then
+// left out, until it is forgotten, within (MissedBeats+1)×Heartbeat.
+//
+// A live node whose list did not arrive whole within MissedBeats×Heartbeat
+// (the broker lost a message, or the node is overloaded) is left out:
+// Clients returns the others' lists and an error wrapping [ErrPartial]
+// that names it.
 func (n *Node) Clients(ctx context.Context) ([]ClientInfo, error) {
 	if err := n.waitWarm(ctx); err != nil {
 		return nil, err
@@ -57,11 +63,18 @@ func (n *Node) Clients(ctx context.Context) ([]ClientInfo, error) {
 	}
 	n.lists[q] = ls
 	// The broker delivers at most once: a node whose list did not come
-	// whole within a time to live is left out.
+	// whole within a time to live is left out, and said to be.
 	ls.timer = time.AfterFunc(n.ttl, func() {
 		n.mu.Lock()
 		defer n.mu.Unlock()
+		if n.lists[q] != ls {
+			return
+		}
 		for id := range ls.waiting {
+			ls.silent = append(ls.silent, id)
+		}
+		slices.Sort(ls.silent)
+		for _, id := range ls.silent {
 			ls.doneLocked(n, q, id, true)
 		}
 	})
@@ -84,6 +97,9 @@ func (n *Node) Clients(ctx context.Context) ([]ClientInfo, error) {
 	}
 	for _, l := range ls.got {
 		out = append(out, l...)
+	}
+	if len(ls.silent) > 0 {
+		return sortClients(out), fmt.Errorf("%w: no list from %s", ErrPartial, strings.Join(ls.silent, ", "))
 	}
 	return sortClients(out), nil
 }

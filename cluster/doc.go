@@ -25,11 +25,11 @@
 // To find a client, a node first looks at its own server, then at its
 // cache of where clients were found, then asks every node. The first node
 // that has the client wins; when every live node said it has none, the
-// call fails at once with [ErrNoSuchClient]. (A node whose answer does not
-// come within MissedBeats×Heartbeat, since the broker delivers at most
-// once, counts as having none. A node that joined less than a Heartbeat
-// ago may not know every node yet: then "none" waits for the end of that
-// Heartbeat, and the node asks again.) A cached node that no longer
+// call fails at once with [ErrNoSuchClient]. (The broker delivers at most
+// once: the nodes whose answer did not come within MissedBeats×Heartbeat
+// are asked again, until they answer or are forgotten. A node that joined
+// less than a Heartbeat ago may not know every node yet: then "none" waits
+// for the end of that Heartbeat, and the node asks again.) A cached node that no longer
 // has the client (it disconnected, or reconnected to another node) says
 // so instead of running the call: the cache entry goes and the node asks
 // again, so a reconnected client is found where it is now.

@@ -11,6 +11,9 @@ var (
 	// ErrNoSuchClient: no live node has a client with that id. The call
 	// was not sent.
 	ErrNoSuchClient = errors.New("cluster: no node has the client")
+	// ErrPartial: [Node.Clients] got no whole list from some live nodes
+	// in time; the result lacks their clients.
+	ErrPartial = errors.New("cluster: some nodes' client lists did not come")
 	// ErrBadID: an [Options].ID with characters other than ASCII letters,
 	// digits, '-' and '_', or longer than 64 bytes.
 	ErrBadID = errors.New("cluster: bad node id")
