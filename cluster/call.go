@@ -30,8 +30,9 @@ import (
 // node went away mid-call (the call may have run); ctx's error;
 // [wsrpc.ErrBrokerUnavailable] when the broker cannot be reached;
 // [wsrpc.ErrBrokerMessageTooLarge] when the arguments or the result are
-// larger than the broker carries; [wsrpc.ErrClosed] once the Node is
-// closed.
+// larger than the broker carries; [wsrpc.ErrTooManyCalls] when the
+// client's node runs [Options].MaxConcurrentCalls routed calls already;
+// [wsrpc.ErrClosed] once the Node is closed.
 func (n *Node) Call(ctx context.Context, clientID, method string, args, result any) error {
 	raw, err := encodeArgs(args)
 	if err != nil {
