@@ -322,7 +322,13 @@ func (n *Node) roundTrip(ctx context.Context, owner, client, method string, para
 		m.TimeoutMS = max(1, int64((time.Until(dl)+time.Millisecond-1)/time.Millisecond))
 	}
 	if err := n.publish(ctx, n.channel(owner), m); err != nil {
-		n.take(id)
+		// Publish may fail after the broker took the message (a
+		// networked broker waits for its server's acknowledgement,
+		// bounded by ctx): unless it was refused outright, the call may
+		// be running, so cancel it.
+		if n.take(id) && !errors.Is(err, wsrpc.ErrBrokerMessageTooLarge) {
+			n.send(owner, &message{T: tCancel, ID: id})
+		}
 		return nil, err
 	}
 	select {

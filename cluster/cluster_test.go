@@ -505,3 +505,29 @@ func TestCallRightAfterJoin(t *testing.T) {
 		})
 	}
 }
+
+// TestCancelWhilePublishing: the caller's ctx ends while the Publish of
+// its call still waits for the broker's acknowledgement, after the call
+// arrived; the cancellation reaches the client all the same (found with
+// natsbroker, whose Publish waits for the server's PONG).
+func TestCancelWhilePublishing(t *testing.T) {
+	ns := newCluster(t, slowAck{pubsub.NewMemoryBroker()}, 2, nil)
+	cm := newMethods()
+	dial(t, ns[1], "tina", cm)
+	ctx, cancel := context.WithCancel(ctxT(t))
+	errc := make(chan error, 1)
+	go func() { errc <- ns[0].node.Call(ctx, "tina", "block", nil, nil) }()
+	<-cm.started
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want Canceled", err)
+	}
+	select {
+	case err := <-cm.ended:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("handler's ctx ended with %v, want Canceled", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the client's handler never saw the cancellation")
+	}
+}

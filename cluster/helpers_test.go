@@ -306,3 +306,20 @@ func (b *asyncBroker) Subscribe(ctx context.Context, channel string, fn func([]b
 		})
 	}, nil
 }
+
+// slowAck is a Broker whose Publish of a call delivers it, then waits for
+// an acknowledgement that never comes, until ctx ends, as a networked
+// broker's Publish waits for its server: the call runs while its caller's
+// Publish has not returned.
+type slowAck struct{ wsrpc.Broker }
+
+func (b slowAck) Publish(ctx context.Context, channel string, msg []byte) error {
+	if err := b.Broker.Publish(ctx, channel, msg); err != nil {
+		return err
+	}
+	if strings.Contains(string(msg), `"t":"call"`) {
+		<-ctx.Done()
+		return fmt.Errorf("slowAck: no acknowledgement: %w", ctx.Err())
+	}
+	return nil
+}
