@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,7 +20,8 @@ import (
 // RunCluster runs routed calls ([cluster.Node.Call]) across three nodes,
 // each with a Broker of its own from newBroker and a wsrpc.Server on its
 // own loopback httptest server with a client connected: calls between
-// every pair of nodes (a node's own client included) get their result,
+// every pair of nodes (a node's own client included), and 1,000 of them
+// at once, get their result,
 // the client's *wsrpc.Error unchanged and the cancellation carried to
 // the client's handler; a client no node has fails with
 // cluster.ErrNoSuchClient before the call's deadline; every node lists
@@ -93,6 +95,28 @@ func RunCluster(t *testing.T, newBroker func(t testing.TB) wsrpc.Broker) {
 					t.Errorf("node %d → client %s: fail: %v, want the client's error unchanged", i, to, err)
 				}
 			}
+		}
+	})
+	t.Run("Concurrent", func(t *testing.T) {
+		const calls = 1000
+		var wg sync.WaitGroup
+		errs := make(chan error, calls)
+		for i := range calls {
+			wg.Go(func() {
+				from, to := nodes[i%len(nodes)], fmt.Sprintf("c%d", (i/len(nodes))%len(nodes))
+				who, err := cluster.Call[string](ctx, from.node, to, "whoami", nil)
+				if err == nil && who != to {
+					err = fmt.Errorf("client %s answered as %s", to, who)
+				}
+				if err != nil {
+					errs <- err
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
 		}
 	})
 	t.Run("Cancel", func(t *testing.T) {
