@@ -467,6 +467,11 @@ func (n *Node) sweep() {
 	for _, id := range dead {
 		n.forget(id, "stopped beating")
 	}
+	if len(dead) > 0 {
+		// Perhaps this node's own link was cut, unannounced: once it is
+		// back, the others' answers to a hello make it know them at once.
+		n.hello.Store(true)
+	}
 }
 
 // forget drops a node: the calls routed to it fail with
