@@ -325,6 +325,7 @@ func TestREADMEGoSnippets(t *testing.T) {
 		{section: "Several nodes: Redis", file: "redisbroker/example_test.go", example: "Example"},
 		{section: "Several nodes: NATS", file: "natsbroker/example_test.go", example: "ExampleNew"},
 		{section: "Several nodes: PostgreSQL", file: "pgbroker/example_test.go", example: "Example"},
+		{section: "Several nodes: routed calls", file: "cluster/example_test.go", example: "ExampleNode_Call"},
 	}
 	if len(blocks) != len(sources) {
 		t.Fatalf("README.md has %d Go snippets, this test knows %d: add each new one to the table", len(blocks), len(sources))
