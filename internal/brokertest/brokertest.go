@@ -40,6 +40,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("Bytes", func(t *testing.T) { testBytes(t, h) })
 	t.Run("Size", func(t *testing.T) { testSize(t, h) })
 	t.Run("PubSubNodes", func(t *testing.T) { testPubSubNodes(t, h) })
+	t.Run("Cluster", func(t *testing.T) { RunCluster(t, h.New) })
 	// The outage tests stop the shared server: they run last, and alone.
 	t.Run("Outage", func(t *testing.T) { testOutage(t, h) })
 	t.Run("PubSubOutage", func(t *testing.T) { testPubSubOutage(t, h) })
