@@ -120,13 +120,13 @@ type Node struct {
 	all  string // the channel every node subscribes to
 	ttl  time.Duration
 
-	ctx    context.Context // the node's lifetime: the calls it runs derive from it
-	cancel context.CancelFunc
-	wg     sync.WaitGroup // the beat loop, the calls run for others, sends
-	kick   chan struct{}  // wakes the beat loop for a beat now
-	hello  atomic.Bool    // the next beat asks the others for theirs
-	seq    atomic.Uint64  // call and query ids
-	stops  []func()
+	ctx     context.Context // the node's lifetime: the calls it runs derive from it
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup // the beat loop, the calls run for others, sends
+	kick    chan struct{}  // wakes the beat loop for a beat now
+	hello   atomic.Bool    // the next beat asks the others for theirs
+	seq     atomic.Uint64  // call and query ids
+	stops   []func()
 	unwatch func()
 
 	mu      sync.Mutex // guards the fields below
@@ -134,10 +134,10 @@ type Node struct {
 	down    bool             // the broker reported its link down
 	peers   map[string]*peer // the other live nodes
 	owners  map[string]string
-	calls   map[string]*pending  // routed calls waiting for their reply, by id
-	finds   map[string]*lookup   // lookups under way, by client id
-	lists   map[string]*listing  // Clients under way, by query id
-	running map[string]func()    // calls run for other nodes, by caller node and id: their cancel
+	calls   map[string]*pending // routed calls waiting for their reply, by id
+	finds   map[string]*lookup  // lookups under way, by client id
+	lists   map[string]*listing // Clients under way, by query id
+	running map[string]func()   // calls run for other nodes, by caller node and id: their cancel
 }
 
 type peer struct {

@@ -47,7 +47,7 @@ type message struct {
 	Text      string          `json:"text,omitempty"`
 	Have      bool            `json:"have,omitempty"`
 	More      bool            `json:"more,omitempty"`
-	Hello     bool            `json:"hello,omitempty"`  // a beat from a node just (re)joined: answer with a beat
+	Hello     bool            `json:"hello,omitempty"`   // a beat from a node just (re)joined: answer with a beat
 	BeatMS    int64           `json:"beat_ms,omitempty"` // the sender's beat interval
 	TTLMS     int64           `json:"ttl_ms,omitempty"`  // how long it counts as alive without a beat
 	Clients   []entry         `json:"clients,omitempty"`
