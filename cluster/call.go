@@ -43,6 +43,9 @@ func (n *Node) Call(ctx context.Context, clientID, method string, args, result a
 		defer cancel()
 	}
 	for tries := 0; ; tries++ {
+		if n.isClosed() {
+			return callErr(method, clientID, wsrpc.ErrClosed)
+		}
 		if c := n.local(clientID); c != nil {
 			var a any
 			if raw != nil {
@@ -282,6 +285,12 @@ func (n *Node) roundTrip(ctx context.Context, owner, client, method string, para
 		}
 		return nil, ctx.Err()
 	}
+}
+
+func (n *Node) isClosed() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.closed
 }
 
 // take removes call id from the pending calls, and reports whether it was
