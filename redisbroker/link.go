@@ -24,7 +24,7 @@ type session struct {
 	ps    *redis.PubSub
 	done  chan struct{} // closed when the session ended
 	once  sync.Once
-	err   error // why it ended, set before done is closed
+	err   error       // why it ended, set before done is closed
 	heard atomic.Bool // something came in since the last ping
 	busy  atomic.Bool // the reader is calling subscriptions
 
