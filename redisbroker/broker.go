@@ -125,7 +125,7 @@ func (b *Broker) Publish(ctx context.Context, channel string, msg []byte) error 
 		return fmt.Errorf("redisbroker: publish on %q: %d bytes, more than MaxMessage (%d): %w", channel, len(msg), b.opts.MaxMessage, wsrpc.ErrBrokerMessageTooLarge)
 	}
 	b.mu.Lock()
-	closed, up, why := b.closed, b.up, b.lastErr
+	closed, up, why := b.closed, b.up, b.downErr()
 	b.mu.Unlock()
 	switch {
 	case closed:
@@ -154,6 +154,9 @@ func (b *Broker) Publish(ctx context.Context, channel string, msg []byte) error 
 // error wrapping wsrpc.ErrBrokerUnavailable while the link is down, and
 // with one wrapping wsrpc.ErrClosed once the Broker is closed.
 func (b *Broker) Subscribe(ctx context.Context, name string, fn func(msg []byte)) (stop func(), err error) {
+	if err := context.Cause(ctx); err != nil {
+		return nil, fmt.Errorf("redisbroker: subscribe to %q: %w", name, err)
+	}
 	sub := &subscription{fn: fn}
 	b.mu.Lock()
 	switch {
@@ -161,7 +164,7 @@ func (b *Broker) Subscribe(ctx context.Context, name string, fn func(msg []byte)
 		b.mu.Unlock()
 		return nil, fmt.Errorf("redisbroker: subscribe to %q: %w", name, wsrpc.ErrClosed)
 	case !b.up:
-		why := b.lastErr
+		why := b.downErr()
 		b.mu.Unlock()
 		return nil, fmt.Errorf("redisbroker: subscribe to %q: %w", name, why)
 	}
@@ -188,6 +191,15 @@ func (b *Broker) Subscribe(ctx context.Context, name string, fn func(msg []byte)
 		stop()
 		return nil, fmt.Errorf("redisbroker: subscribe to %q: %w", name, context.Cause(ctx))
 	}
+}
+
+// downErr returns why the link is down, wrapping
+// wsrpc.ErrBrokerUnavailable; b.mu is held.
+func (b *Broker) downErr() error {
+	if b.lastErr == nil {
+		return wsrpc.ErrBrokerUnavailable
+	}
+	return b.lastErr
 }
 
 // stop ends sub, and unsubscribes its channel in Redis if it was the last
