@@ -1,10 +1,13 @@
 package redisbroker_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -75,7 +78,9 @@ func next(ctx context.Context, t *testing.T, ch chan error, down bool) {
 func TestKilledRedis(t *testing.T) {
 	ctx := brokertest.Ctx(t)
 	srv := services.Redis(t)
-	sub, pub := dial(t, srv, nil), dial(t, srv, nil)
+	var logs syncBuffer
+	sub := dial(t, srv, &redisbroker.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	pub := dial(t, srv, nil)
 	got := make(chan string, 16)
 	stop, err := sub.Subscribe(ctx, "killed", func(m []byte) { got <- string(m) })
 	if err != nil {
@@ -109,6 +114,29 @@ func TestKilledRedis(t *testing.T) {
 	if m := recv(ctx, t, got); m != "after" {
 		t.Errorf("got %q, want after", m)
 	}
+	for _, want := range []string{"link to Redis lost", "link to Redis back"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("the log has no %q:\n%s", want, logs.String())
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer for a logger in another goroutine.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // TestOneConnection: a Broker holds one pub/sub connection for all its

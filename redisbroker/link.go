@@ -21,6 +21,7 @@ import (
 // PubSub would reconnect by itself and say nothing: a session never lets
 // it, since it ends at the first error, and closes its PubSub.
 type session struct {
+	addr  string
 	ps    *redis.PubSub
 	done  chan struct{} // closed when the session ended
 	once  sync.Once
@@ -58,7 +59,7 @@ func (s *session) cause() error {
 	if errors.Is(s.err, wsrpc.ErrClosed) {
 		return s.err
 	}
-	return fmt.Errorf("%w: link lost: %w", wsrpc.ErrBrokerUnavailable, s.err)
+	return fmt.Errorf("%w: link to %s lost: %w", wsrpc.ErrBrokerUnavailable, s.addr, s.err)
 }
 
 // commandLocked writes kind (SUBSCRIBE or UNSUBSCRIBE) for channels, and
@@ -91,7 +92,7 @@ func (s *session) commandLocked(ctx context.Context, kind string, channels []str
 func (b *Broker) connect(ctx context.Context) (*session, error) {
 	ctx, cancel := context.WithTimeout(ctx, b.opts.ConnectTimeout)
 	defer cancel()
-	s := &session{ps: b.client.Subscribe(ctx), done: make(chan struct{})}
+	s := &session{addr: b.client.Options().Addr, ps: b.client.Subscribe(ctx), done: make(chan struct{})}
 	// The first ping opens the connection, and its answer shows it works.
 	err := s.ps.Ping(ctx)
 	if err == nil {
@@ -168,14 +169,15 @@ func (b *Broker) run(s *session) {
 		Multiplier:          2,
 		RandomizationFactor: 0.5,
 	}
+	addr := s.addr
 	for {
 		<-s.done
 		b.dropSession(s)
 		if b.ctx.Err() != nil {
 			return
 		}
-		lost := fmt.Errorf("redisbroker: %s: %w", b.client.Options().Addr, s.cause())
-		b.log.Warn("redisbroker: link to Redis lost: publishing fails and subscriptions miss messages until it is back", "addr", b.client.Options().Addr, "err", lost)
+		lost := fmt.Errorf("redisbroker: %w", s.cause())
+		b.log.Warn("redisbroker: link to Redis lost: publishing fails and subscriptions miss messages until it is back", "addr", addr, "err", lost)
 		b.report(lost)
 		bo.Reset()
 		for try := 1; ; try++ {
@@ -188,14 +190,14 @@ func (b *Broker) run(s *session) {
 			}
 			var err error
 			if s, err = b.connect(b.ctx); err == nil {
-				b.log.Warn("redisbroker: link to Redis back, every channel subscribed again", "addr", b.client.Options().Addr, "tries", try)
+				b.log.Warn("redisbroker: link to Redis back, every channel subscribed again", "addr", addr, "tries", try)
 				b.report(nil)
 				break
 			}
 			if b.ctx.Err() != nil {
 				return
 			}
-			b.log.Debug("redisbroker: reconnect failed", "addr", b.client.Options().Addr, "try", try, "err", err)
+			b.log.Debug("redisbroker: reconnect failed", "addr", addr, "try", try, "err", err)
 		}
 	}
 }
