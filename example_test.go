@@ -320,6 +320,7 @@ func TestREADMEGoSnippets(t *testing.T) {
 		{section: "Pub/sub", file: "pubsub/example_test.go", example: "Example"},
 		{section: "Pub/sub", file: "pubsub/example_test.go", example: "Example"},
 		{section: "Observability", file: "promwsrpc/example_test.go", example: "ExampleNew"},
+		{section: "NATS", file: "natsbroker/example_test.go", example: "ExampleNew"},
 	}
 	if len(blocks) != len(sources) {
 		t.Fatalf("README.md has %d Go snippets, this test knows %d: add each new one to the table", len(blocks), len(sources))
