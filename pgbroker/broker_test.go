@@ -123,6 +123,7 @@ func TestBroker(t *testing.T) {
 		})
 	})
 	t.Run("SizeLimits", func(t *testing.T) { testSizeLimits(t, url) })
+	t.Run("PubSubLimit", func(t *testing.T) { testPubSubLimit(t, url) })
 	t.Run("Binary", func(t *testing.T) { testBinary(t, url) })
 	t.Run("ForeignPrograms", func(t *testing.T) { testForeignPrograms(t, url) })
 	t.Run("ChannelNames", func(t *testing.T) { testChannelNames(t, url) })

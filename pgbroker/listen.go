@@ -190,21 +190,24 @@ func (b *Broker) sync(conn *pgx.Conn, listened map[string]bool) error {
 		}
 	}
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	for name, ch := range b.channels {
 		if listened[name] && !ch.listened {
 			ch.listened = true
 			close(ch.ready)
 		}
 	}
-	if b.down != nil {
-		b.down = nil
-		b.log.Warn("pgbroker: listening connection back, every channel listened to again")
+	back := b.down != nil
+	b.mu.Unlock()
+	if back {
 		if b.ownPool {
 			// Its connections are likely to the server that went away.
 			b.pool.Reset()
 		}
+		b.log.Warn("pgbroker: listening connection back, every channel listened to again")
+		b.mu.Lock()
+		b.down = nil
 		b.reportLocked(nil, nil)
+		b.mu.Unlock()
 	}
 	return nil
 }
