@@ -51,15 +51,6 @@ func openBroker(ctx context.Context, raw string, logger *slog.Logger) (b wsrpc.B
 	return b, closeFn, nil
 }
 
-// redact returns a URL without its password, for messages and logs.
-func redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparsable URL)"
-	}
-	return u.Redacted()
-}
-
 // routedCallArgs are the arguments of call_client.
 type routedCallArgs struct {
 	ClientID  string          `json:"client_id"`
