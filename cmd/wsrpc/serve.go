@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/wsrpc/wsrpc"
+	"github.com/wsrpc/wsrpc/cluster"
 	"github.com/wsrpc/wsrpc/pubsub"
 )
 
@@ -41,6 +42,15 @@ disconnection to stderr, and exposes:
                               (the demo page's nested call)
   echo, get_process_details, call_me_back, get_response
                               the utility methods of fastapi_websocket_rpc
+  call_client(client_id, method, arguments)
+                              calls method (keyword arguments: an object)
+                              on the client connected as /ws/{client_id}
+                              (or whose channel id is client_id), on this
+                              node or, with --broker, on any node of the
+                              cluster, and returns its result or error
+  clients()                   the cluster's clients: [{node, client_id,
+                              conn_id}]
+  node()                      this node's id
   _ping_, _get_channel_id_    the built-ins
   subscribe, unsubscribe, publish, ping
                               pub/sub, as fastapi_websocket_pubsub's
@@ -60,6 +70,14 @@ Flags:
                      it (wsrpc.RequestToken: subprotocol wsrpc.token.*,
                      query parameter access_token); refuse others with 403.
                      The demo page takes it as http://HOST/#token=T
+  --broker URL       join the cluster of the nodes sharing this broker,
+                     for pub/sub across nodes and call_client:
+                     redis://HOST:PORT[/DB] (the Python broadcaster's
+                     channel and format, so FWP nodes share it),
+                     nats://HOST:PORT, postgres://USER@HOST:PORT/DB
+                     (LISTEN/NOTIFY); off unless set: the node is alone
+  --node-id ID       this node's id in the cluster (letters, digits, '-',
+                     '_'; default: random)
   --metrics HOST:PORT
                      serve Prometheus metrics at http://HOST:PORT/metrics
                      (promwsrpc's wsrpc_* series, and Go's and the
@@ -76,6 +94,7 @@ Examples:
   wsrpc serve
   wsrpc serve --addr 127.0.0.1:0 --token secret
   wsrpc serve --metrics 127.0.0.1:9100
+  wsrpc serve --broker redis://127.0.0.1:6379 --node-id node1
   wsrpc call ws://127.0.0.1:9000/ws multiply a=6 b=7
   wsrpc sub ws://127.0.0.1:9000/pubsub time
 `
@@ -87,6 +106,8 @@ const (
 	// cutGrace is how long the handlers of the calls a shutdown cut short
 	// get to return, once their contexts are canceled.
 	cutGrace = 2 * time.Second
+	// joinTimeout bounds joining the cluster: subscribing to the broker.
+	joinTimeout = 10 * time.Second
 )
 
 const (
@@ -112,6 +133,8 @@ type serveFlags struct {
 	token   string
 	metrics string
 	otlp    string
+	broker  string
+	nodeID  string
 }
 
 func (f *serveFlags) flagSet() *flag.FlagSet {
@@ -120,6 +143,8 @@ func (f *serveFlags) flagSet() *flag.FlagSet {
 	fs.StringVar(&f.token, "token", "", "")
 	fs.StringVar(&f.metrics, "metrics", "", "")
 	fs.StringVar(&f.otlp, "otlp", "", "")
+	fs.StringVar(&f.broker, "broker", "", "")
+	fs.StringVar(&f.nodeID, "node-id", "", "")
 	return fs
 }
 
@@ -168,6 +193,15 @@ func serveCommand(ctx context.Context, args []string, std stdio, setup func(*dem
 	if len(observers) > 0 {
 		cfg.observer = wsrpc.JoinObservers(observers...)
 	}
+	if f.broker != "" {
+		b, closeBroker, err := openBroker(ctx, f.broker, logger)
+		if err != nil {
+			return failure(std, err)
+		}
+		defer closeBroker()
+		cfg.broker = b
+	}
+	cfg.nodeID = f.nodeID
 	d, err := newDemo(cfg)
 	if err != nil {
 		return failure(std, err)
@@ -177,6 +211,7 @@ func serveCommand(ctx context.Context, args []string, std stdio, setup func(*dem
 	}
 	ln, err := net.Listen("tcp", f.addr)
 	if err != nil {
+		d.stop()
 		return failure(std, err)
 	}
 	if setup != nil {
@@ -191,10 +226,11 @@ func serveCommand(ctx context.Context, args []string, std stdio, setup func(*dem
 // demo is the demo server: its methods, its WebSocket server, and the
 // wake-up calls it owes its clients.
 type demo struct {
-	mux *wsrpc.Mux
-	srv *wsrpc.Server
-	ps  *pubsub.Server
-	log *slog.Logger
+	mux  *wsrpc.Mux
+	srv  *wsrpc.Server
+	ps   *pubsub.Server
+	node *cluster.Node
+	log  *slog.Logger
 
 	// metricsLn, if not nil, is where serve serves metricsHandler.
 	metricsLn      net.Listener
@@ -234,6 +270,11 @@ type demoConfig struct {
 	// psObserver its pub/sub deliveries.
 	observer   wsrpc.Observer
 	psObserver pubsub.Observer
+	// broker, if not nil, links the node to the others of its cluster,
+	// for pub/sub and routed calls; nodeID names it there (empty: a
+	// random id).
+	broker wsrpc.Broker
+	nodeID string
 }
 
 // newDemo returns the demo server, or the error of invalid server options.
@@ -296,12 +337,25 @@ func newDemo(cfg demoConfig) (*demo, error) {
 		return nil, err
 	}
 	d.srv = srv
-	psOpts := &pubsub.Options{Logger: logger}
+	psOpts := &pubsub.Options{Logger: logger, Broker: cfg.broker, NodeID: cfg.nodeID}
 	if cfg.psObserver != nil {
 		psOpts.Observer = cfg.psObserver
 	}
 	d.ps = pubsub.NewServer(psOpts)
 	d.ps.Register(d.srv, d.mux)
+	// Routed calls: over the cluster's broker, or alone over one of the
+	// node's own.
+	b := cfg.broker
+	if b == nil {
+		b = pubsub.NewMemoryBroker()
+	}
+	jctx, cancel := context.WithTimeout(context.Background(), joinTimeout)
+	defer cancel()
+	if d.node, err = cluster.Join(jctx, d.srv, b, &cluster.Options{ID: cfg.nodeID, Logger: logger}); err != nil {
+		d.ps.Close()
+		return nil, err
+	}
+	d.registerCluster()
 	return d, nil
 }
 
@@ -561,5 +615,6 @@ func (d *demo) stop() {
 	}
 	d.mu.Unlock()
 	d.wakeUps.Wait()
+	d.node.Close()
 	d.ps.Close()
 }

@@ -44,6 +44,11 @@ echo "== redis on 127.0.0.1:$REDIS_PORT" >&2
 redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no --dir "$dir" \
 	>"$dir/redis.log" 2>&1 &
 pids+=($!)
+# The nodes connect to Redis at startup: wait until it listens.
+for _ in $(seq 100); do
+	(exec 3<>"/dev/tcp/127.0.0.1/$REDIS_PORT") 2>/dev/null && break
+	sleep 0.1
+done
 
 servers=""
 n=0
@@ -77,4 +82,5 @@ Try:
 Ctrl-C stops everything.
 MSG
 wait -n "${pids[@]}" || true
-echo "run.sh: a process of the cluster ended; see $dir" >&2
+echo "run.sh: a process of the cluster ended; the ends of the logs:" >&2
+for f in "$dir"/*.log; do echo "-- $f" >&2; tail -5 "$f" >&2; done

@@ -1,0 +1,75 @@
+//go:build unix
+
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/wsrpc/wsrpc"
+	"github.com/wsrpc/wsrpc/internal/services"
+	"github.com/wsrpc/wsrpc/pubsub"
+)
+
+// TestServeBrokers: two wsrpc serve nodes on each broker that --broker
+// takes (a real server of each, started by the test). An event published
+// on one node reaches a subscriber of the other, and a call routed from
+// one node reaches a client of the other.
+func TestServeBrokers(t *testing.T) {
+	t.Parallel()
+	for name, url := range map[string]func(t *testing.T) string{
+		"redis":    func(t *testing.T) string { return "redis://" + services.Redis(t).Addr },
+		"nats":     func(t *testing.T) string { return "nats://" + services.NATS(t).Addr },
+		"postgres": func(t *testing.T) string { return services.PostgresURL(services.Postgres(t)) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ctx := t.Context()
+			broker := url(t)
+			a := startServeArgs(t, []string{"--broker", broker, "--node-id", "a"}, nil)
+			b := startServeArgs(t, []string{"--broker", broker, "--node-id", "b"}, nil)
+
+			methods := wsrpc.NewMux()
+			wsrpc.Register(methods, "whoami", func(context.Context, struct{}) (string, error) { return "alice on a", nil })
+			alice, err := pubsub.Dial(ctx, a.url+"/alice", &pubsub.ClientOptions{DialOptions: wsrpc.DialOptions{
+				Methods: methods, ConnOptions: wsrpc.ConnOptions{Logger: slog.New(slog.DiscardHandler)},
+			}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer alice.Close()
+			events := make(chan string, 100)
+			if err := alice.Subscribe(ctx, "news", func(_ context.Context, ev pubsub.Event) error {
+				events <- string(ev.Data)
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			caller := dialQuiet(t, b.url, nil)
+			// Node b knows node a a beat after both joined.
+			if err := eventually(func() error {
+				got, err := wsrpc.Call[string](ctx, caller, "call_client", map[string]string{"client_id": "alice", "method": "whoami"})
+				if err == nil && got != "alice on a" {
+					return fmt.Errorf("got %q", got)
+				}
+				return err
+			}); err != nil {
+				t.Fatalf("call routed from b to alice on a: %v", err)
+			}
+			if _, err := wsrpc.Call[any](ctx, caller, "publish", map[string]any{"topics": []string{"news"}, "data": "from b"}); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case ev := <-events:
+				if ev != `"from b"` {
+					t.Errorf("alice got %s, want b's event", ev)
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatal("b's event never reached alice on a")
+			}
+		})
+	}
+}
