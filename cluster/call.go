@@ -321,6 +321,9 @@ func (n *Node) roundTrip(ctx context.Context, owner, client, method string, para
 	if dl, ok := ctx.Deadline(); ok {
 		m.TimeoutMS = max(1, int64((time.Until(dl)+time.Millisecond-1)/time.Millisecond))
 	}
+	if n.opts.Trace != nil {
+		m.TraceP, m.TraceS = n.opts.Trace.Inject(ctx)
+	}
 	if err := n.publish(ctx, n.channel(owner), m); err != nil {
 		// Publish may fail after the broker took the message (a
 		// networked broker waits for its server's acknowledgement,
@@ -429,6 +432,9 @@ func (n *Node) serve(m *message) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(n.ctx, timeout)
+	if n.opts.Trace != nil && m.TraceP != "" {
+		ctx = n.opts.Trace.Extract(ctx, m.TraceP, m.TraceS)
+	}
 	n.running[key] = cancel
 	n.mu.Unlock()
 	n.wg.Go(func() {

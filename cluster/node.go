@@ -52,6 +52,20 @@ type Options struct {
 	// Logger gets the nodes joining and leaving, and the broker's
 	// outages; default slog.Default().
 	Logger *slog.Logger
+	// Trace, if not nil, carries the caller's trace context across the
+	// hop, so that the call the owner node makes to the client continues
+	// the caller's trace (otelwsrpc.ClusterTrace is one). Nil: routed
+	// calls carry none.
+	Trace TracePropagator
+}
+
+// TracePropagator carries trace context with routed calls: Inject returns
+// ctx's W3C traceparent and tracestate ("" for none), which travel with
+// the call; on the owner node, Extract returns ctx with the ones that
+// arrived, and the call to the client is made with it.
+type TracePropagator interface {
+	Inject(ctx context.Context) (traceparent, tracestate string)
+	Extract(ctx context.Context, traceparent, tracestate string) context.Context
 }
 
 func (o Options) withDefaults() (Options, error) {

@@ -41,6 +41,8 @@ type message struct {
 	Method    string          `json:"method,omitempty"`
 	Params    json.RawMessage `json:"params,omitempty"`
 	TimeoutMS int64           `json:"timeout_ms,omitempty"` // the time left to the caller
+	TraceP    string          `json:"tp,omitempty"`         // the caller's traceparent (Options.Trace)
+	TraceS    string          `json:"ts,omitempty"`         // and tracestate
 	Result    json.RawMessage `json:"result,omitempty"`
 	Error     *wsrpc.Error    `json:"error,omitempty"`
 	Fail      string          `json:"fail,omitempty"`

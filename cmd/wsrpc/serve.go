@@ -14,6 +14,7 @@ import (
 
 	"github.com/wsrpc/wsrpc"
 	"github.com/wsrpc/wsrpc/cluster"
+	"github.com/wsrpc/wsrpc/otelwsrpc"
 	"github.com/wsrpc/wsrpc/pubsub"
 )
 
@@ -189,6 +190,7 @@ func serveCommand(ctx context.Context, args []string, std stdio, setup func(*dem
 			}
 		}()
 		observers = append(observers, obs)
+		cfg.trace = otelwsrpc.ClusterTrace{} // one trace across the nodes of a routed call
 	}
 	if len(observers) > 0 {
 		cfg.observer = wsrpc.JoinObservers(observers...)
@@ -275,6 +277,8 @@ type demoConfig struct {
 	// random id).
 	broker wsrpc.Broker
 	nodeID string
+	// trace, if not nil, carries trace context with routed calls.
+	trace cluster.TracePropagator
 }
 
 // newDemo returns the demo server, or the error of invalid server options.
@@ -351,7 +355,7 @@ func newDemo(cfg demoConfig) (*demo, error) {
 	}
 	jctx, cancel := context.WithTimeout(context.Background(), joinTimeout)
 	defer cancel()
-	if d.node, err = cluster.Join(jctx, d.srv, b, &cluster.Options{ID: cfg.nodeID, Logger: logger}); err != nil {
+	if d.node, err = cluster.Join(jctx, d.srv, b, &cluster.Options{ID: cfg.nodeID, Logger: logger, Trace: cfg.trace}); err != nil {
 		d.ps.Close()
 		return nil, err
 	}
