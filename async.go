@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/wsrpc/wsrpc/internal/fanout"
 	"github.com/wsrpc/wsrpc/internal/wire"
 )
 
@@ -78,9 +79,44 @@ func (c *Conn) goCall(ctx context.Context, method string, args []byte, done func
 // pending calls, whoever takes it out of them completes it: startGo itself
 // only when it takes it back to return an error.
 func (c *Conn) startGo(ctx context.Context, a *asyncCall, args []byte) error {
+	_, err := c.startCall(ctx, a, args, nil, true, false)
+	return err
+}
+
+func init() { fanout.Notify = notifyConn }
+
+// notifyConn is fanout.Notify: Go for package pubsub's notifies.
+func notifyConn(conn any, life context.Context, method string, head, tail []byte, wait bool, done func(error)) (bool, error) {
+	c := conn.(*Conn)
+	obs := c.cfg.Observer
+	if obs != nil && !wait {
+		// The Observer sees every call that starts end: one that may not
+		// find room is made by the caller's fallback, which waits.
+		return false, nil
+	}
+	a := &asyncCall{c: c, method: method, doneErr: done}
+	ctx := life
+	if obs != nil {
+		a.ci = &CallInfo{Method: method, Dir: Outbound, Start: time.Now(), RequestBytes: len(head) + len(tail), Extension: c.ext}
+		ctx = obs.CallStarted(ctx, c, a.ci)
+		a.octx = ctx
+	}
+	sent, err := c.startCall(ctx, a, head, tail, wait, obs == nil)
+	if err != nil {
+		a.observe(reply{}, err)
+	}
+	return sent, err
+}
+
+// startCall is startGo for arguments in two parts, head then tail. With
+// wait false it queues the request only if the send queue has room now,
+// and otherwise takes the call back and reports sent false, with no
+// error. With life set, ctx is long-lived, and the Conn watches it once
+// for all such calls (watchLife) rather than once per call.
+func (c *Conn) startCall(ctx context.Context, a *asyncCall, head, tail []byte, wait, life bool) (sent bool, err error) {
 	method := a.method
 	if method == "" {
-		return &callError{method, errors.New("empty method name")}
+		return false, &callError{method, errors.New("empty method name")}
 	}
 	var timeout time.Duration // the default call timeout, which the sweep applies
 	if _, ok := ctx.Deadline(); !ok && c.cfg.CallTimeout > 0 {
@@ -91,31 +127,92 @@ func (c *Conn) startGo(ctx context.Context, a *asyncCall, args []byte) error {
 	}
 	if err := ctx.Err(); err != nil {
 		a.release()
-		return &callError{method, err}
+		return false, &callError{method, err}
 	}
 	a.ctx, a.id = ctx, wire.NewCallID()
 	if ctx.Done() != nil {
-		a.stop = context.AfterFunc(ctx, a.expire)
+		if life && c.watchLife(ctx) {
+			a.life = true
+		} else {
+			a.stop = context.AfterFunc(ctx, a.expire)
+		}
 	}
 	if !c.pending.add(a.id, waiter{a: a}) {
 		a.release()
-		return &callError{method, &notSentError{c.lockedEndErr()}}
+		return false, &callError{method, &notSentError{c.lockedEndErr()}}
 	}
 	if timeout > 0 {
 		c.armSweep(timeout)
 	}
 	// ctx may have ended before add, when expire found nothing to take.
-	err := ctx.Err()
+	err = ctx.Err()
 	if err == nil {
-		if err = c.enqueue(ctx, c.newRequestTimeout(ctx, method, args, a.id, timeout, a.ci)); err == nil {
-			return nil
+		out := c.newRequestParts(ctx, method, head, tail, a.id, timeout, a.ci)
+		if wait {
+			if err = c.enqueue(ctx, out); err == nil {
+				return true, nil
+			}
+		} else {
+			queued, ended, _, _ := c.queue(out, false, false)
+			if queued {
+				return true, nil
+			}
+			if !ended {
+				putBuf(out)
+				if c.pending.forget(a.id) {
+					a.release()
+					return false, nil // no room: the caller waits for it another way
+				}
+				return true, nil // expire or failAll took the call
+			}
+			err = c.lockedEndErr()
 		}
 	}
 	if c.pending.forget(a.id) {
 		a.release()
-		return &callError{method, err}
+		return false, &callError{method, err}
 	}
-	return nil // expire or failAll took the call, and tell done why it failed
+	return true, nil // expire or failAll took the call, and tell done why it failed
+}
+
+// watchLife makes the Conn watch ctx, a long-lived context, for the calls
+// made with it through internal/fanout: once, with one registration that
+// expires all of them when ctx ends (expireLife). It reports false if the
+// Conn watches another context already (the caller watches ctx itself).
+func (c *Conn) watchLife(ctx context.Context) bool {
+	p := &c.pending
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.life == nil && !p.closed {
+		p.life = ctx
+		p.lifeStop = context.AfterFunc(ctx, c.expireLife)
+	}
+	return p.life == ctx
+}
+
+// expireLife runs when the context of watchLife ends: it completes every
+// call made with it that still waits, as expire does for one call. A call
+// added after it ran finds its context ended (startCall checks it after
+// adding the call) and is taken back.
+func (c *Conn) expireLife() {
+	if !c.join() {
+		return // the connection has ended: failAll completes the calls
+	}
+	defer c.wg.Done()
+	p := &c.pending
+	var expired []*asyncCall
+	p.mu.Lock()
+	for id, w := range p.calls {
+		if w.a != nil && w.a.life {
+			delete(p.calls, id)
+			expired = append(expired, w.a)
+		}
+	}
+	p.mu.Unlock()
+	for _, a := range expired {
+		c.sendCancel(a.id)
+		a.complete(reply{err: a.ctx.Err()}, true)
+	}
 }
 
 // asyncCall is a call made with [Conn.Go], waiting in the pending calls.
@@ -132,8 +229,10 @@ type asyncCall struct {
 	// call (ctx had no deadline; the sweep applies it); zero: ctx's
 	// deadline, or none, applies. Read-only once the call is pending.
 	deadline time.Time
-	stop     func() bool  // unregisters expire; nil if ctx never ends
+	stop     func() bool  // unregisters expire; nil if ctx never ends or life is set
+	life     bool         // ctx is the one the Conn watches for many calls (watchLife)
 	done     func(*Reply) // nil: the outcome is discarded
+	doneErr  func(error)  // instead of done: the outcome's error (internal/fanout)
 	reply    Reply
 
 	ci   *CallInfo       // what the Observer sees; nil without one
@@ -249,12 +348,17 @@ func (a *asyncCall) complete(r reply, expired bool) {
 			a.observe(r, err)
 		}
 	}
-	if a.done != nil {
+	if a.done != nil || a.doneErr != nil {
 		if !expired {
 			// On the reader, as a hook is: Close from done must not wait
 			// for the reader.
 			a.c.inHook.Add(1)
 			defer a.c.inHook.Add(-1)
+		}
+		if a.doneErr != nil {
+			a.doneErr(err)
+			putBuf(r.buf)
+			return
 		}
 		rp := &a.reply
 		rp.method, rp.err, rp.live = a.method, err, true

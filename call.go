@@ -46,6 +46,11 @@ type pendingCalls struct {
 	// to the calls made with Go; sweeping: it is scheduled.
 	sweep    *time.Timer
 	sweeping bool
+	// life is the one long-lived context the Conn watches for the calls
+	// that package pubsub makes through internal/fanout (its Server's), with
+	// one registration (lifeStop unregisters it) rather than one per call.
+	life     context.Context
+	lifeStop func() bool
 }
 
 // waiter is who waits for a call's answer: the goroutine of a [Conn.Call],
@@ -121,6 +126,10 @@ func (p *pendingCalls) failAll(err error) {
 	if p.sweep != nil {
 		p.sweep.Stop()
 		p.sweeping = false
+	}
+	if p.lifeStop != nil {
+		p.lifeStop()
+		p.lifeStop = nil
 	}
 	p.mu.Unlock()
 	for _, w := range calls {
@@ -230,6 +239,12 @@ func (c *Conn) exchange(ctx context.Context, method string, args []byte, id stri
 // extension it carries ctx's deadline, or timeout when ctx has none (zero:
 // none); it carries the trace context ci has, if ci is not nil.
 func (c *Conn) newRequestTimeout(ctx context.Context, method string, args []byte, id string, timeout time.Duration, ci *CallInfo) *buffer {
+	return c.newRequestParts(ctx, method, args, nil, id, timeout, ci)
+}
+
+// newRequestParts is newRequestTimeout with the arguments in two parts,
+// head then tail.
+func (c *Conn) newRequestParts(ctx context.Context, method string, head, tail []byte, id string, timeout time.Duration, ci *CallInfo) *buffer {
 	var timeoutMS int64
 	if c.ext {
 		if dl, ok := ctx.Deadline(); ok {
@@ -243,7 +258,10 @@ func (c *Conn) newRequestTimeout(ctx context.Context, method string, args []byte
 		parent, state = ci.TraceParent, ci.TraceState
 	}
 	out := getBuf()
-	out.b = wire.AppendRequest(out.b, method, args, id, timeoutMS, parent, state)
+	if n := len(head) + len(tail) + len(method) + len(id) + 64; cap(out.b) < n {
+		out.b = make([]byte, 0, n) // one allocation, not one per doubling
+	}
+	out.b = wire.AppendRequestParts(out.b, method, head, tail, id, timeoutMS, parent, state)
 	return out
 }
 

@@ -385,6 +385,9 @@ func (s *Server) addLocked(u *subscriber, topic string) {
 		s.topics[topic] = ts
 	}
 	sub := &subscription{id: newID(), topic: topic, sub: u, idx: len(ts.list)}
+	if u.conn != nil {
+		sub.head = notifyHead(sub.id, u.id)
+	}
 	ts.list = append(ts.list, sub)
 	u.subs = append(u.subs, sub)
 }
@@ -479,8 +482,12 @@ func (s *Server) publish(ctx context.Context, topics []string, data json.RawMess
 	if sync {
 		w = newSyncWait()
 	}
+	var from *wsrpc.Conn
+	if !sync {
+		from = wsrpc.ConnFromContext(ctx)
+	}
 	for _, t := range topics {
-		if !s.deliver(&event{topic: t, topicJSON: quote(t), data: data, notifier: notifier, sync: w}) {
+		if !s.deliver(&event{topic: t, topicJSON: quote(t), data: data, notifier: notifier, sync: w, from: from}) {
 			return ErrClosed
 		}
 	}
@@ -504,6 +511,9 @@ func (s *Server) deliver(ev *event) bool {
 	lists := [2]*topicSubs{s.topics[ev.topic]}
 	if ev.topic != AllTopics {
 		lists[1] = s.topics[AllTopics]
+	}
+	if len(s.conns) > 0 {
+		ev.tail = notifyTail(ev.topicJSON, ev.data)
 	}
 	for _, ts := range lists {
 		if ts == nil {

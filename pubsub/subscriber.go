@@ -1,7 +1,6 @@
 package pubsub
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/wsrpc/wsrpc"
+	"github.com/wsrpc/wsrpc/internal/fanout"
 )
 
 // event is one event on one topic, shared by all its deliveries.
@@ -16,8 +16,13 @@ type event struct {
 	topic     string
 	topicJSON []byte
 	data      json.RawMessage
+	tail      []byte    // the notify's arguments after the subscription's head (notifyTail); nil without a connection to notify
 	notifier  string    // the publisher's notifier id: it is not notified
 	sync      *syncWait // nil unless the publisher waits
+	// from is the connection whose publish without sync this is, if any:
+	// its answer goes out before its own notify (as FWP's does), so the
+	// notify is not sent at once but by the sender.
+	from *wsrpc.Conn
 }
 
 // notifyOverhead is what a notify frame adds to its topic and data, about:
@@ -32,21 +37,24 @@ type subscription struct {
 	id    string
 	topic string
 	sub   *subscriber
-	idx   int // in the topic's list; Server.mu guards it
+	idx   int    // in the topic's list; Server.mu guards it
+	head  []byte // its notifies' arguments up to the topic (notifyHead); nil for a server-side subscription
 }
 
 // delivery is an event queued for a subscriber, under one of its
 // subscriptions.
 type delivery struct {
-	ev    *event
-	subID string
+	ev   *event
+	head []byte // the subscription's head
 }
 
 // subscriber is a connection that subscribed (conn), or a server-side
 // subscription (fn), with its queue: the events waiting to be sent, and
-// the count of those sent and not answered yet. A sender goroutine runs
-// while events wait, and only then: it sends them in order, many in
-// flight at once, and exits when the queue is empty.
+// the count of those sent and not answered yet. An event for a connection
+// is sent at once by its publisher when nothing waits and the connection's
+// send queue has room (no goroutine); otherwise it waits in the queue, and
+// a sender goroutine runs while events wait, and only then: it sends them
+// in order, many in flight at once, and exits when the queue is empty.
 type subscriber struct {
 	s    *Server
 	id   string      // subscriber_id: the connection's id, or a random one
@@ -93,9 +101,21 @@ func (u *subscriber) enqueue(sub *subscription, ev *event) bool {
 	if ev.sync != nil {
 		ev.sync.add()
 	}
-	u.queue = append(u.queue, delivery{ev, sub.id})
 	u.held++
 	u.heldBytes += size
+	if u.conn != nil && !u.running && u.conn != ev.from {
+		// Nothing waits (no sender runs): send it now if the connection
+		// has room, still under u.mu, so that the next event follows it.
+		sent, err := u.send(sub.head, ev, false)
+		if sent || err != nil {
+			u.mu.Unlock()
+			if err != nil {
+				u.finish(ev, err)
+			}
+			return true
+		}
+	}
+	u.queue = append(u.queue, delivery{ev, sub.head})
 	start := !u.running
 	u.running = true
 	u.mu.Unlock()
@@ -147,7 +167,6 @@ func (s *Server) drop(u *subscriber, ev *event, reason error, queued bool) {
 // run is the sender: it sends the queued events in order until none is
 // left.
 func (u *subscriber) run() {
-	var args []byte
 	for {
 		u.mu.Lock()
 		if u.head == len(u.queue) {
@@ -169,13 +188,9 @@ func (u *subscriber) run() {
 			u.finish(d.ev, u.call(d.ev))
 			continue
 		}
-		args = appendNotifyArgs(args[:0], d.subID, u.id, d.ev.topicJSON, d.ev.data)
-		ev := d.ev
-		u.s.inflight.Add(1)
-		notify(u.s.ctx, u.conn, args, func(err error) {
-			u.finish(ev, err)
-			u.s.inflight.Done()
-		})
+		if _, err := u.send(d.head, d.ev, true); err != nil {
+			u.finish(d.ev, err) // not sent
+		}
 	}
 }
 
@@ -240,17 +255,27 @@ func (u *subscriber) closeSlow() {
 	u.conn.CloseWith(CloseSlowSubscriber, "slow subscriber: notify queue full")
 }
 
-// notify sends one notify to c, with keyword arguments args, and calls
-// done once with its outcome. It is the one place that sends notifies.
+// send sends ev to u's connection as a notify under the subscription
+// whose head is given, the one place that sends notifies. It does not wait
+// for the answer (as [wsrpc.Conn.Go]): the notifies of one subscriber go
+// out in order, many in flight, and the connection's reader hands each
+// answer to finish. With wait it blocks while the connection's send queue
+// is full (a subscriber that does not read), until the connection or the
+// Server ends; without, it reports sent false then, having done nothing.
+// An error means not sent: finish is the caller's to call.
 //
-// It does not wait for the answer ([wsrpc.Conn.Go]): the notifies of one
-// sender go out in order, many in flight, and the connection's reader
-// hands each answer to done. It blocks only while c's send queue is full
-// (a subscriber that does not read), until c or ctx ends. args may be
-// reused once it returned.
-func notify(ctx context.Context, c *wsrpc.Conn, args []byte, done func(error)) {
-	err := c.Go(ctx, "notify", json.RawMessage(args), func(r *wsrpc.Reply) { done(r.Err()) })
-	if err != nil {
-		done(err) // not sent: Go calls no done
+// The arguments go through internal/fanout: spliced into the frame as
+// notifyHead and notifyTail built them, and the Server's context is
+// watched once per connection.
+func (u *subscriber) send(head []byte, ev *event, wait bool) (sent bool, err error) {
+	s := u.s
+	s.inflight.Add(1)
+	sent, err = fanout.Notify(u.conn, s.ctx, "notify", head, ev.tail, wait, func(err error) {
+		u.finish(ev, err)
+		s.inflight.Done()
+	})
+	if !sent {
+		s.inflight.Done()
 	}
+	return sent, err
 }

@@ -86,15 +86,27 @@ func orNull(data json.RawMessage) json.RawMessage {
 	return data
 }
 
-// appendNotifyArgs appends the keyword arguments of a notify:
-// {"subscription": {"id", "subscriber_id", "topic", "notifier_id": null},
-// "data"}, the keys in FWP's order. topic is already JSON.
-func appendNotifyArgs(b []byte, subID, subscriberID string, topic, data []byte) []byte {
+// A notify's keyword arguments are {"subscription": {"id",
+// "subscriber_id", "topic", "notifier_id": null}, "data"}, the keys in
+// FWP's order, in two parts: notifyHead, the same for every notify of a
+// subscription, then notifyTail, the same for every subscriber of an event.
+
+// notifyHead is the start of a subscription's notify arguments, up to its
+// topic.
+func notifyHead(subID, subscriberID string) []byte {
+	b := make([]byte, 0, len(`{"subscription": {"id": "", "subscriber_id": ""`)+len(subID)+len(subscriberID))
 	b = append(b, `{"subscription": {"id": "`...)
 	b = append(b, subID...)
 	b = append(b, `", "subscriber_id": "`...)
 	b = append(b, subscriberID...)
-	b = append(b, `", "topic": `...)
+	return append(b, '"')
+}
+
+// notifyTail is the rest of a notify's arguments after notifyHead: the
+// topic (JSON) and the data, the same for every subscriber of an event.
+func notifyTail(topic, data []byte) []byte {
+	b := make([]byte, 0, len(`, "topic": , "notifier_id": null}, "data": }`)+len(topic)+len(data))
+	b = append(b, `, "topic": `...)
 	b = append(b, topic...)
 	b = append(b, `, "notifier_id": null}, "data": `...)
 	b = append(b, data...)

@@ -17,13 +17,19 @@ import (
 // "timeout_ms" extension, and a non-empty traceParent or traceState the
 // "traceparent" or "tracestate" one.
 func AppendRequest(b []byte, method string, args []byte, callID string, timeoutMS int64, traceParent, traceState string) []byte {
+	return AppendRequestParts(b, method, args, nil, callID, timeoutMS, traceParent, traceState)
+}
+
+// AppendRequestParts is AppendRequest with the arguments in two parts,
+// head then tail, written one after the other (both empty means {}).
+func AppendRequestParts(b []byte, method string, head, tail []byte, callID string, timeoutMS int64, traceParent, traceState string) []byte {
 	b = append(b, `{"request":{"method":`...)
 	b = AppendString(b, method)
 	b = append(b, `,"arguments":`...)
-	if len(args) == 0 {
+	if len(head)+len(tail) == 0 {
 		b = append(b, "{}"...)
 	} else {
-		b = append(b, args...)
+		b = append(append(b, head...), tail...)
 	}
 	b = append(b, `,"call_id":`...)
 	b = AppendString(b, callID)
