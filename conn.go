@@ -56,7 +56,7 @@ type Conn struct {
 	// Set when the connection is made, read-only after.
 	ws       *websocket.Conn
 	bc       *wsconn.Conn // ws's socket, or nil for a socket that is not ours
-	direct   bool         // a client's data frames are masked in place and written straight to bc (no TLS between), not through gorilla
+	direct   bool         // data frames are written straight to bc (no TLS between), not through gorilla: a client's masked in place
 	id       string
 	cfg      *config
 	up       *upgrade // server side: the upgrade request
@@ -117,7 +117,7 @@ func newConn(ws *websocket.Conn, cfg *config, up *upgrade) *Conn {
 		start: time.Now(),
 		q:     sendQueue{maxFrames: cfg.SendQueue, maxBytes: cfg.SendQueueBytes},
 	}
-	c.direct = up == nil && direct
+	c.direct = direct
 	if c.bc != nil {
 		// From now on the socket's write deadline is the wsconn.Conn's:
 		// each write, data or control, direct or through gorilla, gets

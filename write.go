@@ -274,8 +274,8 @@ func (c *Conn) writeLoop() {
 		// buffers are released once the batch is out.
 		for _, out := range q {
 			if c.werr == nil && !c.closeSent {
-				if c.bc != nil {
-					c.bc.Keep(out.b)
+				if c.bc != nil && !c.direct {
+					c.bc.Keep(out.b) // direct writes keep it without being told
 				}
 				c.werr = c.writeFrame(out)
 				// Nothing may follow a close frame. gorilla would refuse
@@ -310,6 +310,9 @@ func (c *Conn) writeFrame(out *buffer) error {
 		mt = websocket.BinaryMessage
 	}
 	if c.direct {
+		if c.up != nil {
+			return c.bc.WriteUnmasked(mt, out.b)
+		}
 		return c.bc.WriteMasked(mt, out.b)
 	}
 	return c.ws.WriteMessage(mt, out.b)

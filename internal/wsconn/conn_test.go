@@ -76,6 +76,61 @@ func TestWriteMasked(t *testing.T) {
 	}
 }
 
+// TestWriteUnmasked: a server's data frame written by WriteUnmasked is one
+// final frame without the mask bit, with the shortest length encoding,
+// held or not (large ones kept by reference), carrying what was sent.
+func TestWriteUnmasked(t *testing.T) {
+	cc, sc := tcpPair(t)
+	c := New(sc)
+	r := bufio.NewReader(cc)
+
+	for _, n := range []int{0, 1, 125, 126, minKeep, 65535, 65536, maxCopy + 1, maxBatch + 10} {
+		for _, held := range []bool{false, true} {
+			want := payload(fmt.Sprintf("<%d/%v>", n, held), n)
+			p := bytes.Clone(want)
+			done := make(chan error, 1)
+			go func() {
+				if held {
+					c.Hold()
+				}
+				err := c.WriteUnmasked(websocket.BinaryMessage, p)
+				if held {
+					if rerr := c.Release(); err == nil {
+						err = rerr
+					}
+				}
+				done <- err
+			}()
+			var h [2]byte
+			mustRead(t, r, h[:])
+			if h[0] != 0x80|websocket.BinaryMessage || h[1]&0x80 != 0 {
+				t.Fatalf("n=%d held=%v: header %#x %#x, want FIN+binary and no mask bit", n, held, h[0], h[1])
+			}
+			length := int(h[1])
+			switch {
+			case n <= 125 && length != n, n > 125 && n <= 0xffff && length != 126, n > 0xffff && length != 127:
+				t.Fatalf("n=%d: length code %d", n, length)
+			case length == 126:
+				var l [2]byte
+				mustRead(t, r, l[:])
+				length = int(binary.BigEndian.Uint16(l[:]))
+			case length == 127:
+				var l [8]byte
+				mustRead(t, r, l[:])
+				length = int(binary.BigEndian.Uint64(l[:]))
+			}
+			got := make([]byte, length)
+			mustRead(t, r, got)
+			if err := <-done; err != nil {
+				t.Fatalf("n=%d held=%v: %v", n, held, err)
+			}
+			if !bytes.Equal(got, want) || !bytes.Equal(p, want) {
+				t.Fatalf("n=%d held=%v: payload differs, or was changed", n, held)
+			}
+		}
+	}
+}
+
 func mustRead(t *testing.T, r io.Reader, p []byte) {
 	t.Helper()
 	if _, err := io.ReadFull(r, p); err != nil {

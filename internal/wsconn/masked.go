@@ -15,19 +15,40 @@ import (
 func (c *Conn) WriteMasked(mt int, p []byte) error {
 	key := rand.Uint32()
 	maskBytes(p, key)
+	return c.writeData(mt, p, true, key)
+}
+
+// WriteUnmasked writes p as one final, unmasked data frame of type mt, as
+// a server sends it, past gorilla (without compression, which wsrpc never
+// negotiates): while the Conn is held, p is kept by reference rather than
+// copied if it is large, so it must stay intact until Release. Only a
+// server's writer may call it, on a Conn that gorilla writes to directly,
+// for the reason given at WriteMasked.
+func (c *Conn) WriteUnmasked(mt int, p []byte) error {
+	return c.writeData(mt, p, false, 0)
+}
+
+// writeData writes one final data frame, masked with key or not.
+func (c *Conn) writeData(mt int, p []byte, masked bool, key uint32) error {
+	var mask byte
+	if masked {
+		mask = 0x80
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	hdr := c.hdr[:0]
 	hdr = append(hdr, 0x80|byte(mt)) // FIN, opcode
 	switch n := len(p); {
 	case n <= 125:
-		hdr = append(hdr, 0x80|byte(n)) // masked, length
+		hdr = append(hdr, mask|byte(n)) // mask bit, length
 	case n <= 0xffff:
-		hdr = binary.BigEndian.AppendUint16(append(hdr, 0x80|126), uint16(n))
+		hdr = binary.BigEndian.AppendUint16(append(hdr, mask|126), uint16(n))
 	default:
-		hdr = binary.BigEndian.AppendUint64(append(hdr, 0x80|127), uint64(n))
+		hdr = binary.BigEndian.AppendUint64(append(hdr, mask|127), uint64(n))
 	}
-	hdr = binary.LittleEndian.AppendUint32(hdr, key)
+	if masked {
+		hdr = binary.LittleEndian.AppendUint32(hdr, key)
+	}
 
 	if c.holding {
 		keep := c.vec && len(p) >= minKeep
