@@ -90,8 +90,8 @@ func notifyConn(conn any, life context.Context, method string, head, tail []byte
 	c := conn.(*Conn)
 	obs := c.cfg.Observer
 	if obs != nil && !wait {
-		// The Observer sees every call that starts end: one that may not
-		// find room is made by the caller's fallback, which waits.
+		// The Observer sees each call it is told of end: a call that may
+		// find no room is left to the caller's fallback, which waits.
 		return false, nil
 	}
 	a := &asyncCall{c: c, method: method, doneErr: done}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -718,5 +719,50 @@ func TestOrderPipelined(t *testing.T) {
 	}
 	if d := time.Since(start); d > 10*time.Second {
 		t.Errorf("%d sync publishes took %v: they waited one after the other", count, d)
+	}
+}
+
+// TestCloseEndsUnansweredNotifies: Close ends the notifies still waiting
+// for their answers (the Server's context is watched once per connection,
+// not per notify): it returns long before the call timeout, and each of
+// them counts as dropped. (The call timeout is an hour, so a Close that
+// waited for it would outlast the test's context.)
+func TestCloseEndsUnansweredNotifies(t *testing.T) {
+	ctx := ctxT(t)
+	n := newNode(t, nil, &wsrpc.ServerOptions{ConnOptions: wsrpc.ConnOptions{CallTimeout: time.Hour}})
+	const subs, events = 3, 5
+	var raws []*rawConn
+	for range subs {
+		r := dialRaw(t, n.url, false)
+		mustTrue(t, r.call(ctx, "subscribe", map[string]any{"topics": []string{"t"}}), "subscribe")
+		raws = append(raws, r)
+	}
+	for i := range events {
+		if err := n.ps.Publish(ctx, []string{"t"}, i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, r := range raws {
+		for i := range events {
+			if got, _ := r.nextNotify(ctx); string(got.Data) != strconv.Itoa(i) {
+				t.Fatalf("notify %d: data %s", i, got.Data)
+			}
+		}
+	}
+	if st := n.ps.Stats(); st.Queued != subs*events {
+		t.Fatalf("%d events queued or unanswered, want %d", st.Queued, subs*events)
+	}
+	closed := make(chan struct{})
+	go func() {
+		n.ps.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-ctx.Done():
+		t.Fatal("Close still waits for the unanswered notifies")
+	}
+	if st := n.ps.Stats(); st.Dropped != subs*events || st.Delivered != 0 {
+		t.Errorf("dropped %d, delivered %d; want %d, 0", st.Dropped, st.Delivered, subs*events)
 	}
 }
