@@ -67,6 +67,15 @@ func TestEncodeRoundTrip(t *testing.T) {
 	if string(f.TraceParent) != tp || string(f.TraceState) != ts || f.TimeoutMS != 0 {
 		t.Errorf("%s decoded to traceparent %q tracestate %q", b, f.TraceParent, f.TraceState)
 	}
+	// The arguments in two parts make the frame the whole arguments make;
+	// none at all are {}.
+	whole := AppendRequest(nil, "notify", []byte(`{"s": {"id": "x"}, "data": [1]}`), "c", 0, "", "")
+	if parts := AppendRequestParts(nil, "notify", []byte(`{"s": {"id": "x"`), []byte(`}, "data": [1]}`), "c", 0, "", ""); !bytes.Equal(parts, whole) {
+		t.Errorf("AppendRequestParts: %s, want %s", parts, whole)
+	}
+	if err := Decode(AppendRequestParts(nil, "m", nil, nil, "c", 0, "", ""), &f); err != nil || string(f.Args) != "{}" {
+		t.Errorf("no arguments: %q, %v", f.Args, err)
+	}
 	b = AppendResponseEnd(append(AppendResponseStart(nil), `{"x":1}`...), "Point", []byte(`"c1"`))
 	var env map[string]any
 	if err := json.Unmarshal(b, &env); err != nil {

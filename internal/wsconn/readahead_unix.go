@@ -33,10 +33,6 @@ func putAhead(a *ahead) {
 	aheadPool.Put(a)
 }
 
-// yieldRead is whether a busy Conn yields before it reads its socket
-// again; tests turn it off to compare.
-var yieldRead = true
-
 // aheadReader reads a socket ahead of its reader.
 type aheadReader struct {
 	raw    syscall.RawConn
@@ -100,7 +96,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 		}
 		return n, nil
 	}
-	if c.busy && yieldRead {
+	if c.busy {
 		// The peer sends a lot, and what came was consumed: let the
 		// goroutines that are ready run first, so that this read brings
 		// more (fewer reads for the same frames, and fewer that find
