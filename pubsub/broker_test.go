@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -220,5 +221,43 @@ func TestMemoryBroker(t *testing.T) {
 	cancel()
 	if err := b.Publish(canceled, "ch", nil); !errors.Is(err, context.Canceled) {
 		t.Errorf("Publish with an ended ctx = %v", err)
+	}
+}
+
+// smallBroker is a MemoryBroker that refuses messages over max bytes, as
+// PostgreSQL's NOTIFY does over 8000.
+type smallBroker struct {
+	MemoryBroker
+	max int
+}
+
+func (b *smallBroker) Publish(ctx context.Context, ch string, msg []byte) error {
+	if len(msg) > b.max {
+		return fmt.Errorf("small: %d bytes: %w", len(msg), wsrpc.ErrBrokerMessageTooLarge)
+	}
+	return b.MemoryBroker.Publish(ctx, ch, msg)
+}
+
+// TestEventTooLarge: an event larger than the broker carries reaches the
+// node's own subscribers, and its publisher is told, with
+// CodeEventTooLarge, that it went no further; a smaller one is published.
+func TestEventTooLarge(t *testing.T) {
+	ctx := ctxT(t)
+	n := newNode(t, &Options{Broker: &smallBroker{max: 200}}, nil)
+	c := newCollector()
+	if err := dial(t, n.url, nil).Subscribe(ctx, "orders", c.handle); err != nil {
+		t.Fatal(err)
+	}
+	pub := dial(t, n.url, nil)
+	big := strings.Repeat("x", 300)
+	err := pub.Publish(ctx, []string{"orders"}, big)
+	if e, ok := errors.AsType[*wsrpc.Error](err); !ok || e.Code != CodeEventTooLarge {
+		t.Errorf("Publish of an event too large for the broker = %v, want code %d", err, CodeEventTooLarge)
+	}
+	if ev := recv(ctx, t, c.ch, "the large event, locally"); string(ev.Data) != `"`+big+`"` {
+		t.Errorf("got %s", ev.Data)
+	}
+	if err := pub.Publish(ctx, []string{"orders"}, "small"); err != nil {
+		t.Errorf("Publish of a small event: %v", err)
 	}
 }

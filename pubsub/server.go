@@ -38,6 +38,11 @@ const (
 	// CodeBrokerUnavailable answers a publish that reached this node's
 	// subscribers but not the broker (and so no other node).
 	CodeBrokerUnavailable wsrpc.Code = 503
+	// CodeEventTooLarge answers a publish that reached this node's
+	// subscribers but that the broker refused as larger than it carries
+	// (wsrpc.ErrBrokerMessageTooLarge: PostgreSQL's NOTIFY takes 8000
+	// bytes), so no other node got it. Publishing it again will not help.
+	CodeEventTooLarge wsrpc.Code = 413
 )
 
 // Errors of this package. Test for them with [errors.Is].
@@ -352,6 +357,9 @@ func (s *Server) handlePublish(ctx context.Context, raw json.RawMessage) (any, e
 	if err := s.publish(ctx, a.Topics, orNull(a.Data), notifier, sync); err != nil {
 		if errors.Is(err, ErrClosed) {
 			return nil, wsrpc.ErrShuttingDown
+		}
+		if errors.Is(err, wsrpc.ErrBrokerMessageTooLarge) {
+			return nil, &wsrpc.Error{Code: CodeEventTooLarge, Message: "event too large for the broker: it reached this node's subscribers only"}
 		}
 		return nil, &wsrpc.Error{Code: CodeBrokerUnavailable, Message: "broker unavailable: the event reached this node's subscribers only"}
 	}
