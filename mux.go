@@ -68,7 +68,8 @@ func NewMux() *Mux { return new(Mux) }
 // frame's decoding found out about args.
 type method struct {
 	serve   func(ctx context.Context, args []byte, h bind.Hint, out []byte) ([]byte, string, error)
-	ordered bool // HandleOrdered: one call at a time per connection, in arrival order
+	ordered bool   // HandleOrdered: one call at a time per connection, in arrival order
+	name    string // as registered: the Observer's CallInfo.Method, without a copy per call
 }
 
 func (m *Mux) lookup(name []byte) *method {
@@ -101,6 +102,7 @@ func (m *Mux) add(name string, h *method) {
 			next[k] = v
 		}
 	}
+	h.name = name
 	next[name] = h
 	m.methods.Store(&next)
 }

@@ -239,7 +239,7 @@ func (c *Conn) runHandler(ctx context.Context, cc *callCtx, m *method, f *wire.F
 	var ci *CallInfo
 	obs := c.cfg.Observer
 	if obs != nil {
-		ci = &CallInfo{Method: string(f.Method), Dir: Inbound, Start: time.Now(), RequestBytes: len(in.b), Extension: c.ext,
+		ci = &CallInfo{Method: m.name, Dir: Inbound, Start: time.Now(), RequestBytes: len(in.b), Extension: c.ext,
 			TraceParent: string(f.TraceParent), TraceState: string(f.TraceState)}
 		ctx = obs.CallStarted(ctx, c, ci)
 	}
