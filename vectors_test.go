@@ -1,13 +1,11 @@
 package wsrpc
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"reflect"
 	"regexp"
 	"strings"
@@ -16,6 +14,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/wsrpc/wsrpc/internal/vectors"
 	"github.com/wsrpc/wsrpc/internal/wire"
 )
 
@@ -38,28 +37,7 @@ func loadVectors(t *testing.T) []vector {
 }
 
 // readVectors reads a file of vectors.
-func readVectors(t *testing.T, path string) []vector {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var vs []vector
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		var v vector
-		if err := json.Unmarshal(sc.Bytes(), &v); err != nil {
-			t.Fatalf("bad vector line %q: %v", sc.Text(), err)
-		}
-		vs = append(vs, v)
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return vs
-}
+func readVectors(t *testing.T, path string) []vector { return vectors.Read[vector](t, path) }
 
 // seedMux exposes the methods the recorded Python server had.
 func seedMux() *Mux {

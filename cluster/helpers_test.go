@@ -16,6 +16,7 @@ import (
 
 	"github.com/wsrpc/wsrpc"
 	"github.com/wsrpc/wsrpc/cluster"
+	"github.com/wsrpc/wsrpc/internal/brokertest"
 )
 
 func quiet() *slog.Logger {
@@ -26,11 +27,7 @@ func quiet() *slog.Logger {
 }
 
 // ctxT returns a context that ends with the test or after 30 s.
-func ctxT(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
+func ctxT(t testing.TB) context.Context { return brokertest.Ctx(t) }
 
 // node is a wsrpc.Server on its own loopback httptest server, mounted on
 // /ws and /ws/{client_id}, and its cluster.Node.

@@ -1,14 +1,12 @@
 package pubsub
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"reflect"
 	"slices"
 	"strings"
@@ -16,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/wsrpc/wsrpc/internal/vectors"
 )
 
 // pvector is one line of testdata/pubsub-vectors.jsonl: a frame recorded
@@ -31,24 +30,7 @@ type pvector struct {
 
 func loadPubsubVectors(t *testing.T) []pvector {
 	t.Helper()
-	f, err := os.Open("testdata/pubsub-vectors.jsonl")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var vs []pvector
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		var v pvector
-		if err := json.Unmarshal(sc.Bytes(), &v); err != nil {
-			t.Fatalf("bad vector line %q: %v", sc.Text(), err)
-		}
-		vs = append(vs, v)
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
+	vs := vectors.Read[pvector](t, "testdata/pubsub-vectors.jsonl")
 	if len(vs) < 150 {
 		t.Fatalf("only %d vectors", len(vs))
 	}

@@ -1,11 +1,9 @@
 package redisbroker_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"reflect"
 	"slices"
 	"strings"
@@ -16,6 +14,7 @@ import (
 	"github.com/wsrpc/wsrpc"
 	"github.com/wsrpc/wsrpc/internal/brokertest"
 	"github.com/wsrpc/wsrpc/internal/services"
+	"github.com/wsrpc/wsrpc/internal/vectors"
 	"github.com/wsrpc/wsrpc/pubsub"
 )
 
@@ -31,25 +30,7 @@ type vector struct {
 
 func loadVectors(t *testing.T) []vector {
 	t.Helper()
-	f, err := os.Open("../pubsub/testdata/pubsub-vectors.jsonl")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var vs []vector
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		var v vector
-		if err := json.Unmarshal(sc.Bytes(), &v); err != nil {
-			t.Fatalf("bad vector line %q: %v", sc.Text(), err)
-		}
-		vs = append(vs, v)
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return vs
+	return vectors.Read[vector](t, "../pubsub/testdata/pubsub-vectors.jsonl")
 }
 
 // recordedNodeA is the notifier id of the node the recorder called A.

@@ -20,7 +20,7 @@ import (
 func BenchCalls(b *testing.B, newBroker func(testing.TB) wsrpc.Broker) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	prefix := channel(b, "bench")
+	prefix := channel("bench")
 	a := newClusterNode(b, newBroker(b), prefix, "a")
 	far := newClusterNode(b, newBroker(b), prefix, "b")
 	for _, c := range []struct {

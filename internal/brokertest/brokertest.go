@@ -114,7 +114,7 @@ func subscribe(t testing.TB, ctx context.Context, b wsrpc.Broker, ch string, fn 
 
 // channel names a channel of its own for one test: adapters share a
 // server between subtests, and a channel name tells who it is for.
-func channel(t testing.TB, name string) string {
+func channel(name string) string {
 	return fmt.Sprintf("brokertest.%s.%d", name, time.Now().UnixNano())
 }
 
@@ -123,7 +123,7 @@ func channel(t testing.TB, name string) string {
 // once, in each publisher's order.
 func testOrder(t *testing.T, h Harness) {
 	ctx := Ctx(t)
-	ch := channel(t, "order")
+	ch := channel("order")
 	var nodes []wsrpc.Broker
 	var sinks []*sink
 	for range 3 {
@@ -168,7 +168,7 @@ func testOrder(t *testing.T, h Harness) {
 // subscriptions of one node on one channel each hear every message.
 func testChannels(t *testing.T, h Harness) {
 	ctx := Ctx(t)
-	a, b := channel(t, "a"), channel(t, "b")
+	a, b := channel("a"), channel("b")
 	node := h.New(t)
 	sa1, sa2, sb := newSink(t), newSink(t), newSink(t)
 	subscribe(t, ctx, node, a, sa1.fn)
@@ -205,7 +205,7 @@ func testChannels(t *testing.T, h Harness) {
 // subscription of the same node and channel goes on.
 func testStop(t *testing.T, h Harness) {
 	ctx := Ctx(t)
-	ch := channel(t, "stop")
+	ch := channel("stop")
 	node := h.New(t)
 	stopped, kept := newSink(t), newSink(t)
 	stop := subscribe(t, ctx, node, ch, stopped.fn)
@@ -232,7 +232,7 @@ func testStop(t *testing.T, h Harness) {
 // several widths, an empty message.
 func testBytes(t *testing.T, h Harness) {
 	ctx := Ctx(t)
-	ch := channel(t, "bytes")
+	ch := channel("bytes")
 	node := h.New(t)
 	s := newSink(t)
 	subscribe(t, ctx, node, ch, s.fn)
@@ -263,7 +263,7 @@ func testSize(t *testing.T, h Harness) {
 		t.Skip("the broker has no size limit")
 	}
 	ctx := Ctx(t)
-	ch := channel(t, "size")
+	ch := channel("size")
 	node := h.New(t)
 	s := newSink(t)
 	subscribe(t, ctx, node, ch, s.fn)
@@ -348,7 +348,7 @@ func testOutage(t *testing.T, h Harness) {
 		t.Skip("the harness cannot stop the broker")
 	}
 	ctx := Ctx(t)
-	ch := channel(t, "outage")
+	ch := channel("outage")
 	sub, pub := h.New(t), h.New(t)
 	s := newSink(t)
 	subscribe(t, ctx, sub, ch, s.fn)

@@ -28,7 +28,7 @@ import (
 // every client where it is.
 func RunCluster(t *testing.T, newBroker func(t testing.TB) wsrpc.Broker) {
 	ctx := Ctx(t)
-	prefix := channel(t, "cluster")
+	prefix := channel("cluster")
 	var nodes []*clusterNode
 	for i := range 3 {
 		nodes = append(nodes, newClusterNode(t, newBroker(t), prefix, fmt.Sprintf("n%d", i)))

@@ -129,7 +129,7 @@ func waitSubscribed(ctx context.Context, t testing.TB, b wsrpc.Broker, nodes []*
 // all once.
 func testPubSubNodes(t *testing.T, h Harness) {
 	ctx := Ctx(t)
-	topic := channel(t, "orders")
+	topic := channel("orders")
 	var nodes []*Node
 	for range 3 {
 		nodes = append(nodes, NewNode(t, h.New(t), nil))
@@ -244,7 +244,7 @@ func testPubSubOutage(t *testing.T, h Harness) {
 		t.Skip("the harness cannot stop the broker")
 	}
 	ctx := Ctx(t)
-	topic := channel(t, "outage")
+	topic := channel("outage")
 	obs := []*brokerEvents{{changed: make(chan struct{}, 1)}, {changed: make(chan struct{}, 1)}}
 	a, b := NewNode(t, h.New(t), obs[0]), NewNode(t, h.New(t), obs[1])
 	other := h.New(t)
