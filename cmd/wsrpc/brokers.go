@@ -10,29 +10,39 @@ import (
 	"github.com/wsrpc/wsrpc/redisbroker"
 )
 
-func init() {
-	openRedis := func(ctx context.Context, url string, logger *slog.Logger) (wsrpc.Broker, func() error, error) {
-		b, err := redisbroker.Dial(ctx, url, &redisbroker.Options{Logger: logger})
-		if err != nil {
-			return nil, nil, err
-		}
-		return b, b.Close, nil
+// openFunc opens a broker at a URL and returns it with its Close.
+type openFunc func(ctx context.Context, url string, logger *slog.Logger) (wsrpc.Broker, func() error, error)
+
+// brokers opens a broker by its URL's scheme. Each adapter is a module of
+// its own; the CLI imports them all.
+var brokers = map[string]openFunc{
+	"redis":      openRedis,
+	"rediss":     openRedis,
+	"nats":       openNATS,
+	"postgres":   openPostgres,
+	"postgresql": openPostgres,
+}
+
+func openRedis(ctx context.Context, url string, logger *slog.Logger) (wsrpc.Broker, func() error, error) {
+	b, err := redisbroker.Dial(ctx, url, &redisbroker.Options{Logger: logger})
+	if err != nil {
+		return nil, nil, err
 	}
-	openNATS := func(ctx context.Context, url string, logger *slog.Logger) (wsrpc.Broker, func() error, error) {
-		b, err := natsbroker.Dial(ctx, url, &natsbroker.Options{Logger: logger})
-		if err != nil {
-			return nil, nil, err
-		}
-		return b, b.Close, nil
+	return b, b.Close, nil
+}
+
+func openNATS(ctx context.Context, url string, logger *slog.Logger) (wsrpc.Broker, func() error, error) {
+	b, err := natsbroker.Dial(ctx, url, &natsbroker.Options{Logger: logger})
+	if err != nil {
+		return nil, nil, err
 	}
-	openPostgres := func(ctx context.Context, url string, logger *slog.Logger) (wsrpc.Broker, func() error, error) {
-		b, err := pgbroker.Dial(ctx, url, &pgbroker.Options{Logger: logger})
-		if err != nil {
-			return nil, nil, err
-		}
-		return b, func() error { b.Close(); return nil }, nil
+	return b, b.Close, nil
+}
+
+func openPostgres(ctx context.Context, url string, logger *slog.Logger) (wsrpc.Broker, func() error, error) {
+	b, err := pgbroker.Dial(ctx, url, &pgbroker.Options{Logger: logger})
+	if err != nil {
+		return nil, nil, err
 	}
-	brokers["redis"], brokers["rediss"] = openRedis, openRedis
-	brokers["nats"] = openNATS
-	brokers["postgres"], brokers["postgresql"] = openPostgres, openPostgres
+	return b, func() error { b.Close(); return nil }, nil
 }

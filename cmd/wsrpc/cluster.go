@@ -15,10 +15,6 @@ import (
 	"github.com/wsrpc/wsrpc/pubsub"
 )
 
-// brokers opens a broker by its URL's scheme. Each adapter is a module of
-// its own; the CLI imports them all.
-var brokers = map[string]func(ctx context.Context, url string, logger *slog.Logger) (wsrpc.Broker, func() error, error){}
-
 // brokerSchemes lists the schemes --broker takes, for messages.
 func brokerSchemes() string {
 	var s []string

@@ -46,19 +46,7 @@ func TestWriteMasked(t *testing.T) {
 			if h[0] != 0x80|websocket.TextMessage || h[1]&0x80 == 0 {
 				t.Fatalf("n=%d held=%v: header %#x %#x, want FIN+text and the mask bit", n, held, h[0], h[1])
 			}
-			length := int(h[1] & 0x7f)
-			switch {
-			case n <= 125 && length != n, n > 125 && n <= 0xffff && length != 126, n > 0xffff && length != 127:
-				t.Fatalf("n=%d: length code %d", n, length)
-			case length == 126:
-				var l [2]byte
-				mustRead(t, r, l[:])
-				length = int(binary.BigEndian.Uint16(l[:]))
-			case length == 127:
-				var l [8]byte
-				mustRead(t, r, l[:])
-				length = int(binary.BigEndian.Uint64(l[:]))
-			}
+			length := payloadLength(t, r, h[1]&0x7f, n)
 			var key [4]byte
 			mustRead(t, r, key[:])
 			got := make([]byte, length)
@@ -106,19 +94,7 @@ func TestWriteUnmasked(t *testing.T) {
 			if h[0] != 0x80|websocket.BinaryMessage || h[1]&0x80 != 0 {
 				t.Fatalf("n=%d held=%v: header %#x %#x, want FIN+binary and no mask bit", n, held, h[0], h[1])
 			}
-			length := int(h[1])
-			switch {
-			case n <= 125 && length != n, n > 125 && n <= 0xffff && length != 126, n > 0xffff && length != 127:
-				t.Fatalf("n=%d: length code %d", n, length)
-			case length == 126:
-				var l [2]byte
-				mustRead(t, r, l[:])
-				length = int(binary.BigEndian.Uint16(l[:]))
-			case length == 127:
-				var l [8]byte
-				mustRead(t, r, l[:])
-				length = int(binary.BigEndian.Uint64(l[:]))
-			}
+			length := payloadLength(t, r, h[1], n)
 			got := make([]byte, length)
 			mustRead(t, r, got)
 			if err := <-done; err != nil {
@@ -129,6 +105,27 @@ func TestWriteUnmasked(t *testing.T) {
 			}
 		}
 	}
+}
+
+// payloadLength reads the extended length that the 7-bit length code
+// announces, if any, and returns the payload's length; it fails the test
+// unless the code is the shortest encoding of n, the length sent.
+func payloadLength(t *testing.T, r io.Reader, code byte, n int) int {
+	t.Helper()
+	length := int(code)
+	switch {
+	case n <= 125 && length != n, n > 125 && n <= 0xffff && length != 126, n > 0xffff && length != 127:
+		t.Fatalf("n=%d: length code %d", n, length)
+	case length == 126:
+		var l [2]byte
+		mustRead(t, r, l[:])
+		length = int(binary.BigEndian.Uint16(l[:]))
+	case length == 127:
+		var l [8]byte
+		mustRead(t, r, l[:])
+		length = int(binary.BigEndian.Uint64(l[:]))
+	}
+	return length
 }
 
 func mustRead(t *testing.T, r io.Reader, p []byte) {
