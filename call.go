@@ -172,7 +172,8 @@ func (c *Conn) roundTrip(ctx context.Context, method string, args []byte, id str
 	if obs == nil {
 		return c.exchange(ctx, method, args, id, nil)
 	}
-	ci := &CallInfo{Method: method, Dir: Outbound, Start: time.Now(), RequestBytes: len(args), Extension: c.ext}
+	ci := newCallInfo(CallInfo{Method: method, Dir: Outbound, Start: time.Now(), RequestBytes: len(args), Extension: c.ext})
+	defer freeCallInfo(ci)
 	ctx = obs.CallStarted(ctx, c, ci)
 	r, err := c.exchange(ctx, method, args, id, ci)
 	ci.Duration, ci.Err = time.Since(ci.Start), err

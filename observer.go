@@ -3,6 +3,7 @@ package wsrpc
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"time"
 )
 
@@ -77,7 +78,9 @@ func (d Direction) String() string {
 }
 
 // CallInfo describes one call to an [Observer]: the fields above Duration
-// are set when it starts, the others when it ends.
+// are set when it starts, the others when it ends. It is valid from
+// CallStarted until CallEnded returns, and is reused after that: an
+// Observer that needs it later keeps a copy, not the pointer.
 type CallInfo struct {
 	Method       string
 	Dir          Direction
@@ -99,6 +102,25 @@ type CallInfo struct {
 	Err           error // nil on success; an *Error when the remote side (inbound: the handler) answered with one
 	Code          Code  // the JSON-RPC code of the error answer, or 0
 	ResponseBytes int   // the answer frame's size, if there was one
+}
+
+// callInfos recycles the CallInfos of the calls made with Call (an inbound
+// call's is in its pooled task). Those of Go's calls are allocated: such a
+// call may end, on another goroutine, while its request is being built
+// from its CallInfo.
+var callInfos = sync.Pool{New: func() any { return new(CallInfo) }}
+
+// newCallInfo returns a CallInfo from the pool, set to ci.
+func newCallInfo(ci CallInfo) *CallInfo {
+	p := callInfos.Get().(*CallInfo)
+	*p = ci
+	return p
+}
+
+// freeCallInfo returns ci to the pool, once CallEnded has returned.
+func freeCallInfo(ci *CallInfo) {
+	*ci = CallInfo{}
+	callInfos.Put(ci)
 }
 
 // NopObserver implements every [Observer] method as doing nothing. Embed

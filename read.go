@@ -233,13 +233,15 @@ func (c *Conn) cancelRunning(tok []byte) {
 }
 
 // runHandler runs one call and queues its answer. cc is the call's context
-// over the extension, or nil.
-func (c *Conn) runHandler(ctx context.Context, cc *callCtx, m *method, f *wire.Frame, in *buffer) {
+// over the extension, or nil. info is where the call's CallInfo goes, if
+// there is an Observer: the caller's, valid until runHandler returns.
+func (c *Conn) runHandler(ctx context.Context, cc *callCtx, m *method, f *wire.Frame, in *buffer, info *CallInfo) {
 	defer c.wg.Done()
 	var ci *CallInfo
 	obs := c.cfg.Observer
 	if obs != nil {
-		ci = &CallInfo{Method: m.name, Dir: Inbound, Start: time.Now(), RequestBytes: len(in.b), Extension: c.ext,
+		ci = info
+		*ci = CallInfo{Method: m.name, Dir: Inbound, Start: time.Now(), RequestBytes: len(in.b), Extension: c.ext,
 			TraceParent: string(f.TraceParent), TraceState: string(f.TraceState)}
 		ctx = obs.CallStarted(ctx, c, ci)
 	}

@@ -24,6 +24,7 @@ type callTask struct {
 	m   *method
 	f   wire.Frame
 	in  *buffer
+	ci  CallInfo // what the Observer sees of the call, if there is one: in the pooled task, not allocated per call
 
 	passed bool // an ordered call whose handler passed its turn on (PassTurn); Conn.mu guards it
 }
@@ -33,7 +34,7 @@ var taskPool = sync.Pool{New: func() any { return new(callTask) }}
 func (t *callTask) run() {
 	for t != nil {
 		c, ordered := t.c, t.m.ordered
-		c.runHandler(t.ctx, t.cc, t.m, &t.f, t.in)
+		c.runHandler(t.ctx, t.cc, t.m, &t.f, t.in, &t.ci)
 		if ordered {
 			c.mu.Lock()
 			ordered = !t.passed // else the turn went on already

@@ -3,6 +3,7 @@ package promwsrpc
 import (
 	"context"
 	"errors"
+	"maps"
 	"math"
 	"strconv"
 	"sync"
@@ -94,7 +95,19 @@ type calls struct {
 	started  *prometheus.CounterVec
 	handled  *prometheus.CounterVec
 	handling *prometheus.HistogramVec
-	series   sync.Map // method label → *callSeries
+	// series maps method labels to their series: a map replaced whole
+	// when a label is added (at most MaxMethods+1 times), so that a call
+	// looks its series up with one atomic load and a map read.
+	series   atomic.Pointer[map[string]*callSeries]
+	seriesMu sync.Mutex // serializes the replacements of series
+}
+
+// lookup returns the series of a method label, or nil.
+func (d *calls) lookup(label string) *callSeries {
+	if m := d.series.Load(); m != nil {
+		return (*m)[label]
+	}
+	return nil
 }
 
 // callSeries are the series of one method label in one direction, looked
@@ -336,22 +349,36 @@ func (m *Metrics) seriesOf(call *wsrpc.CallInfo) *callSeries {
 	if d == nil {
 		return nil
 	}
-	if s, ok := d.series.Load(call.Method); ok {
-		return s.(*callSeries)
+	if s := d.lookup(call.Method); s != nil {
+		return s
 	}
 	// A method seen for the first time in this direction, or one over
 	// the cap, whose calls always come here (their series is "other").
 	label := m.methods.label(call.Method)
-	if s, ok := d.series.Load(label); ok {
-		return s.(*callSeries)
+	if s := d.lookup(label); s != nil {
+		return s
 	}
-	s, _ := d.series.LoadOrStore(label, &callSeries{
+	d.seriesMu.Lock()
+	defer d.seriesMu.Unlock()
+	old := d.series.Load()
+	if old != nil {
+		if s := (*old)[label]; s != nil {
+			return s
+		}
+	}
+	s := &callSeries{
 		label:    label,
 		started:  d.started.WithLabelValues(label),
 		ok:       d.handled.WithLabelValues(label, "OK"),
 		handling: d.handling.WithLabelValues(label),
-	})
-	return s.(*callSeries)
+	}
+	next := map[string]*callSeries{label: s}
+	if old != nil {
+		next = maps.Clone(*old)
+		next[label] = s
+	}
+	d.series.Store(&next)
+	return s
 }
 
 // codeOf returns the code label of a call that failed.
