@@ -221,7 +221,13 @@ func (c *Conn) logger() *slog.Logger {
 	return c.cfg.Logger.With("conn", c.id, "remote", c.ws.RemoteAddr().String())
 }
 
-func (c *Conn) touch() { c.lastRead.Store(int64(time.Since(c.start))) }
+// touch records that a frame arrived, and returns when, as
+// time.Since(c.start).
+func (c *Conn) touch() time.Duration {
+	now := time.Since(c.start)
+	c.lastRead.Store(int64(now))
+	return now
+}
 
 // serve runs the connection until it ends: the read loop runs in the
 // calling goroutine. onConnect, if not nil, gets the hook's result.

@@ -82,9 +82,15 @@ func (d Direction) String() string {
 // CallStarted until CallEnded returns, and is reused after that: an
 // Observer that needs it later keeps a copy, not the pointer.
 type CallInfo struct {
-	Method       string
-	Dir          Direction
-	Extension    bool // the peer negotiated the wsrpc.v1 extension (PROTOCOL.md)
+	Method    string
+	Dir       Direction
+	Extension bool // the peer negotiated the wsrpc.v1 extension (PROTOCOL.md)
+	// Start is when the call started: for an inbound call, when its
+	// request arrived (before it waited for a worker); for an outbound
+	// one, when it was made. It has a monotonic reading, so that
+	// Start.Add(Duration) is when it ended; an inbound call's is the
+	// connection's start plus the monotonic time since, which a step of
+	// the wall clock during the connection does not move.
 	Start        time.Time
 	RequestBytes int // the request frame's size
 

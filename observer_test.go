@@ -128,6 +128,7 @@ func TestObserver(t *testing.T) {
 	srv, u := testServer(t, m, &ServerOptions{ConnOptions: ConnOptions{Observer: srvObs}})
 	cl := testDial(t, u, &DialOptions{ConnOptions: ConnOptions{Observer: cliObs}, Methods: utilMux()})
 
+	before := time.Now()
 	if got, err := Call[string](ctx, cl, "span", nil); err != nil || got != "span of span" {
 		t.Errorf("span = %q, %v: the handler's context is not the one CallStarted returned", got, err)
 	}
@@ -141,6 +142,7 @@ func TestObserver(t *testing.T) {
 	if _, err := Call[string](ctx, cl, "no_such_method", nil); err == nil {
 		t.Fatal("no_such_method answered")
 	}
+	after := time.Now()
 	cl.Close()
 	srv.Close()
 
@@ -153,6 +155,11 @@ func TestObserver(t *testing.T) {
 		}
 		if ci.Duration <= 0 || ci.RequestBytes == 0 || ci.ResponseBytes == 0 {
 			t.Errorf("inbound %q: %+v, want a duration and sizes", name, ci)
+		}
+		// Start is when the request arrived (a tracer's span starts then),
+		// as a wall-clock time.
+		if end := ci.Start.Add(ci.Duration); ci.Start.Before(before) || end.After(after) {
+			t.Errorf("inbound %q: from %v to %v, not within the calls' %v to %v", name, ci.Start, end, before, after)
 		}
 	}
 	if ci := in["echo"]; ci.Code != CodeInvalidParams || ci.Err == nil {

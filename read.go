@@ -26,7 +26,7 @@ func (c *Conn) readLoop() error {
 			putBuf(buf)
 			return err
 		}
-		c.touch()
+		buf.readAt = c.touch()
 		if obs := c.cfg.Observer; obs != nil {
 			obs.Frame(c, Inbound, len(buf.b))
 		}
@@ -241,7 +241,9 @@ func (c *Conn) runHandler(ctx context.Context, cc *callCtx, m *method, f *wire.F
 	obs := c.cfg.Observer
 	if obs != nil {
 		ci = info
-		*ci = CallInfo{Method: m.name, Dir: Inbound, Start: time.Now(), RequestBytes: len(in.b), Extension: c.ext,
+		// Start is when the request arrived, from the clock read then:
+		// the connection's start plus the monotonic time since.
+		*ci = CallInfo{Method: m.name, Dir: Inbound, Start: c.start.Add(in.readAt), RequestBytes: len(in.b), Extension: c.ext,
 			TraceParent: string(f.TraceParent), TraceState: string(f.TraceState)}
 		ctx = obs.CallStarted(ctx, c, ci)
 	}

@@ -325,6 +325,9 @@ type buffer struct {
 	ping  bool  // a ping control frame
 	qsize int64 // the room it takes in the send queue (data frames)
 	utf8  bool  // a frame read, checked to be valid UTF-8
+	// readAt is when a frame read arrived, as time.Since(Conn.start): an
+	// inbound call's CallInfo.Start, without another clock read.
+	readAt time.Duration
 }
 
 var bufPool = sync.Pool{New: func() any { return &buffer{b: make([]byte, 0, 1024)} }}
@@ -338,7 +341,7 @@ func putBuf(b *buffer) {
 		return
 	}
 	b.b = b.b[:0]
-	b.close, b.ping, b.utf8, b.qsize = false, false, false, 0
+	b.close, b.ping, b.utf8, b.qsize, b.readAt = false, false, false, 0, 0
 	bufPool.Put(b)
 }
 
