@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"reflect"
@@ -301,6 +302,19 @@ func FuzzOldDecode(f *testing.F) {
 		}
 		var got, want Frame
 		errGot, errWant := Decode(data, &got), oldDecode(data, &want)
+		// The long-string hint is Decode's alone (the old one recorded
+		// none): it must point at a JSON string in Args, escaped as it says.
+		if got.StrEnd != 0 {
+			tok := got.Args[got.Str:got.StrEnd]
+			var str string
+			if err := json.Unmarshal(tok, &str); err != nil || tok[0] != '"' {
+				t.Fatalf("%q: the hint %d:%d is %q, not a JSON string", data, got.Str, got.StrEnd, tok)
+			}
+			if esc := bytes.IndexByte(tok, '\\') >= 0; esc != got.StrEsc {
+				t.Fatalf("%q: the hint's string %q has escapes %v, StrEsc %v", data, tok, esc, got.StrEsc)
+			}
+			got.Str, got.StrEnd, got.StrEsc = 0, 0, false
+		}
 		if fmt.Sprint(errGot) != fmt.Sprint(errWant) || !reflect.DeepEqual(got, want) {
 			t.Fatalf("%q:\n got %+v %v\nwant %+v %v", data, got, errGot, want, errWant)
 		}
