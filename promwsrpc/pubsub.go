@@ -72,6 +72,7 @@ func newPubSubMetrics(maxTopics int, buckets []float64) pubsubMetrics {
 		}, with()),
 	}
 	if ts == nil {
+		p.lag.WithLabelValues()
 		p.delivered.WithLabelValues("ok")
 		p.delivered.WithLabelValues("error")
 		for _, r := range dropReasons {
