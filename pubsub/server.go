@@ -198,7 +198,7 @@ type Server struct {
 	obs       Observer
 	nodeJSON  []byte
 	ownPrefix []byte // how this node's own broker messages begin
-	stamp     bool   // an Observer or Trace is set: broker messages carry the "wsrpc" member
+	stamp     bool   // a Broker, and an Observer or Trace: broker messages carry the "wsrpc" member
 
 	ctx    context.Context // ends with Close
 	cancel context.CancelFunc
@@ -279,7 +279,7 @@ func NewServer(opts *Options) *Server {
 	if s.obs == nil {
 		s.obs = NopObserver{}
 	}
-	s.stamp = o.Observer != nil || o.Trace != nil
+	s.stamp = o.Broker != nil && (o.Observer != nil || o.Trace != nil)
 	s.nodeJSON = quote(s.opts.NodeID)
 	s.ownPrefix = append([]byte(`{"notifier_id": `), s.nodeJSON...)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -518,12 +518,9 @@ func (s *Server) publish(ctx context.Context, topics []string, data json.RawMess
 	if !sync {
 		from = wsrpc.ConnFromContext(ctx)
 	}
-	var meta *brokerMeta
-	if s.stamp {
-		meta = &brokerMeta{TimeNS: time.Now().UnixNano()}
-		if s.opts.Trace != nil {
-			meta.TraceParent, meta.TraceState = s.opts.Trace.Inject(ctx)
-		}
+	var meta brokerMeta
+	if s.opts.Trace != nil {
+		meta.TraceParent, meta.TraceState = s.opts.Trace.Inject(ctx)
 	}
 	for _, t := range topics {
 		ev := &event{topic: t, topicJSON: quote(t), data: data, notifier: notifier, sync: w, from: from}
@@ -534,7 +531,12 @@ func (s *Server) publish(ctx context.Context, topics []string, data json.RawMess
 			return ErrClosed
 		}
 	}
-	err := s.toBroker(ctx, topics, data, meta)
+	var stamped *brokerMeta
+	if s.stamp {
+		meta.TimeNS = time.Now().UnixNano()
+		stamped = &meta
+	}
+	err := s.toBroker(ctx, topics, data, stamped)
 	if w != nil {
 		wsrpc.PassTurn(ctx)
 		w.wait(ctx, s.ctx, s.opts.SyncTimeout)
