@@ -178,10 +178,11 @@ type Options struct {
 	// subscriber's handling of the notify is a child of that span. Nil:
 	// notifies are made as any call, with no link.
 	//
-	// Set it with a wsrpc.Observer on the connections (Trace is what that
-	// Observer reads): without one, a notify made with an event's own
-	// context costs a context.AfterFunc more than one made with the
-	// Server's.
+	// Set it together with a wsrpc.Observer on the connections, which is
+	// what reads the Publication. Without one it only costs: a notify
+	// made with an event's own context is watched with a
+	// context.AfterFunc of its own rather than once per connection, and a
+	// connection keeps the first such context (one event) until it ends.
 	Trace wsrpc.TracePropagator
 }
 
