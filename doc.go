@@ -73,7 +73,8 @@
 //
 // Package pubsub, built on this package's API, is publish/subscribe
 // compatible with fastapi_websocket_pubsub; nodes share its events
-// through a [Broker].
+// through a [Broker], and trace context across it with a
+// [TracePropagator], as package cluster's routed calls do.
 //
 // # Concurrency
 //

@@ -54,7 +54,7 @@ type Options struct {
 	Logger *slog.Logger
 	// Trace, if not nil, carries the caller's trace context across the
 	// hop, so that the call the owner node makes to the client continues
-	// the caller's trace (otelwsrpc.ClusterTrace is one). Nil: routed
+	// the caller's trace (otelwsrpc.Propagator is one). Nil: routed
 	// calls carry none.
 	Trace TracePropagator
 }
@@ -62,11 +62,9 @@ type Options struct {
 // TracePropagator carries trace context with routed calls: Inject returns
 // ctx's W3C traceparent and tracestate ("" for none), which travel with
 // the call; on the owner node, Extract returns ctx with the ones that
-// arrived, and the call to the client is made with it.
-type TracePropagator interface {
-	Inject(ctx context.Context) (traceparent, tracestate string)
-	Extract(ctx context.Context, traceparent, tracestate string) context.Context
-}
+// arrived, and the call to the client is made with it. It is
+// [wsrpc.TracePropagator], which package pubsub takes too.
+type TracePropagator = wsrpc.TracePropagator
 
 func (o Options) withDefaults() (Options, error) {
 	var errs []error

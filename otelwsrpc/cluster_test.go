@@ -17,7 +17,7 @@ import (
 )
 
 // clusterNode is a traced wsrpc server on /ws/{client_id}, a node of the
-// cluster on b whose routed calls carry trace context (ClusterTrace).
+// cluster on b whose routed calls carry trace context (Propagator).
 func clusterNode(t *testing.T, b wsrpc.Broker, id string, mux *wsrpc.Mux, obs wsrpc.Observer) (*cluster.Node, string) {
 	t.Helper()
 	srv, err := wsrpc.NewServer(mux, &wsrpc.ServerOptions{ConnOptions: wsrpc.ConnOptions{Observer: obs}})
@@ -28,7 +28,7 @@ func clusterNode(t *testing.T, b wsrpc.Broker, id string, mux *wsrpc.Mux, obs ws
 	hm.Handle("/ws/{client_id}", srv)
 	hs := httptest.NewServer(hm)
 	node, err := cluster.Join(t.Context(), srv, b, &cluster.Options{
-		ID: id, Heartbeat: 100 * time.Millisecond, Trace: otelwsrpc.ClusterTrace{},
+		ID: id, Heartbeat: 100 * time.Millisecond, Trace: otelwsrpc.Propagator{},
 	})
 	if err != nil {
 		t.Fatal(err)

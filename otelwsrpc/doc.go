@@ -48,6 +48,23 @@
 // [Options].PublicEndpoint, a trace of its own with a link to the caller's
 // span instead); one without starts a trace.
 //
+// # Pub/sub
+//
+// With pubsub.Options.Trace set to a [Propagator], each event carries its
+// publisher's trace context, across the broker too, and each notify that
+// delivers it is a span of the messaging semantic conventions: named
+// "notify", kind client, the root of a trace of its own with a link to the
+// publish's span (the publish call's server span, or the span in the ctx
+// given to pubsub.Server.Publish), with the RPC attributes above and
+//
+//	messaging.system            "wsrpc"
+//	messaging.operation.type    "send": the server hands the event on to a subscriber
+//	messaging.operation.name    "notify"
+//	messaging.destination.name  the topic
+//
+// The subscriber's handling of the notify is its child, as for any call.
+// Set the same Propagator as cluster.Options.Trace for routed calls.
+//
 // # Metrics
 //
 //	rpc.server.call.duration  histogram, s: inbound calls, from acceptance to the answer being queued
@@ -63,4 +80,7 @@
 // Calls of methods whose name begins with '_' (the keep-alive "_ping_",
 // "_get_channel_id_") are neither traced nor measured, unless
 // [Options].Filter says otherwise.
+//
+// The package has no pub/sub metrics: promwsrpc's Metrics is the
+// pubsub.Observer (wsrpc_pubsub_*, the broker's lag included).
 package otelwsrpc

@@ -17,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/wsrpc/wsrpc"
+	"github.com/wsrpc/wsrpc/pubsub"
 )
 
 // ScopeName is the instrumentation scope of the spans and metrics: the
@@ -174,17 +175,44 @@ func (c *carrier) Set(key, value string) {
 
 func (c *carrier) Keys() []string { return []string{keyParent, keyState} }
 
+// MessagingSystem is the messaging.system attribute of a notify span.
+const MessagingSystem = "wsrpc"
+
+// notifyMethod is the method by which package pubsub delivers an event.
+const notifyMethod = "notify"
+
 // CallStarted starts the call's span: a server span for an inbound call,
 // whose parent is the caller's span when the request carried its trace
 // context, and a client span for an outbound one, whose parent is ctx's
 // span (a handler's ctx has its call's). It puts the span in the context
 // it returns, and the trace context in an outbound call's call.
+//
+// A notify that a pubsub.Server with Options.Trace makes (ctx carries a
+// [pubsub.Publication]) follows the messaging semantic conventions
+// instead: the Server hands the event on to a subscriber, so its span is a
+// send (messaging.operation.type "send", messaging.operation.name
+// "notify", messaging.system [MessagingSystem], messaging.destination.name
+// the topic, besides the RPC attributes), of kind client (the event's
+// creation context is the publish's span, not this one), named "notify"
+// (topics are not known to be few, so not in the name), the root of a
+// trace of its own with a link to the publish's span. The subscriber's
+// handling of it is its child.
 func (o *Observer) CallStarted(ctx context.Context, c *wsrpc.Conn, call *wsrpc.CallInfo) context.Context {
 	if !o.opts.Filter(call.Method, call.Dir) {
 		return ctx
 	}
 	kind := kindClient
 	opts := make([]trace.SpanStartOption, 0, 4)
+	attrs := spanAttrs(c, call)
+	if call.Dir == wsrpc.Outbound && call.Method == notifyMethod {
+		if pub, ok := pubsub.PublicationFromContext(ctx); ok {
+			attrs = append(attrs, messagingSend, messagingNotify, messagingSystem, semconv.MessagingDestinationName(pub.Topic))
+			opts = append(opts, newRoot)
+			if sc := o.publishSpan(ctx, pub); sc.IsValid() {
+				opts = append(opts, trace.WithLinks(trace.Link{SpanContext: sc}))
+			}
+		}
+	}
 	if call.Dir == wsrpc.Inbound {
 		kind = kindServer
 		// The connection's context has no span of ours: a call without a
@@ -201,7 +229,7 @@ func (o *Observer) CallStarted(ctx context.Context, c *wsrpc.Conn, call *wsrpc.C
 			}
 		}
 	}
-	opts = append(opts, kind, trace.WithTimestamp(call.Start), trace.WithAttributes(spanAttrs(c, call)...))
+	opts = append(opts, kind, trace.WithTimestamp(call.Start), trace.WithAttributes(attrs...))
 	ctx, span := o.tracer.Start(ctx, call.Method, opts...)
 	if call.Dir == wsrpc.Outbound && (call.Extension || o.opts.AlwaysPropagate) && span.SpanContext().IsValid() {
 		var cr carrier
@@ -209,6 +237,26 @@ func (o *Observer) CallStarted(ctx context.Context, c *wsrpc.Conn, call *wsrpc.C
 		call.TraceParent, call.TraceState = cr.parent, cr.state
 	}
 	return ctx
+}
+
+// The messaging attributes of every notify span, made once.
+var (
+	messagingSend   = semconv.MessagingOperationTypeSend
+	messagingNotify = semconv.MessagingOperationName(notifyMethod)
+	messagingSystem = semconv.MessagingSystemKey.String(MessagingSystem)
+)
+
+// publishSpan returns the span context of the publish whose event ctx's
+// notify delivers: the one pubsub's Options.Trace extracted into ctx, or
+// else parsed from the Publication.
+func (o *Observer) publishSpan(ctx context.Context, pub pubsub.Publication) trace.SpanContext {
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		return sc
+	}
+	if pub.TraceParent == "" {
+		return trace.SpanContext{}
+	}
+	return trace.SpanContextFromContext(o.prop.Extract(ctx, &carrier{pub.TraceParent, pub.TraceState}))
 }
 
 // spanAttrs returns the attributes of a call's span when it starts.

@@ -129,6 +129,15 @@
 //	wsrpc_pubsub_slow_disconnects_total       subscribers the slow-subscriber policy closed
 //	wsrpc_pubsub_broker_errors_total          broker failures: link lost, publish failed, message dropped
 //	wsrpc_pubsub_broker_up                    gauge: 1 while subscribed to the broker, 0 while its link is down
+//	wsrpc_pubsub_broker_lag_seconds           histogram: how long ago the events from the broker were published on another node
+//
+// The broker's lag is measured from the time the publishing node stamped
+// on the event (a wsrpc node with a pubsub Observer or Trace stamps its
+// broker messages; a Python node does not, and its events are not
+// measured) to its arrival here, by this node's clock: the difference
+// between the two nodes' clocks is in it, and a lag that comes out
+// negative counts as 0. Keep the nodes' clocks synchronized (NTP) for it
+// to mean something below a few milliseconds.
 //
 // Topics are not labels, since clients choose them, unless
 // [Options].TopicLabels asks for them (with a cap, beyond which topics

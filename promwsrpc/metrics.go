@@ -20,8 +20,8 @@ const (
 	DefaultMaxCodes   = 100
 )
 
-// DefaultBuckets are the upper bounds, in seconds, of the handling-seconds
-// histograms' buckets unless [Options].Buckets sets others: from 100 µs,
+// DefaultBuckets are the upper bounds, in seconds, of the histograms'
+// buckets unless [Options].Buckets sets others: from 100 µs,
 // a call over a local network, to 10 s, Prometheus's DefBuckets with four
 // more below 5 ms.
 var DefaultBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
@@ -40,8 +40,8 @@ type Options struct {
 	// under "other". Zero means DefaultMaxCodes (100); negative: no cap.
 	MaxCodes int
 	// Buckets are the upper bounds, in seconds and in increasing order, of
-	// the buckets of the handling-seconds histograms. Nil means
-	// DefaultBuckets.
+	// the buckets of the handling-seconds histograms and of
+	// wsrpc_pubsub_broker_lag_seconds. Nil means DefaultBuckets.
 	Buckets []float64
 	// TopicLabels, if not zero, makes the topic a label of the
 	// wsrpc_pubsub_* series: the first TopicLabels topics seen get their
@@ -189,7 +189,7 @@ func New(opts *Options) *Metrics {
 		}),
 		methods: labelSet{max: o.MaxMethods},
 		codes:   labelSet{max: o.MaxCodes},
-		pubsub:  newPubSubMetrics(o.TopicLabels),
+		pubsub:  newPubSubMetrics(o.TopicLabels, buckets),
 	}
 	for _, c := range causes {
 		m.connsClosed.WithLabelValues(c)

@@ -2,6 +2,7 @@ package promwsrpc
 
 import (
 	"errors"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -20,12 +21,13 @@ type pubsubMetrics struct {
 	slow      prometheus.Counter
 	brokerErr prometheus.Counter
 	brokerUp  prometheus.Gauge
+	lag       *prometheus.HistogramVec
 }
 
 // The reasons of wsrpc_pubsub_dropped_total.
 var dropReasons = []string{"slow_subscriber", "subscriber_gone", "failed"}
 
-func newPubSubMetrics(maxTopics int) pubsubMetrics {
+func newPubSubMetrics(maxTopics int, buckets []float64) pubsubMetrics {
 	var topic []string
 	var ts *labelSet
 	if maxTopics != 0 {
@@ -63,8 +65,14 @@ func newPubSubMetrics(maxTopics int) pubsubMetrics {
 			Name: "wsrpc_pubsub_broker_up",
 			Help: "1 while the node is subscribed to its broker, 0 while the link to it is down.",
 		}),
+		lag: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "wsrpc_pubsub_broker_lag_seconds",
+			Help:    "How long ago the events that arrive from the broker were published on another wsrpc node, by this node's clock (clock skew included; 0 when this clock is behind). Events from nodes that do not stamp them (Python's) are not measured.",
+			Buckets: buckets,
+		}, with()),
 	}
 	if ts == nil {
+		p.lag.WithLabelValues()
 		p.delivered.WithLabelValues("ok")
 		p.delivered.WithLabelValues("error")
 		for _, r := range dropReasons {
@@ -75,7 +83,7 @@ func newPubSubMetrics(maxTopics int) pubsubMetrics {
 }
 
 func (p *pubsubMetrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{p.published, p.queued, p.delivered, p.dropped, p.slow, p.brokerErr, p.brokerUp}
+	return []prometheus.Collector{p.published, p.queued, p.delivered, p.dropped, p.slow, p.brokerErr, p.brokerUp, p.lag}
 }
 
 // labels returns the label values vs, and the topic's if topics are
@@ -134,4 +142,10 @@ func (m *Metrics) Broker(err error) {
 	if errors.Is(err, wsrpc.ErrBrokerUnavailable) {
 		m.pubsub.brokerUp.Set(0)
 	}
+}
+
+// BrokerLag records how long ago an event that arrived from the broker was
+// published on another node: it implements [pubsub.Observer].
+func (m *Metrics) BrokerLag(topic string, lag time.Duration) {
+	m.pubsub.lag.WithLabelValues(m.pubsub.labels(topic)...).Observe(lag.Seconds())
 }

@@ -102,3 +102,38 @@ func TestPubSubMetrics(t *testing.T) {
 		t.Errorf("dropped{slow_subscriber} = %v, want at least 1", n)
 	}
 }
+
+// TestPubSubBrokerLag: of two pub/sub servers on one broker, each with a
+// Metrics, the one that receives an event the other published records
+// its lag in wsrpc_pubsub_broker_lag_seconds (by topic when topics are
+// labels); the publisher records none of its own.
+func TestPubSubBrokerLag(t *testing.T) {
+	for _, topics := range []int{0, 10} {
+		ctx := t.Context()
+		broker := pubsub.NewMemoryBroker()
+		pm, rm := promwsrpc.New(&promwsrpc.Options{TopicLabels: topics}), promwsrpc.New(&promwsrpc.Options{TopicLabels: topics})
+		preg, rreg := prometheus.NewRegistry(), prometheus.NewRegistry()
+		preg.MustRegister(pm)
+		rreg.MustRegister(rm)
+		publisher := pubsub.NewServer(&pubsub.Options{Broker: broker, Observer: pm, Logger: quiet})
+		defer publisher.Close()
+		receiver := pubsub.NewServer(&pubsub.Options{Broker: broker, Observer: rm, Logger: quiet})
+		defer receiver.Close()
+		if err := publisher.Publish(ctx, []string{"orders"}, 1); err != nil {
+			t.Fatal(err)
+		}
+		series := "wsrpc_pubsub_broker_lag_seconds_count"
+		if topics != 0 {
+			series += `{topic="orders"}`
+		}
+		// A MemoryBroker delivers before Publish returns.
+		got := gather(t, rreg)
+		expect(t, "receiver", got, map[string]float64{series: 1})
+		if sum := got[strings.Replace(series, "_count", "_sum", 1)]; sum < 0 {
+			t.Errorf("receiver: lag sum %v, want at least 0", sum)
+		}
+		if n := gather(t, preg)[series]; n != 0 {
+			t.Errorf("publisher: %s = %v, want 0", series, n)
+		}
+	}
+}

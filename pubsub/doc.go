@@ -83,4 +83,29 @@
 // own). A node always delivers to its own subscribers itself; the broker
 // brings it the others' events. Nil means a [MemoryBroker] of the node's
 // own: a single node needs nothing else.
+//
+// A node with an [Observer] or [Options].Trace adds a member of its own to
+// its messages, last: "wsrpc": {"time_ns", "traceparent", "tracestate"}
+// (when it published the event, in Unix nanoseconds by its clock, and the
+// publisher's W3C trace context, each there only if known). A Python node
+// ignores it, and delivers the event as without it (checked by hand,
+// testdata/envelope-vectors.jsonl); a node with neither sends exactly the
+// Python broadcaster's message.
+//
+// # Tracing and the broker's lag
+//
+// With [Options].Trace (otelwsrpc.Propagator, for OpenTelemetry), each
+// event carries its publisher's trace context: the span of the publish
+// call, or the one in the ctx given to [Server.Publish]. Its notifies, on
+// this node and on the others, are made with a context that carries its
+// [Publication] ([PublicationFromContext]), which the connections'
+// wsrpc.Observer reads: otelwsrpc's makes each notify a span of the
+// messaging conventions, linked to the publish's span, and the
+// subscriber's handling of the notify is that span's child.
+//
+// A node with an Observer that receives a stamped event from the broker
+// reports how long ago it was published ([Observer].BrokerLag): the
+// broker's lag, plus the difference between the two nodes' clocks (a lag
+// that comes out negative counts as 0). Events from Python nodes are not
+// stamped, and not measured.
 package pubsub

@@ -1,6 +1,10 @@
 package pubsub
 
-import "github.com/wsrpc/wsrpc"
+import (
+	"time"
+
+	"github.com/wsrpc/wsrpc"
+)
 
 // Observer watches a [Server]'s deliveries, for metrics and logs: set one
 // in [Options]. Nil means off. Embed [NopObserver] to implement only some
@@ -35,6 +39,14 @@ type Observer interface {
 	// is subscribed to the broker: at first, and after each outage the
 	// broker reports (wsrpc.BrokerWatcher).
 	Broker(err error)
+	// BrokerLag is called for each event and topic that arrives from the
+	// broker stamped with the time another node published it (a wsrpc
+	// node with an Observer or [Options].Trace stamps its messages; a
+	// Python node does not, and its events are not measured), with how
+	// long ago that was by this node's clock: the broker's lag, plus the
+	// difference between the two nodes' clocks. A lag that comes out
+	// negative (this node's clock is behind) is reported as 0.
+	BrokerLag(topic string, lag time.Duration)
 }
 
 // NopObserver implements every [Observer] method as doing nothing.
@@ -54,3 +66,6 @@ func (NopObserver) SlowDisconnect(*wsrpc.Conn) {}
 
 // Broker does nothing.
 func (NopObserver) Broker(error) {}
+
+// BrokerLag does nothing.
+func (NopObserver) BrokerLag(string, time.Duration) {}

@@ -159,8 +159,31 @@ type Options struct {
 	// Error: a server-side subscription's function panicked; Debug:
 	// events dropped, refusals of the Authorize hook.
 	Logger *slog.Logger
-	// Observer, if set, watches deliveries; see [Observer].
+	// Observer, if set, watches deliveries; see [Observer]. With an
+	// Observer, the node stamps its broker messages with the time of
+	// publishing (the envelope's "wsrpc" member), by which the other
+	// nodes' Observers measure the broker's lag (Observer.BrokerLag).
 	Observer Observer
+	// Trace, if not nil, carries each event's trace context
+	// (otelwsrpc.Propagator is one). A publish takes its publisher's
+	// from its ctx (Inject: the publish call's span, or the span in the
+	// ctx given to [Server.Publish]), once per publish, and passes it on
+	// in its broker messages (the "wsrpc" member, with the time, which the
+	// Python nodes ignore), so that the other wsrpc nodes have it too. The
+	// notifies of the event are made, and its server-side subscriptions'
+	// functions called, with a context of the Server's that carries the
+	// event's [Publication] ([PublicationFromContext]) and the publisher's
+	// span context (Extract, once per event and node): otelwsrpc's Observer
+	// starts each notify's span linked to the publish's span, and the
+	// subscriber's handling of the notify is a child of that span. Nil:
+	// notifies are made as any call, with no link.
+	//
+	// Set it together with a wsrpc.Observer on the connections, which is
+	// what reads the Publication. Without one it only costs: a notify
+	// made with an event's own context is watched with a
+	// context.AfterFunc of its own rather than once per connection, and a
+	// connection keeps the first such context (one event) until it ends.
+	Trace wsrpc.TracePropagator
 }
 
 // Server is pub/sub on a [wsrpc.Server], wire-compatible with
@@ -176,6 +199,7 @@ type Server struct {
 	obs       Observer
 	nodeJSON  []byte
 	ownPrefix []byte // how this node's own broker messages begin
+	stamp     bool   // a Broker, and an Observer or Trace: broker messages carry the "wsrpc" member
 
 	ctx    context.Context // ends with Close
 	cancel context.CancelFunc
@@ -256,6 +280,7 @@ func NewServer(opts *Options) *Server {
 	if s.obs == nil {
 		s.obs = NopObserver{}
 	}
+	s.stamp = o.Broker != nil && (o.Observer != nil || o.Trace != nil)
 	s.nodeJSON = quote(s.opts.NodeID)
 	s.ownPrefix = append([]byte(`{"notifier_id": `), s.nodeJSON...)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -494,12 +519,25 @@ func (s *Server) publish(ctx context.Context, topics []string, data json.RawMess
 	if !sync {
 		from = wsrpc.ConnFromContext(ctx)
 	}
+	var meta brokerMeta
+	if s.opts.Trace != nil {
+		meta.TraceParent, meta.TraceState = s.opts.Trace.Inject(ctx)
+	}
 	for _, t := range topics {
-		if !s.deliver(&event{topic: t, topicJSON: quote(t), data: data, notifier: notifier, sync: w, from: from}) {
+		ev := &event{topic: t, topicJSON: quote(t), data: data, notifier: notifier, sync: w, from: from}
+		if s.opts.Trace != nil {
+			s.traceEvent(ev, meta.TraceParent, meta.TraceState)
+		}
+		if !s.deliver(ev) {
 			return ErrClosed
 		}
 	}
-	err := s.toBroker(ctx, topics, data)
+	var stamped *brokerMeta
+	if s.stamp {
+		meta.TimeNS = time.Now().UnixNano()
+		stamped = &meta
+	}
+	err := s.toBroker(ctx, topics, data, stamped)
 	if w != nil {
 		wsrpc.PassTurn(ctx)
 		w.wait(ctx, s.ctx, s.opts.SyncTimeout)
@@ -705,7 +743,8 @@ func (w *syncWait) wait(ctx, life context.Context, d time.Duration) {
 }
 
 // fromBroker handles a message from the broker: an envelope published by
-// another node, which goes to the local subscribers.
+// another node, which goes to the local subscribers. If it says when it
+// was published, the Observer is told the lag.
 func (s *Server) fromBroker(msg []byte) {
 	if bytes.HasPrefix(msg, s.ownPrefix) {
 		return // ours, as we encode it
@@ -719,20 +758,33 @@ func (s *Server) fromBroker(msg []byte) {
 	if e.NotifierID == s.opts.NodeID {
 		return
 	}
+	var lag time.Duration
+	timed := false
+	if s.opts.Observer != nil {
+		lag, timed = e.meta.lag(time.Now())
+	}
 	for _, t := range e.Topics {
-		s.deliver(&event{topic: t, topicJSON: quote(t), data: e.Data, notifier: e.NotifierID})
+		if timed {
+			s.obs.BrokerLag(t, lag)
+		}
+		ev := &event{topic: t, topicJSON: quote(t), data: e.Data, notifier: e.NotifierID}
+		if s.opts.Trace != nil {
+			s.traceEvent(ev, e.meta.TraceParent, e.meta.TraceState)
+		}
+		s.deliver(ev)
 	}
 }
 
-// toBroker sends an event to the other nodes: one message per topic.
-func (s *Server) toBroker(ctx context.Context, topics []string, data json.RawMessage) error {
+// toBroker sends an event to the other nodes: one message per topic, with
+// meta, if not nil, as its "wsrpc" member.
+func (s *Server) toBroker(ctx context.Context, topics []string, data json.RawMessage, meta *brokerMeta) error {
 	if s.opts.Broker == nil {
 		return nil
 	}
 	var errs []error
 	var msg []byte
 	for _, t := range topics {
-		msg = appendEnvelope(msg[:0], s.nodeJSON, quote(t), data)
+		msg = appendEnvelope(msg[:0], s.nodeJSON, quote(t), data, meta)
 		if err := s.opts.Broker.Publish(ctx, BrokerChannel, msg); err != nil {
 			errs = append(errs, err)
 		}

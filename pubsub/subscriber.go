@@ -1,6 +1,7 @@
 package pubsub
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,6 +24,18 @@ type event struct {
 	// its answer goes out before its own notify (as FWP's does), so the
 	// notify is not sent at once but by the sender.
 	from *wsrpc.Conn
+	// ctx, with Options.Trace, is the Server's context carrying the
+	// event's Publication (traceEvent): its notifies are made, and its
+	// functions called, with it. Nil: with the Server's own.
+	ctx context.Context
+}
+
+// life returns the context ev's notifies are made with.
+func (ev *event) life(s *Server) context.Context {
+	if ev.ctx != nil {
+		return ev.ctx
+	}
+	return s.ctx
 }
 
 // notifyOverhead is what a notify frame adds to its topic and data, about:
@@ -208,7 +221,7 @@ func (u *subscriber) call(ev *event) (err error) {
 	if closed {
 		return ErrSubscriberGone
 	}
-	return u.fn(u.s.ctx, Event{Topic: ev.topic, Data: ev.data})
+	return u.fn(ev.life(u.s), Event{Topic: ev.topic, Data: ev.data})
 }
 
 // finish counts a delivery as done: answered (err nil or the answer's
@@ -266,11 +279,12 @@ func (u *subscriber) closeSlow() {
 //
 // The arguments go through internal/fanout: spliced into the frame as
 // notifyHead and notifyTail built them, and the Server's context is
-// watched once per connection.
+// watched once per connection (an event's own context, with
+// Options.Trace, is for the connection's Observer).
 func (u *subscriber) send(head []byte, ev *event, wait bool) (sent bool, err error) {
 	s := u.s
 	s.inflight.Add(1)
-	sent, err = fanout.Notify(u.conn, s.ctx, "notify", head, ev.tail, wait, func(err error) {
+	sent, err = fanout.Notify(u.conn, ev.life(s), "notify", head, ev.tail, wait, func(err error) {
 		u.finish(ev, err)
 		s.inflight.Done()
 	})

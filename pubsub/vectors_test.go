@@ -346,7 +346,7 @@ func TestVectorsBroker(t *testing.T) {
 			if len(e.Topics) != 1 {
 				t.Fatalf("%s: a recorded publish with %d topics", v.Case, len(e.Topics))
 			}
-			got := appendEnvelope(nil, quote(e.NotifierID), quote(e.Topics[0]), e.Data)
+			got := appendEnvelope(nil, quote(e.NotifierID), quote(e.Topics[0]), e.Data, nil)
 			if !jsonEqual(*v.Frame, got) {
 				t.Errorf("%s: encoded %s, recorded %s", v.Case, got, *v.Frame)
 			}

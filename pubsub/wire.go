@@ -132,23 +132,31 @@ type notifyArgs struct {
 
 // envelope is the Python broadcaster's message on the broker channel
 // EventNotifier: {"notifier_id", "topics", "data"}. notifier_id names the
-// node that published it (one id per node, not per connection).
+// node that published it (one id per node, not per connection). A wsrpc
+// node may add a "wsrpc" member (brokerMeta), which the Python nodes
+// ignore.
 type envelope struct {
 	NotifierID string          `json:"notifier_id"`
 	Topics     []string        `json:"topics"`
 	Data       json.RawMessage `json:"data"`
+	WSRPC      json.RawMessage `json:"wsrpc"`
+	meta       brokerMeta      // WSRPC decoded, if it is one
 }
 
 // appendEnvelope appends the broker message for one topic, as pubsub
 // publishes it: one message per topic, topics a one-element list. nodeID,
-// topic and data are JSON.
-func appendEnvelope(b []byte, nodeID, topic, data []byte) []byte {
+// topic and data are JSON. meta, if not nil, is added last as the "wsrpc"
+// member; without it the message is exactly the Python broadcaster's.
+func appendEnvelope(b []byte, nodeID, topic, data []byte, meta *brokerMeta) []byte {
 	b = append(b, `{"notifier_id": `...)
 	b = append(b, nodeID...)
 	b = append(b, `, "topics": [`...)
 	b = append(b, topic...)
 	b = append(b, `], "data": `...)
 	b = append(b, data...)
+	if meta != nil {
+		b = meta.appendMeta(b)
+	}
 	return append(b, '}')
 }
 
@@ -157,12 +165,14 @@ var errBadEnvelope = errors.New("pubsub: broker message is not a {notifier_id, t
 
 // decodeEnvelope decodes a broker message. Compact JSON, several topics and
 // a missing data (null) are accepted, as the Python broadcaster accepts
-// them.
+// them, and so are other members, which are ignored but for "wsrpc" (a
+// "wsrpc" that is not wsrpc's object counts as missing).
 func decodeEnvelope(msg []byte) (envelope, error) {
 	var e envelope
 	if err := json.Unmarshal(msg, &e); err != nil {
 		return envelope{}, errors.Join(errBadEnvelope, err)
 	}
 	e.Data = orNull(e.Data)
+	e.meta = decodeMeta(e.WSRPC)
 	return e, nil
 }

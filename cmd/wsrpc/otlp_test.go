@@ -1,7 +1,10 @@
 package main
 
 import (
+	"context"
+	"encoding/hex"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -12,13 +15,16 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/wsrpc/wsrpc"
+	"github.com/wsrpc/wsrpc/pubsub"
 )
 
 // collector is an OTLP/HTTP trace receiver on a loopback port: it keeps
 // the spans it is sent.
 type collector struct {
-	mu    sync.Mutex
-	spans map[string][]map[string]string // span name -> each span's string attributes
+	mu sync.Mutex
+	// span name -> each span's string attributes, and "trace_id", the
+	// span's, and "link.trace_id", its first link's
+	spans map[string][]map[string]string
 }
 
 func (c *collector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -46,6 +52,10 @@ func (c *collector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				attrs := map[string]string{"service.name": service}
 				for _, a := range sp.GetAttributes() {
 					attrs[a.GetKey()] = a.GetValue().GetStringValue()
+				}
+				attrs["trace_id"] = hex.EncodeToString(sp.GetTraceId())
+				if links := sp.GetLinks(); len(links) > 0 {
+					attrs["link.trace_id"] = hex.EncodeToString(links[0].GetTraceId())
 				}
 				c.spans[sp.GetName()] = append(c.spans[sp.GetName()], attrs)
 			}
@@ -88,6 +98,57 @@ func TestServeOTLP(t *testing.T) {
 	}
 	if _, ok := col.spans["_ping_"]; ok {
 		t.Error("keep-alive pings were traced")
+	}
+}
+
+// TestServeOTLPPubSub: with --otlp, the notify by which wsrpc serve
+// delivers an event is a span of the messaging conventions, in a trace of
+// its own, linked to the span of the publish call that published it.
+func TestServeOTLPPubSub(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	col := &collector{spans: map[string][]map[string]string{}}
+	hs := httptest.NewServer(col)
+	defer hs.Close()
+	s := startServeArgs(t, []string{"--otlp", hs.URL}, nil)
+	quiet := &pubsub.ClientOptions{DialOptions: wsrpc.DialOptions{ConnOptions: wsrpc.ConnOptions{Logger: slog.New(slog.DiscardHandler)}}}
+	sub, err := pubsub.Dial(ctx, s.url, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	got := make(chan pubsub.Event, 1)
+	if err := sub.Subscribe(ctx, "orders", func(_ context.Context, ev pubsub.Event) error { got <- ev; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	pub, err := pubsub.Dial(ctx, s.url, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	if err := pub.Publish(ctx, []string{"orders"}, 7); err != nil {
+		t.Fatal(err)
+	}
+	if ev := <-got; string(ev.Data) != "7" {
+		t.Fatalf("event %s, want 7", ev.Data)
+	}
+	sub.Close()
+	pub.Close()
+	if c := s.stop(); c != exitOK {
+		t.Fatalf("serve exited with %d: %s", c, s.stderr.String())
+	}
+	col.mu.Lock()
+	defer col.mu.Unlock()
+	publish, notify := col.spans["publish"], col.spans["notify"]
+	if len(publish) != 1 || len(notify) != 1 {
+		t.Fatalf("the collector got %d publish and %d notify spans, want 1 each; all: %v", len(publish), len(notify), col.spans)
+	}
+	n := notify[0]
+	if n["messaging.operation.type"] != "send" || n["messaging.destination.name"] != "orders" || n["messaging.system"] != "wsrpc" {
+		t.Errorf("notify span attributes %v, want the messaging conventions' for topic orders", n)
+	}
+	if n["link.trace_id"] != publish[0]["trace_id"] || n["trace_id"] == publish[0]["trace_id"] {
+		t.Errorf("notify span in trace %s linked to %s; want a trace of its own linked to the publish's, %s", n["trace_id"], n["link.trace_id"], publish[0]["trace_id"])
 	}
 }
 

@@ -83,10 +83,11 @@ Flags:
                      serve Prometheus metrics at http://HOST:PORT/metrics
                      (promwsrpc's wsrpc_* series, and Go's and the
                      process's); off unless set
-  --otlp URL         trace every call (OpenTelemetry, otelwsrpc) and export
-                     the spans over OTLP/HTTP to URL, a collector's
-                     http://HOST:4318 (path /v1/traces unless given);
-                     off unless set
+  --otlp URL         trace every call (OpenTelemetry, otelwsrpc), with each
+                     pub/sub notify linked to its publish, across nodes
+                     too, and export the spans over OTLP/HTTP to URL, a
+                     collector's http://HOST:4318 (path /v1/traces unless
+                     given); off unless set
 
 Exit status: 0 after SIGINT or SIGTERM, drained or not; 2 for bad usage or
 a server that cannot listen or fails.
@@ -190,7 +191,9 @@ func serveCommand(ctx context.Context, args []string, std stdio, setup func(*dem
 			}
 		}()
 		observers = append(observers, obs)
-		cfg.trace = otelwsrpc.ClusterTrace{} // one trace across the nodes of a routed call
+		// One trace across the nodes of a routed call, and notify spans
+		// linked to their publish's, on every node.
+		cfg.trace = otelwsrpc.Propagator{}
 	}
 	if len(observers) > 0 {
 		cfg.observer = wsrpc.JoinObservers(observers...)
@@ -277,8 +280,9 @@ type demoConfig struct {
 	// random id).
 	broker wsrpc.Broker
 	nodeID string
-	// trace, if not nil, carries trace context with routed calls.
-	trace cluster.TracePropagator
+	// trace, if not nil, carries trace context with routed calls and with
+	// pub/sub events.
+	trace wsrpc.TracePropagator
 }
 
 // newDemo returns the demo server, or the error of invalid server options.
@@ -341,7 +345,7 @@ func newDemo(cfg demoConfig) (*demo, error) {
 		return nil, err
 	}
 	d.srv = srv
-	psOpts := &pubsub.Options{Logger: logger, Broker: cfg.broker, NodeID: cfg.nodeID}
+	psOpts := &pubsub.Options{Logger: logger, Broker: cfg.broker, NodeID: cfg.nodeID, Trace: cfg.trace}
 	if cfg.psObserver != nil {
 		psOpts.Observer = cfg.psObserver
 	}
