@@ -11,6 +11,7 @@ package services
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -123,9 +124,30 @@ func isExec(path string) bool {
 }
 
 // FreePort returns a TCP port on 127.0.0.1 that nothing listened on a
-// moment ago.
+// moment ago, and that it has not returned before in this process. It is
+// drawn at random below the kernel's ephemeral range (32768 up on Linux),
+// from which listen(":0") and the source ports of connections are taken,
+// so that no test's socket takes it before the service binds it (a port
+// from listen(":0"), closed and handed over, could be handed out again at
+// once, and a service that lost it would be confused with the one that
+// won). It falls back to listen(":0") if no such port is free.
 func FreePort(t testing.TB) int {
 	t.Helper()
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 200 {
+		p := minPort + rand.IntN(maxPort-minPort)
+		if portsGiven[p] {
+			continue
+		}
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		portsGiven[p] = true
+		return p
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("services: %v", err)
@@ -133,6 +155,15 @@ func FreePort(t testing.TB) int {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
 }
+
+// The ports FreePort draws from: above the well-known and common service
+// ports, below Linux's ephemeral range.
+const minPort, maxPort = 20000, 32768
+
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{}
+)
 
 // serve makes a Server for a program started by start on a new port, starts
 // it, and stops it (killing it if need be) when the test ends.
