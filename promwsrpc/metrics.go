@@ -100,6 +100,22 @@ type calls struct {
 	// looks its series up with one atomic load and a map read.
 	series   atomic.Pointer[map[string]*callSeries]
 	seriesMu sync.Mutex // serializes the replacements of series
+	// hot holds series by a cheap hash of their method's name, checked
+	// before series: a call of a method seen before costs an atomic load
+	// and a string comparison (with an inbound call's Method the
+	// registered name itself, the comparison finds the same pointer).
+	// Methods whose label is not their name ("other") are never there.
+	hot [hotSlots]atomic.Pointer[callSeries]
+}
+
+const hotSlots = 16 // a power of two
+
+// hotSlot returns the slot of hot for a method name.
+func hotSlot(method string) int {
+	if method == "" {
+		return 0
+	}
+	return (len(method) ^ int(method[0]) ^ int(method[len(method)-1])<<2) & (hotSlots - 1)
 }
 
 // lookup returns the series of a method label, or nil.
@@ -349,7 +365,12 @@ func (m *Metrics) seriesOf(call *wsrpc.CallInfo) *callSeries {
 	if d == nil {
 		return nil
 	}
+	slot := &d.hot[hotSlot(call.Method)]
+	if s := slot.Load(); s != nil && s.label == call.Method {
+		return s
+	}
 	if s := d.lookup(call.Method); s != nil {
+		slot.Store(s) // its label is its name: the map is keyed by labels
 		return s
 	}
 	// A method seen for the first time in this direction, or one over

@@ -2,8 +2,10 @@ package promwsrpc_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -101,4 +103,51 @@ func TestBadBuckets(t *testing.T) {
 		}()
 	}
 	promwsrpc.New(&promwsrpc.Options{Buckets: []float64{0.1, 1}}) // fine
+}
+
+// TestHotSeries: methods whose names share a slot of the series cache,
+// called in turn, and methods over the cap ("other"), are each counted
+// under their own label, in both directions.
+func TestHotSeries(t *testing.T) {
+	// Two names with the same slot, and a third of another.
+	a, b := "", ""
+	for i := 0; b == ""; i++ {
+		n := fmt.Sprintf("m%d", i)
+		switch {
+		case a == "":
+			a = n
+		case promwsrpc.HotSlot(n) == promwsrpc.HotSlot(a):
+			b = n
+		}
+	}
+	m := promwsrpc.New(&promwsrpc.Options{MaxMethods: 2})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(m)
+	ctx := context.Background()
+	calls := map[string]int{a: 3, b: 2, "over1": 2, "over2": 1}
+	for range 3 {
+		for _, name := range []string{a, b, "over1", "over2"} {
+			if calls[name] == 0 {
+				continue
+			}
+			calls[name]--
+			for _, dir := range []wsrpc.Direction{wsrpc.Inbound, wsrpc.Outbound} {
+				ci := &wsrpc.CallInfo{Method: name, Dir: dir, Duration: time.Millisecond}
+				m.CallEnded(m.CallStarted(ctx, nil, ci), nil, ci)
+			}
+		}
+	}
+	got := gather(t, reg)
+	for _, side := range []string{"server", "client"} {
+		expect(t, side, got, map[string]float64{
+			`wsrpc_` + side + `_started_total{method="` + a + `"}`:           3,
+			`wsrpc_` + side + `_started_total{method="` + b + `"}`:           2,
+			`wsrpc_` + side + `_started_total{method="other"}`:               3,
+			`wsrpc_` + side + `_handled_total{code="OK",method="` + a + `"}`: 3,
+			`wsrpc_` + side + `_handled_total{code="OK",method="` + b + `"}`: 2,
+			`wsrpc_` + side + `_handled_total{code="OK",method="other"}`:     3,
+			`wsrpc_` + side + `_handling_seconds_count{method="` + b + `"}`:  2,
+			`wsrpc_` + side + `_handling_seconds_count{method="other"}`:      3,
+		})
+	}
 }
