@@ -164,6 +164,7 @@ func TestVectorsServer(t *testing.T) {
 		}
 	}
 	replayed := 0
+	early := map[string][]byte{} // by conn, a frame that came before the one recorded before it
 	for i, v := range vs {
 		what := fmt.Sprintf("line %d (%s, %s, %s)", i+1, v.Case, v.Conn, v.Direction)
 		switch {
@@ -258,8 +259,23 @@ func TestVectorsServer(t *testing.T) {
 			}
 			silent(get(v.Conn), what)
 		default:
-			b := recvFrame(t, get(v.Conn), what)
-			if err := ids.sameFrame(*v.Frame, b); err != nil {
+			c := get(v.Conn)
+			b, stashed := early[v.Conn], early[v.Conn] != nil
+			delete(early, v.Conn)
+			if !stashed {
+				b = recvFrame(t, c, what)
+			}
+			err := ids.sameFrame(*v.Frame, b)
+			if err != nil && !stashed && strings.HasSuffix(v.Case, "-async") {
+				// publish(sync=false) answers at once, and the publisher's
+				// own notify may come before or after the answer: FWP's
+				// came after, wsrpc promises no order between the two.
+				next := recvFrame(t, c, what)
+				if ids.sameFrame(*v.Frame, next) == nil {
+					early[v.Conn], err = b, nil
+				}
+			}
+			if err != nil {
 				t.Errorf("%s: %v", what, err)
 			}
 		}
@@ -278,6 +294,9 @@ func TestVectorsServer(t *testing.T) {
 		if st := n.ps.Stats(); st.Subscribers != 0 || st.Topics != 0 {
 			t.Errorf("a node kept subscriptions after every conn left: %+v", st)
 		}
+	}
+	for conn, b := range early {
+		t.Errorf("%s: frame %s came early, and was never recorded", conn, b)
 	}
 	if replayed < 120 {
 		t.Errorf("replayed %d lines only", replayed)
