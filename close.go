@@ -153,8 +153,9 @@ func (c *Conn) close(code int, reason string, cause error) {
 	}
 }
 
-// cleanup runs when the read loop has ended, in its goroutine.
-func (c *Conn) cleanup(readErr error) {
+// cleanup runs when the read loop has ended, in its goroutine; opened
+// says that the connection came up (the Observer and the hooks saw it).
+func (c *Conn) cleanup(readErr error, opened bool) {
 	c.mu.Lock()
 	c.closing = true
 	if c.cause == nil {
@@ -178,6 +179,11 @@ func (c *Conn) cleanup(readErr error) {
 	c.readerDone.close(&c.mu)
 	c.wg.Wait()
 
+	if !opened {
+		c.logger().Debug("handshake failed", "cause", cause)
+		c.done.close(&c.mu)
+		return
+	}
 	c.logger().Debug("disconnected", "cause", cause) // OnDisconnect gets the cause
 	if obs := c.cfg.Observer; obs != nil {
 		obs.ConnClosed(c, cause)

@@ -54,17 +54,21 @@ type config struct {
 // cleanup waits for them before Done closes.
 type Conn struct {
 	// Set when the connection is made, read-only after.
-	ws       *websocket.Conn
-	bc       *wsconn.Conn // ws's socket, or nil for a socket that is not ours
-	direct   bool         // data frames are written straight to bc (no TLS between), not through gorilla: a client's masked in place
-	id       string
-	cfg      *config
-	up       *upgrade // server side: the upgrade request
-	identity any      // what the server's Authenticate returned
-	ext      bool     // the wsrpc.v1 extensions were negotiated
-	start    time.Time
-	ctx      context.Context // carries the Conn; canceled, with the cause, when it ends
-	cancel   context.CancelCauseFunc
+	ws *websocket.Conn
+	bc *wsconn.Conn // ws's socket, or nil for a socket that is not ours
+	// handshake, if not nil, writes the upgrade response that bc holds
+	// (a Server's connection, indexed before its client hears it is up):
+	// serve calls it first.
+	handshake func() error
+	direct    bool // data frames are written straight to bc (no TLS between), not through gorilla: a client's masked in place
+	id        string
+	cfg       *config
+	up        *upgrade // server side: the upgrade request
+	identity  any      // what the server's Authenticate returned
+	ext       bool     // the wsrpc.v1 extensions were negotiated
+	start     time.Time
+	ctx       context.Context // carries the Conn; canceled, with the cause, when it ends
+	cancel    context.CancelCauseFunc
 
 	lastRead atomic.Int64 // time.Since(start) when a frame last arrived
 	inHook   atomic.Int32 // the reader is running a hook
@@ -232,6 +236,15 @@ func (c *Conn) touch() time.Duration {
 // serve runs the connection until it ends: the read loop runs in the
 // calling goroutine. onConnect, if not nil, gets the hook's result.
 func (c *Conn) serve(onConnect chan<- error) {
+	if hs := c.handshake; hs != nil {
+		c.handshake = nil
+		if err := hs(); err != nil {
+			// The client never heard the connection was up: it ends
+			// unopened, without the hooks.
+			c.cleanup(fmt.Errorf("writing the upgrade response: %w", err), false)
+			return
+		}
+	}
 	c.touch()
 	if obs := c.cfg.Observer; obs != nil {
 		obs.ConnOpened(c)
@@ -268,5 +281,5 @@ func (c *Conn) serve(onConnect chan<- error) {
 		c.mu.Unlock()
 	}
 	err := c.readLoop()
-	c.cleanup(err)
+	c.cleanup(err, true)
 }

@@ -497,3 +497,18 @@ func TestLogLevels(t *testing.T) {
 	}
 	clLogs.wantNoRecords(t, "the client of a call to a panicking handler")
 }
+
+// TestDialIndexed: once Dial returns, the server's indexes have the
+// connection (its upgrade response is written after it is indexed), so
+// that a call routed to the client right after it connected finds it.
+func TestDialIndexed(t *testing.T) {
+	srv, u := testServer(t, utilMux(), nil)
+	for i := range 100 {
+		id := fmt.Sprintf("client-%d", i)
+		cl := testDial(t, u+"/"+id, nil)
+		if got := srv.ConnsByPathValue("client_id", id); len(got) != 1 {
+			t.Fatalf("dial %d: Dial returned, and the server has %d connections for %s, want 1", i, len(got), id)
+		}
+		cl.Close()
+	}
+}

@@ -140,7 +140,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	ws, err := s.up.Upgrade(&wsconn.Hijacker{ResponseWriter: w}, r, nil)
+	// The upgrade response waits (Held) until the connection is in the
+	// Server's indexes: once its client's Dial returns, Conn and
+	// ConnsByPathValue find it, and so does cluster's routing from every
+	// node. The connection's goroutine writes it (Conn.handshake).
+	ws, err := s.up.Upgrade(&wsconn.Hijacker{ResponseWriter: w, Held: true}, r, nil)
 	if err != nil {
 		return // Upgrade answered the request
 	}
@@ -149,9 +153,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	c := newConn(ws, s.cfg, detach(r))
 	c.identity = identity
+	timeout := s.up.HandshakeTimeout
+	if c.bc != nil {
+		c.handshake = func() error { return c.bc.ReleaseWithin(timeout) }
+	}
 	s.mu.Lock()
 	if s.shutdown {
 		s.mu.Unlock()
+		if c.bc != nil {
+			_ = c.bc.ReleaseWithin(timeout) // the close frame follows it
+		}
 		ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, "server shutting down"), deadlineSoon())
 		ws.Close()
 		return
@@ -388,7 +399,9 @@ func (s *Server) Conn(id string) *Conn {
 // the path wildcard name set to value: for a Server mounted on
 // "/ws/{client_id}", ConnsByPathValue("client_id", "alice") finds alice's
 // connections, however many the server has. It takes time in proportion to
-// what it returns, not to the connections open.
+// what it returns, not to the connections open. A connection is there
+// before its upgrade response is written: by the time the client's Dial
+// returns, this finds it.
 func (s *Server) ConnsByPathValue(name, value string) []*Conn {
 	s.mu.Lock()
 	defer s.mu.Unlock()

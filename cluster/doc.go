@@ -34,13 +34,9 @@
 // so instead of running the call: the cache entry goes and the node asks
 // again, so a reconnected client is found where it is now.
 //
-// A client is found once its node's Server has indexed its connection,
-// which happens just after the WebSocket handshake: the client's Dial (or
-// reconnect) may return a moment before, so a call routed to a client
-// that has only just connected may fail with [ErrNoSuchClient] and
-// succeed when tried again. The server reads nothing from a connection
-// before it is indexed, so once a client has had an answer to a call of
-// its own, every node can find it.
+// A client is found as soon as its Dial (or reconnect) has returned: its
+// node's Server writes the upgrade response once the connection is in its
+// indexes.
 //
 // Every message is small (a few hundred bytes plus a call's arguments or
 // result), since PostgreSQL's NOTIFY carries at most 8000 bytes: client

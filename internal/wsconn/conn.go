@@ -183,6 +183,28 @@ func (c *Conn) Hold() {
 func (c *Conn) Release() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.releaseLocked()
+}
+
+// ReleaseWithin is Release for what a held Hijacker's Conn buffered, the
+// handshake's response: that write must end within d (d <= 0: no bound),
+// whatever deadline the Conn owns; later writes get their own as before.
+func (c *Conn) ReleaseWithin(d time.Duration) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var want time.Time
+	if d > 0 {
+		want = time.Now().Add(d)
+	}
+	owned, deadline := c.owned, c.deadline
+	c.owned, c.deadline = false, want // armLocked gives the socket want
+	err := c.releaseLocked()
+	c.owned, c.deadline = owned, deadline
+	return err
+}
+
+// releaseLocked is Release with c.mu held.
+func (c *Conn) releaseLocked() error {
 	c.holding = false
 	c.kept = nil
 	err := c.flushLocked()

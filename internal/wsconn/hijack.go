@@ -11,6 +11,10 @@ import (
 // Conn: ws.NetConn() is then that Conn (assumption D), which Of finds.
 type Hijacker struct {
 	http.ResponseWriter
+	// Held makes the new Conn held (Hold): what gorilla writes on it, the
+	// handshake's response, waits for ReleaseWithin, so that a server can
+	// make the connection known before its client learns it is up.
+	Held bool
 }
 
 // Hijack takes over the request's connection, as http.Hijacker does, and
@@ -20,5 +24,9 @@ func (h *Hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	return New(c), brw, nil
+	wc := New(c)
+	if h.Held {
+		wc.Hold()
+	}
+	return wc, brw, nil
 }
