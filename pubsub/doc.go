@@ -67,7 +67,9 @@
 // returned) or was given up on (the slow policy, its connection ended, its
 // notify failed), and at the latest after [Options].SyncTimeout (5 s):
 // never forever, and never deadlocked when the publisher is itself a
-// subscriber. Without sync it is answered at once.
+// subscriber. Without sync it is answered at once, and the notifies go
+// out independently of that answer: a publisher that subscribes to the
+// topic may get its own notify before the answer (FWP's comes after it).
 //
 // # Authorization
 //
