@@ -236,9 +236,8 @@ func (c *Conn) touch() time.Duration {
 // serve runs the connection until it ends: the read loop runs in the
 // calling goroutine. onConnect, if not nil, gets the hook's result.
 func (c *Conn) serve(onConnect chan<- error) {
-	if hs := c.handshake; hs != nil {
-		c.handshake = nil
-		if err := hs(); err != nil {
+	if c.handshake != nil {
+		if err := c.handshake(); err != nil {
 			// The client never heard the connection was up: it ends
 			// unopened, without the hooks.
 			c.cleanup(fmt.Errorf("writing the upgrade response: %w", err), false)

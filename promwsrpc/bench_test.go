@@ -3,6 +3,7 @@ package promwsrpc_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -88,4 +89,37 @@ func BenchmarkRoundTripParallel(b *testing.B) {
 			})
 		})
 	}
+}
+
+// BenchmarkObserver is what a Metrics does per round trip, without the
+// connection around it: "calls" a call's CallStarted and CallEnded with
+// the core's two clock reads (time.Now at the start, time.Since at the
+// end), "clock" those reads alone, "frames" the Frame and Queue callbacks
+// of a request read and its answer written.
+func BenchmarkObserver(b *testing.B) {
+	m := promwsrpc.New(nil)
+	ctx := context.Background()
+	var ci wsrpc.CallInfo
+	b.Run("calls", func(b *testing.B) {
+		for b.Loop() {
+			ci = wsrpc.CallInfo{Method: "echo", Dir: wsrpc.Inbound, Start: time.Now(), RequestBytes: 60}
+			c := m.CallStarted(ctx, nil, &ci)
+			ci.Duration = time.Since(ci.Start)
+			m.CallEnded(c, nil, &ci)
+		}
+	})
+	b.Run("clock", func(b *testing.B) {
+		for b.Loop() {
+			ci.Start = time.Now()
+			ci.Duration = time.Since(ci.Start)
+		}
+	})
+	b.Run("frames", func(b *testing.B) {
+		for b.Loop() {
+			m.Frame(nil, wsrpc.Inbound, 60)
+			m.Queue(nil, 1, 64, 0)
+			m.Frame(nil, wsrpc.Outbound, 40)
+			m.Queue(nil, -1, -64, 0)
+		}
+	})
 }

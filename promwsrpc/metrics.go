@@ -3,7 +3,6 @@ package promwsrpc
 import (
 	"context"
 	"errors"
-	"maps"
 	"math"
 	"strconv"
 	"sync"
@@ -95,11 +94,7 @@ type calls struct {
 	started  *prometheus.CounterVec
 	handled  *prometheus.CounterVec
 	handling *prometheus.HistogramVec
-	// series maps method labels to their series: a map replaced whole
-	// when a label is added (at most MaxMethods+1 times), so that a call
-	// looks its series up with one atomic load and a map read.
-	series   atomic.Pointer[map[string]*callSeries]
-	seriesMu sync.Mutex // serializes the replacements of series
+	series   sync.Map // method label → *callSeries
 	// hot holds series by a cheap hash of their method's name, checked
 	// before series: a call of a method seen before costs an atomic load
 	// and a string comparison (with an inbound call's Method the
@@ -116,14 +111,6 @@ func hotSlot(method string) int {
 		return 0
 	}
 	return (len(method) ^ int(method[0]) ^ int(method[len(method)-1])<<2) & (hotSlots - 1)
-}
-
-// lookup returns the series of a method label, or nil.
-func (d *calls) lookup(label string) *callSeries {
-	if m := d.series.Load(); m != nil {
-		return (*m)[label]
-	}
-	return nil
 }
 
 // callSeries are the series of one method label in one direction, looked
@@ -369,37 +356,23 @@ func (m *Metrics) seriesOf(call *wsrpc.CallInfo) *callSeries {
 	if s := slot.Load(); s != nil && s.label == call.Method {
 		return s
 	}
-	if s := d.lookup(call.Method); s != nil {
-		slot.Store(s) // its label is its name: the map is keyed by labels
-		return s
+	if s, ok := d.series.Load(call.Method); ok {
+		slot.Store(s.(*callSeries)) // its label is its name: series is keyed by labels
+		return s.(*callSeries)
 	}
 	// A method seen for the first time in this direction, or one over
 	// the cap, whose calls always come here (their series is "other").
 	label := m.methods.label(call.Method)
-	if s := d.lookup(label); s != nil {
-		return s
+	if s, ok := d.series.Load(label); ok {
+		return s.(*callSeries)
 	}
-	d.seriesMu.Lock()
-	defer d.seriesMu.Unlock()
-	old := d.series.Load()
-	if old != nil {
-		if s := (*old)[label]; s != nil {
-			return s
-		}
-	}
-	s := &callSeries{
+	s, _ := d.series.LoadOrStore(label, &callSeries{
 		label:    label,
 		started:  d.started.WithLabelValues(label),
 		ok:       d.handled.WithLabelValues(label, "OK"),
 		handling: d.handling.WithLabelValues(label),
-	}
-	next := map[string]*callSeries{label: s}
-	if old != nil {
-		next = maps.Clone(*old)
-		next[label] = s
-	}
-	d.series.Store(&next)
-	return s
+	})
+	return s.(*callSeries)
 }
 
 // codeOf returns the code label of a call that failed.

@@ -520,13 +520,15 @@ func (s *Server) publish(ctx context.Context, topics []string, data json.RawMess
 		from = wsrpc.ConnFromContext(ctx)
 	}
 	var meta brokerMeta
+	var traced context.Context
 	if s.opts.Trace != nil {
 		meta.TraceParent, meta.TraceState = s.opts.Trace.Inject(ctx)
+		traced = s.traced(meta.TraceParent, meta.TraceState)
 	}
 	for _, t := range topics {
 		ev := &event{topic: t, topicJSON: quote(t), data: data, notifier: notifier, sync: w, from: from}
-		if s.opts.Trace != nil {
-			s.traceEvent(ev, meta.TraceParent, meta.TraceState)
+		if traced != nil {
+			ev.ctx = withPublication(traced, t, meta.TraceParent, meta.TraceState)
 		}
 		if !s.deliver(ev) {
 			return ErrClosed
@@ -763,13 +765,17 @@ func (s *Server) fromBroker(msg []byte) {
 	if s.opts.Observer != nil {
 		lag, timed = e.meta.lag(time.Now())
 	}
+	var traced context.Context
+	if s.opts.Trace != nil {
+		traced = s.traced(e.meta.TraceParent, e.meta.TraceState)
+	}
 	for _, t := range e.Topics {
 		if timed {
 			s.obs.BrokerLag(t, lag)
 		}
 		ev := &event{topic: t, topicJSON: quote(t), data: e.Data, notifier: e.NotifierID}
-		if s.opts.Trace != nil {
-			s.traceEvent(ev, e.meta.TraceParent, e.meta.TraceState)
+		if traced != nil {
+			ev.ctx = withPublication(traced, t, e.meta.TraceParent, e.meta.TraceState)
 		}
 		s.deliver(ev)
 	}

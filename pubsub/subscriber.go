@@ -25,8 +25,8 @@ type event struct {
 	// notify is not sent at once but by the sender.
 	from *wsrpc.Conn
 	// ctx, with Options.Trace, is the Server's context carrying the
-	// event's Publication (traceEvent): its notifies are made, and its
-	// functions called, with it. Nil: with the Server's own.
+	// event's Publication (traced, withPublication): its notifies are
+	// made, and its functions called, with it. Nil: with the Server's own.
 	ctx context.Context
 }
 

@@ -35,17 +35,21 @@ func PublicationFromContext(ctx context.Context) (Publication, bool) {
 	return *p, true
 }
 
-// traceEvent makes ev's context, the one its notifies are made with: the
-// Server's, carrying ev's Publication, and the publisher's span context as
-// Options.Trace's Extract puts it there (so an Observer need not parse
-// traceparent once per notify). Only with Options.Trace.
-func (s *Server) traceEvent(ev *event, traceparent, tracestate string) {
-	p := &Publication{Topic: ev.topic, TraceParent: traceparent, TraceState: tracestate}
-	ctx := context.WithValue(s.ctx, publicationKey{}, p)
-	if traceparent != "" {
-		ctx = s.opts.Trace.Extract(ctx, traceparent, tracestate)
+// traced returns the context of an event's notifies, but for its topic:
+// the Server's, with the publisher's span context as Options.Trace's
+// Extract puts it there, once per event and node, so that an Observer
+// need not parse traceparent once per notify. Only with Options.Trace.
+func (s *Server) traced(traceparent, tracestate string) context.Context {
+	if traceparent == "" {
+		return s.ctx
 	}
-	ev.ctx = ctx
+	return s.opts.Trace.Extract(s.ctx, traceparent, tracestate)
+}
+
+// withPublication returns ctx, from traced, carrying the Publication of
+// the event on topic: its notifies' context.
+func withPublication(ctx context.Context, topic, traceparent, tracestate string) context.Context {
+	return context.WithValue(ctx, publicationKey{}, &Publication{Topic: topic, TraceParent: traceparent, TraceState: tracestate})
 }
 
 // brokerMeta is the envelope's "wsrpc" member, which a wsrpc node adds to

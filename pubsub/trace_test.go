@@ -256,7 +256,7 @@ func TestBrokerLag(t *testing.T) {
 	if err := plain.Publish(ctx, []string{"orders"}, 1); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := <-tap, appendEnvelope(nil, quote(plain.NodeID()), quote("orders"), []byte("1"), nil); !bytes.Equal(got, want) {
+	if got, want := recv(ctx, t, tap, "the plain node's message"), appendEnvelope(nil, quote(plain.NodeID()), quote("orders"), []byte("1"), nil); !bytes.Equal(got, want) {
 		t.Errorf("a node with neither Observer nor Trace sent %s, want %s", got, want)
 	}
 	if topics, _ := lags.take(); len(topics) != 0 {
@@ -268,7 +268,7 @@ func TestBrokerLag(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 2 {
-		e, err := decodeEnvelope(<-tap)
+		e, err := decodeEnvelope(recv(ctx, t, tap, "the stamping node's message"))
 		if err != nil || e.meta.TimeNS < before.UnixNano() || e.meta.TraceParent != "" {
 			t.Errorf("a stamping node's message: %+v, %v", e, err)
 		}
@@ -280,7 +280,7 @@ func TestBrokerLag(t *testing.T) {
 
 	future := time.Now().Add(time.Hour).UnixNano()
 	broker.Publish(ctx, BrokerChannel, appendEnvelope(nil, quote("1f0e2d3c4b5a69788796a5b4c3d2e1f0"), quote("orders"), []byte("3"), &brokerMeta{TimeNS: future}))
-	<-tap
+	recv(ctx, t, tap, "the message from the future")
 	if topics, ds := lags.take(); len(topics) != 1 || ds[0] != 0 {
 		t.Errorf("a message from an hour ahead: lags %v, want one of 0", ds)
 	}

@@ -30,6 +30,37 @@ func TestServeMetrics(t *testing.T) {
 	if _, err := wsrpc.Call[any](t.Context(), client, "publish", map[string]any{"topics": []string{"news"}, "data": 1}); err != nil {
 		t.Fatal(err)
 	}
+	text := scrape(t, s)
+	for series, want := range map[string]string{
+		`wsrpc_server_started_total{method="add"}`:                               "4",
+		`wsrpc_server_handled_total{code="OK",method="add"}`:                     "3",
+		`wsrpc_server_handled_total{code="InvalidParams",method="add"}`:          "1",
+		`wsrpc_server_refused_total{method="unknown",reason="method_not_found"}`: "1",
+		`wsrpc_connections_open`:                                                 "1",
+		`wsrpc_server_handling_seconds_count{method="add"}`:                      "4",
+	} {
+		got, ok := seriesValue(text, series)
+		if !ok {
+			t.Errorf("no series %s in /metrics", series)
+			continue
+		}
+		if got != want {
+			t.Errorf("%s = %s, want %s", series, got, want)
+		}
+	}
+	if !regexp.MustCompile(`(?m)^wsrpc_pubsub_published_total [1-9]`).MatchString(text) {
+		t.Error("/metrics does not count the event published (wsrpc_pubsub_published_total)")
+	}
+	if !strings.Contains(text, "\ngo_goroutines ") || !strings.Contains(text, "\nprocess_start_time_seconds ") {
+		t.Error("/metrics lacks the Go runtime's or the process's series")
+	}
+	http.DefaultClient.CloseIdleConnections()
+}
+
+// scrape returns the text that s, run with --metrics, serves at /metrics,
+// checking it is served as Prometheus's text format.
+func scrape(t *testing.T, s *serveRun) string {
+	t.Helper()
 	url := "http://" + s.demo.metricsLn.Addr().String() + "/metrics"
 	resp, err := http.Get(url)
 	if err != nil {
@@ -43,32 +74,17 @@ func TestServeMetrics(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
 		t.Fatalf("GET %s: %s, %q", url, resp.Status, resp.Header.Get("Content-Type"))
 	}
-	text := string(body)
-	for series, want := range map[string]string{
-		`wsrpc_server_started_total{method="add"}`:                               "4",
-		`wsrpc_server_handled_total{code="OK",method="add"}`:                     "3",
-		`wsrpc_server_handled_total{code="InvalidParams",method="add"}`:          "1",
-		`wsrpc_server_refused_total{method="unknown",reason="method_not_found"}`: "1",
-		`wsrpc_connections_open`:                                                 "1",
-		`wsrpc_server_handling_seconds_count{method="add"}`:                      "4",
-	} {
-		re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\S+)$`)
-		m := re.FindStringSubmatch(text)
-		if m == nil {
-			t.Errorf("no series %s in /metrics", series)
-			continue
-		}
-		if m[1] != want {
-			t.Errorf("%s = %s, want %s", series, m[1], want)
-		}
+	return string(body)
+}
+
+// seriesValue returns the value of series (its name and labels as the text
+// format writes them) in a /metrics text.
+func seriesValue(text, series string) (string, bool) {
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\S+)$`).FindStringSubmatch(text)
+	if m == nil {
+		return "", false
 	}
-	if !regexp.MustCompile(`(?m)^wsrpc_pubsub_published_total [1-9]`).MatchString(text) {
-		t.Error("/metrics does not count the event published (wsrpc_pubsub_published_total)")
-	}
-	if !strings.Contains(text, "\ngo_goroutines ") || !strings.Contains(text, "\nprocess_start_time_seconds ") {
-		t.Error("/metrics lacks the Go runtime's or the process's series")
-	}
-	http.DefaultClient.CloseIdleConnections()
+	return m[1], true
 }
 
 // TestServeMetricsListenError: a --metrics address that cannot be listened

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	coltrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/protobuf/proto"
@@ -129,14 +130,35 @@ func TestServeOTLPPubSub(t *testing.T) {
 	if err := pub.Publish(ctx, []string{"orders"}, 7); err != nil {
 		t.Fatal(err)
 	}
-	if ev := <-got; string(ev.Data) != "7" {
-		t.Fatalf("event %s, want 7", ev.Data)
-	}
+	recvEvent(t, got, "7")
 	sub.Close()
 	pub.Close()
 	if c := s.stop(); c != exitOK {
 		t.Fatalf("serve exited with %d: %s", c, s.stderr.String())
 	}
+	checkNotifyLinked(t, col)
+}
+
+// recvEvent waits, within 30 s, for the event on got, whose data must be
+// want.
+func recvEvent(t *testing.T, got <-chan pubsub.Event, want string) {
+	t.Helper()
+	select {
+	case ev := <-got:
+		if string(ev.Data) != want {
+			t.Fatalf("event %s, want %s", ev.Data, want)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no event")
+	}
+}
+
+// checkNotifyLinked checks the spans col got of one event's delivery: one
+// publish span and one notify span, the notify a span of the messaging
+// conventions for topic orders, in a trace of its own, linked to the
+// publish's.
+func checkNotifyLinked(t *testing.T, col *collector) {
+	t.Helper()
 	col.mu.Lock()
 	defer col.mu.Unlock()
 	publish, notify := col.spans["publish"], col.spans["notify"]
