@@ -68,6 +68,21 @@ func (s *side) span(t *testing.T, name string, kind trace.SpanKind) sdktrace.Rea
 	return found[0]
 }
 
+// ended waits until the recorder holds an ended span named name of kind
+// kind, and returns it.
+func (s *side) ended(t *testing.T, name string, kind trace.SpanKind) sdktrace.ReadOnlySpan {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		for _, sp := range s.spans.Ended() {
+			if sp.Name() == name && sp.SpanKind() == kind {
+				return s.span(t, name, kind)
+			}
+		}
+	}
+	t.Fatalf("no ended %v span named %q (all: %v)", kind, name, names(s.spans.Ended()))
+	return nil
+}
+
 func names(spans []sdktrace.ReadOnlySpan) []string {
 	var n []string
 	for _, sp := range spans {

@@ -49,21 +49,6 @@ func pubsubClient(t *testing.T, url string, obs wsrpc.Observer) *pubsub.Client {
 	return cl
 }
 
-// ended waits until the recorder holds an ended span named name of kind
-// kind, and returns it.
-func (s *side) ended(t *testing.T, name string, kind trace.SpanKind) sdktrace.ReadOnlySpan {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		for _, sp := range s.spans.Ended() {
-			if sp.Name() == name && sp.SpanKind() == kind {
-				return s.span(t, name, kind)
-			}
-		}
-	}
-	t.Fatalf("no ended %v span named %q (all: %v)", kind, name, names(s.spans.Ended()))
-	return nil
-}
-
 // checkNotifyTrace checks the spans of one event's delivery: the
 // server's notify is a messaging send span for topic orders, in a trace of
 // its own, linked to publish; the subscriber's handling of the notify is
