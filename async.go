@@ -148,6 +148,7 @@ func (c *Conn) startCall(ctx context.Context, a *asyncCall, head, tail []byte, w
 	err = ctx.Err()
 	if err == nil {
 		out := c.newRequestParts(ctx, method, head, tail, a.id, timeout, a.ci)
+		out.fanout = a.doneErr != nil // a notify of internal/fanout's
 		if wait {
 			if err = c.enqueue(ctx, out); err == nil {
 				return true, nil

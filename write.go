@@ -44,6 +44,7 @@ type sendQueue struct {
 	frames  []*buffer  // waiting for the writer, in order
 	spare   []*buffer  // the writer's last batch, for reuse
 	running bool       // a writer is running (or about to)
+	noYield bool       // the running writer was started by a notify (buffer.fanout)
 	closed  bool       // the connection ended: nothing more is queued
 	held    int        // data frames queued or being written
 	size    int64      // their bytes (buffer capacity)
@@ -230,6 +231,7 @@ func (c *Conn) pushLocked(out *buffer, inline bool) (start bool) {
 	start = !q.running
 	if start {
 		q.running = true
+		q.noYield = out.fanout
 		c.wg.Add(1)
 	}
 	q.mu.Unlock()
@@ -249,11 +251,18 @@ var writerYields = true
 // owns c.werr and c.closeSent.
 func (c *Conn) writeLoop() {
 	defer c.wg.Done()
+	// A writer started by a pub/sub notify does not yield: its publisher
+	// queues one frame here and goes on to the next subscriber, so the
+	// yield would cost each delivery a scheduling round and let the reads
+	// of the first subscribers' answers cut in before the writes to the
+	// last ones (the fan-out's latency). pushLocked set noYield before
+	// this writer started, and sets it again only once it has stopped.
+	yield := writerYields && !c.q.noYield
 	for {
 		// Let the goroutines that are ready to queue frames (handlers
 		// finishing, callers) do so first, so that one write carries many
 		// (BenchmarkWriterYield measures it).
-		if writerYields {
+		if yield {
 			runtime.Gosched()
 		}
 		q := c.q.take()
@@ -325,6 +334,9 @@ type buffer struct {
 	ping  bool  // a ping control frame
 	qsize int64 // the room it takes in the send queue (data frames)
 	utf8  bool  // a frame read, checked to be valid UTF-8
+	// fanout marks a pub/sub notify (internal/fanout): a writer it starts
+	// does not yield (see writeLoop).
+	fanout bool
 	// readAt is when a frame read arrived, as time.Since(Conn.start): an
 	// inbound call's CallInfo.Start, without another clock read.
 	readAt time.Duration
@@ -341,7 +353,7 @@ func putBuf(b *buffer) {
 		return
 	}
 	b.b = b.b[:0]
-	b.close, b.ping, b.utf8, b.qsize, b.readAt = false, false, false, 0, 0
+	b.close, b.ping, b.utf8, b.fanout, b.qsize, b.readAt = false, false, false, false, 0, 0
 	bufPool.Put(b)
 }
 
