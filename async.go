@@ -79,14 +79,14 @@ func (c *Conn) goCall(ctx context.Context, method string, args []byte, done func
 // pending calls, whoever takes it out of them completes it: startGo itself
 // only when it takes it back to return an error.
 func (c *Conn) startGo(ctx context.Context, a *asyncCall, args []byte) error {
-	_, err := c.startCall(ctx, a, args, nil, true, false)
+	_, err := c.startCall(ctx, a, args, nil, true, nil)
 	return err
 }
 
 func init() { fanout.Notify = notifyConn }
 
 // notifyConn is fanout.Notify: Go for package pubsub's notifies.
-func notifyConn(conn any, life context.Context, method string, head, tail []byte, wait bool, done func(error)) (bool, error) {
+func notifyConn(conn any, life, ctx context.Context, method string, head, tail []byte, wait bool, done func(error)) (bool, error) {
 	c := conn.(*Conn)
 	obs := c.cfg.Observer
 	if obs != nil && !wait {
@@ -95,13 +95,12 @@ func notifyConn(conn any, life context.Context, method string, head, tail []byte
 		return false, nil
 	}
 	a := &asyncCall{c: c, method: method, doneErr: done}
-	ctx := life
 	if obs != nil {
 		a.ci = &CallInfo{Method: method, Dir: Outbound, Start: time.Now(), RequestBytes: len(head) + len(tail), Extension: c.ext}
 		ctx = obs.CallStarted(ctx, c, a.ci)
 		a.octx = ctx
 	}
-	sent, err := c.startCall(ctx, a, head, tail, wait, obs == nil)
+	sent, err := c.startCall(ctx, a, head, tail, wait, life)
 	if err != nil {
 		a.observe(reply{}, err)
 	}
@@ -111,9 +110,11 @@ func notifyConn(conn any, life context.Context, method string, head, tail []byte
 // startCall is startGo for arguments in two parts, head then tail. With
 // wait false it queues the request only if the send queue has room now,
 // and otherwise takes the call back and reports sent false, with no
-// error. With life set, ctx is long-lived, and the Conn watches it once
-// for all such calls (watchLife) rather than once per call.
-func (c *Conn) startCall(ctx context.Context, a *asyncCall, head, tail []byte, wait, life bool) (sent bool, err error) {
+// error. life, if not nil, is a long-lived context that the Conn watches
+// once for all the calls whose ctx ends with it (the same Done channel:
+// life itself, or made from it with values only), rather than once per
+// call (watchLife).
+func (c *Conn) startCall(ctx context.Context, a *asyncCall, head, tail []byte, wait bool, life context.Context) (sent bool, err error) {
 	method := a.method
 	if method == "" {
 		return false, &callError{method, errors.New("empty method name")}
@@ -131,7 +132,7 @@ func (c *Conn) startCall(ctx context.Context, a *asyncCall, head, tail []byte, w
 	}
 	a.ctx, a.id = ctx, wire.NewCallID()
 	if ctx.Done() != nil {
-		if life && c.watchLife(ctx) {
+		if life != nil && ctx.Done() == life.Done() && c.watchLife(life) {
 			a.life = true
 		} else {
 			a.stop = context.AfterFunc(ctx, a.expire)
@@ -177,8 +178,8 @@ func (c *Conn) startCall(ctx context.Context, a *asyncCall, head, tail []byte, w
 }
 
 // watchLife makes the Conn watch ctx, a long-lived context, for the calls
-// made with it through internal/fanout: once, with one registration that
-// expires all of them when ctx ends (expireLife). It reports false if the
+// made through internal/fanout whose contexts end with it: once, with one
+// registration that expires all of them when ctx ends (expireLife). It reports false if the
 // Conn watches another context already (the caller watches ctx itself).
 func (c *Conn) watchLife(ctx context.Context) bool {
 	p := &c.pending

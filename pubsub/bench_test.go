@@ -14,10 +14,17 @@ import (
 // connections, so that the figure is the server's); one op is one event
 // to all 100, published with sync from 16 goroutines, so that at most 16
 // are in flight (the flow control of ../shared/bench's fan-out mode).
-// deliveries/s is the figure of its scenario f1.
+// deliveries/s is the figure of its scenario f1. traced: with
+// Options.Trace and a trace context on each publish, and no Observer (the
+// allocations per op are those of plain).
 func BenchmarkFanOut(b *testing.B) {
+	b.Run("plain", func(b *testing.B) { benchmarkFanOut(b, nil) })
+	b.Run("traced", func(b *testing.B) { benchmarkFanOut(b, &Options{Trace: testTrace{}}) })
+}
+
+func benchmarkFanOut(b *testing.B, opts *Options) {
 	ctx := context.Background()
-	n := newNode(b, nil, nil)
+	n := newNode(b, opts, nil)
 	const subs = 100
 	var got atomic.Int64
 	for range subs {
@@ -46,13 +53,14 @@ func BenchmarkFanOut(b *testing.B) {
 		}()
 	}
 	data := json.RawMessage(`"0123456789abcdef"`)
+	pubCtx := context.WithValue(ctx, traceKey{}, [2]string{"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", ""})
 	topics := []string{"bench"}
 	b.ReportAllocs()
 	b.SetParallelism(8) // 16 publishers on 2 cores
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			n.ps.publish(ctx, topics, data, "bench", true)
+			n.ps.publish(pubCtx, topics, data, "bench", true)
 		}
 	})
 	b.StopTimer()

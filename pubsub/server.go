@@ -179,10 +179,11 @@ type Options struct {
 	// notifies are made as any call, with no link.
 	//
 	// Set it together with a wsrpc.Observer on the connections, which is
-	// what reads the Publication. Without one it only costs: a notify
-	// made with an event's own context is watched with a
-	// context.AfterFunc of its own rather than once per connection, and a
-	// connection keeps the first such context (one event) until it ends.
+	// what reads the Publication; without one it costs an Extract per
+	// event and a context value per event and topic on each node, and
+	// nothing per notify. Extract should add values only
+	// (context.WithValue): a context that may end before the Server's
+	// costs each notify a context.AfterFunc of its own.
 	Trace wsrpc.TracePropagator
 }
 

@@ -726,43 +726,63 @@ func TestOrderPipelined(t *testing.T) {
 // for their answers (the Server's context is watched once per connection,
 // not per notify): it returns long before the call timeout, and each of
 // them counts as dropped. (The call timeout is an hour, so a Close that
-// waited for it would outlast the test's context.)
+// waited for it would outlast the test's context.) The same with
+// Options.Trace, whose notifies are made with each event's own context,
+// made from the Server's (watched through the Server's all the same), and
+// with an Observer on the connections, whose CallStarted contexts are too.
 func TestCloseEndsUnansweredNotifies(t *testing.T) {
-	ctx := ctxT(t)
-	n := newNode(t, nil, &wsrpc.ServerOptions{ConnOptions: wsrpc.ConnOptions{CallTimeout: time.Hour}})
-	const subs, events = 3, 5
-	var raws []*rawConn
-	for range subs {
-		r := dialRaw(t, n.url, false)
-		mustTrue(t, r.call(ctx, "subscribe", map[string]any{"topics": []string{"t"}}), "subscribe")
-		raws = append(raws, r)
-	}
-	for i := range events {
-		if err := n.ps.Publish(ctx, []string{"t"}, i); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, r := range raws {
-		for i := range events {
-			if got, _ := r.nextNotify(ctx); string(got.Data) != strconv.Itoa(i) {
-				t.Fatalf("notify %d: data %s", i, got.Data)
+	for _, tc := range []struct {
+		name     string
+		trace    bool
+		observer bool
+	}{{"plain", false, false}, {"trace", true, false}, {"observer", false, true}, {"trace and observer", true, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := ctxT(t)
+			opts := &Options{}
+			if tc.trace {
+				opts.Trace = testTrace{}
 			}
-		}
-	}
-	if st := n.ps.Stats(); st.Queued != subs*events {
-		t.Fatalf("%d events queued or unanswered, want %d", st.Queued, subs*events)
-	}
-	closed := make(chan struct{})
-	go func() {
-		n.ps.Close()
-		close(closed)
-	}()
-	select {
-	case <-closed:
-	case <-ctx.Done():
-		t.Fatal("Close still waits for the unanswered notifies")
-	}
-	if st := n.ps.Stats(); st.Dropped != subs*events || st.Delivered != 0 {
-		t.Errorf("dropped %d, delivered %d; want %d, 0", st.Dropped, st.Delivered, subs*events)
+			sopts := &wsrpc.ServerOptions{ConnOptions: wsrpc.ConnOptions{CallTimeout: time.Hour}}
+			if tc.observer {
+				sopts.Observer = &notifyWatcher{got: make(chan Publication, 100)}
+			}
+			n := newNode(t, opts, sopts)
+			const subs, events = 3, 5
+			var raws []*rawConn
+			for range subs {
+				r := dialRaw(t, n.url, false)
+				mustTrue(t, r.call(ctx, "subscribe", map[string]any{"topics": []string{"t"}}), "subscribe")
+				raws = append(raws, r)
+			}
+			pubCtx := context.WithValue(ctx, traceKey{}, [2]string{"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", ""})
+			for i := range events {
+				if err := n.ps.Publish(pubCtx, []string{"t"}, i); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, r := range raws {
+				for i := range events {
+					if got, _ := r.nextNotify(ctx); string(got.Data) != strconv.Itoa(i) {
+						t.Fatalf("notify %d: data %s", i, got.Data)
+					}
+				}
+			}
+			if st := n.ps.Stats(); st.Queued != subs*events {
+				t.Fatalf("%d events queued or unanswered, want %d", st.Queued, subs*events)
+			}
+			closed := make(chan struct{})
+			go func() {
+				n.ps.Close()
+				close(closed)
+			}()
+			select {
+			case <-closed:
+			case <-ctx.Done():
+				t.Fatal("Close still waits for the unanswered notifies")
+			}
+			if st := n.ps.Stats(); st.Dropped != subs*events || st.Delivered != 0 {
+				t.Errorf("dropped %d, delivered %d; want %d, 0", st.Dropped, st.Delivered, subs*events)
+			}
+		})
 	}
 }

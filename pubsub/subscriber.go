@@ -279,12 +279,13 @@ func (u *subscriber) closeSlow() {
 //
 // The arguments go through internal/fanout: spliced into the frame as
 // notifyHead and notifyTail built them, and the Server's context is
-// watched once per connection (an event's own context, with
-// Options.Trace, is for the connection's Observer).
+// watched once per connection, for every notify (an event's own context,
+// with Options.Trace, made from the Server's with values only, is for the
+// connection's Observer).
 func (u *subscriber) send(head []byte, ev *event, wait bool) (sent bool, err error) {
 	s := u.s
 	s.inflight.Add(1)
-	sent, err = fanout.Notify(u.conn, ev.life(s), "notify", head, ev.tail, wait, func(err error) {
+	sent, err = fanout.Notify(u.conn, s.ctx, ev.life(s), "notify", head, ev.tail, wait, func(err error) {
 		u.finish(ev, err)
 		s.inflight.Done()
 	})

@@ -11,13 +11,17 @@ package fanout
 import "context"
 
 // Notify calls method on the peer of conn (a *wsrpc.Conn), as
-// (*wsrpc.Conn).Go does, with the keyword arguments head followed by tail:
-// together a JSON object, which is not checked. life bounds the call as
-// Go's ctx does; it is expected to outlive many calls on conn, and is
-// watched once per connection. With wait false, the request is queued
+// (*wsrpc.Conn).Go does with ctx, with the keyword arguments head followed
+// by tail: together a JSON object, which is not checked. life is a context
+// expected to outlive many calls on conn, watched once per connection;
+// ctx is life itself or made from it with values only (an event's trace
+// context), so that it ends when life does: then the call is watched
+// through life, at no cost of its own. (A ctx that may end sooner, as one
+// a connection's Observer returns might, is watched on its own.) With wait
+// false, the request is queued
 // only if the send queue has room now: otherwise Notify reports sent
 // false, and nothing was done (done is not called). If err is not nil,
 // the call was not made and done is not called; if sent is true, done is
 // called once with the outcome: nil, or an error as Go's Reply.Err
 // returns it.
-var Notify func(conn any, life context.Context, method string, head, tail []byte, wait bool, done func(error)) (sent bool, err error)
+var Notify func(conn any, life, ctx context.Context, method string, head, tail []byte, wait bool, done func(error)) (sent bool, err error)
