@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"time"
+	"unsafe"
 
 	"github.com/wsrpc/wsrpc/internal/fanout"
 	"github.com/wsrpc/wsrpc/internal/wire"
@@ -86,7 +87,7 @@ func (c *Conn) startGo(ctx context.Context, a *asyncCall, args []byte) error {
 func init() { fanout.Notify = notifyConn }
 
 // notifyConn is fanout.Notify: Go for package pubsub's notifies.
-func notifyConn(conn any, life, ctx context.Context, method string, head, tail []byte, wait bool, done func(error)) (bool, error) {
+func notifyConn(conn any, life, ctx context.Context, method string, head, tail []byte, wait bool, done fanout.Done, token any) (bool, error) {
 	c := conn.(*Conn)
 	obs := c.cfg.Observer
 	if obs != nil && !wait {
@@ -94,7 +95,7 @@ func notifyConn(conn any, life, ctx context.Context, method string, head, tail [
 		// find no room is left to the caller's fallback, which waits.
 		return false, nil
 	}
-	a := &asyncCall{c: c, method: method, doneErr: done}
+	a := &asyncCall{c: c, method: method, fan: done, fanToken: token}
 	if obs != nil {
 		a.ci = &CallInfo{Method: method, Dir: Outbound, Start: time.Now(), RequestBytes: len(head) + len(tail), Extension: c.ext}
 		ctx = obs.CallStarted(ctx, c, a.ci)
@@ -130,7 +131,8 @@ func (c *Conn) startCall(ctx context.Context, a *asyncCall, head, tail []byte, w
 		a.release()
 		return false, &callError{method, err}
 	}
-	a.ctx, a.id = ctx, wire.NewCallID()
+	wire.PutCallID(&a.idBytes)
+	a.ctx, a.id = ctx, unsafe.String(&a.idBytes[0], len(a.idBytes))
 	if ctx.Done() != nil {
 		if life != nil && ctx.Done() == life.Done() && c.watchLife(life) {
 			a.life = true
@@ -149,7 +151,7 @@ func (c *Conn) startCall(ctx context.Context, a *asyncCall, head, tail []byte, w
 	err = ctx.Err()
 	if err == nil {
 		out := c.newRequestParts(ctx, method, head, tail, a.id, timeout, a.ci)
-		out.fanout = a.doneErr != nil // a notify of internal/fanout's
+		out.fanout = a.fan != nil // a notify of internal/fanout's
 		if wait {
 			if err = c.enqueue(ctx, out); err == nil {
 				return true, nil
@@ -234,11 +236,16 @@ type asyncCall struct {
 	stop     func() bool  // unregisters expire; nil if ctx never ends or life is set
 	life     bool         // ctx is the one the Conn watches for many calls (watchLife)
 	done     func(*Reply) // nil: the outcome is discarded
-	doneErr  func(error)  // instead of done: the outcome's error (internal/fanout)
+	fan      fanout.Done  // instead of done: told the outcome's error, with fanToken (internal/fanout)
+	fanToken any
 	reply    Reply
 
 	ci   *CallInfo       // what the Observer sees; nil without one
 	octx context.Context // the context the Observer's CallStarted returned
+
+	// idBytes holds id's bytes (unsafe.String): the id costs no
+	// allocation of its own. Written once, before id is set.
+	idBytes [32]byte
 }
 
 // release stops watching a's context, before expire ran or once it has.
@@ -350,15 +357,15 @@ func (a *asyncCall) complete(r reply, expired bool) {
 			a.observe(r, err)
 		}
 	}
-	if a.done != nil || a.doneErr != nil {
+	if a.done != nil || a.fan != nil {
 		if !expired {
 			// On the reader, as a hook is: Close from done must not wait
 			// for the reader.
 			a.c.inHook.Add(1)
 			defer a.c.inHook.Add(-1)
 		}
-		if a.doneErr != nil {
-			a.doneErr(err)
+		if a.fan != nil {
+			a.fan.NotifyDone(a.fanToken, err)
 			putBuf(r.buf)
 			return
 		}

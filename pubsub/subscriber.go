@@ -251,6 +251,13 @@ func (u *subscriber) finish(ev *event, err error) {
 	s.obs.Delivered(u.conn, ev.topic, err)
 }
 
+// NotifyDone is fanout.Done: a notify of ev (an *event) that send sent
+// has its outcome.
+func (u *subscriber) NotifyDone(ev any, err error) {
+	u.finish(ev.(*event), err)
+	u.s.inflight.Done()
+}
+
 // isAnswer reports whether a notify's error is the subscriber's answer (it
 // got the event and failed it), not a failure to deliver.
 func isAnswer(err error) bool {
@@ -285,10 +292,7 @@ func (u *subscriber) closeSlow() {
 func (u *subscriber) send(head []byte, ev *event, wait bool) (sent bool, err error) {
 	s := u.s
 	s.inflight.Add(1)
-	sent, err = fanout.Notify(u.conn, s.ctx, ev.life(s), "notify", head, ev.tail, wait, func(err error) {
-		u.finish(ev, err)
-		s.inflight.Done()
-	})
+	sent, err = fanout.Notify(u.conn, s.ctx, ev.life(s), "notify", head, ev.tail, wait, u, ev)
 	if !sent {
 		s.inflight.Done()
 	}

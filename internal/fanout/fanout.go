@@ -21,7 +21,13 @@ import "context"
 // false, the request is queued
 // only if the send queue has room now: otherwise Notify reports sent
 // false, and nothing was done (done is not called). If err is not nil,
-// the call was not made and done is not called; if sent is true, done is
-// called once with the outcome: nil, or an error as Go's Reply.Err
-// returns it.
-var Notify func(conn any, life, ctx context.Context, method string, head, tail []byte, wait bool, done func(error)) (sent bool, err error)
+// the call was not made and done is not called; if sent is true,
+// done.NotifyDone is called once with token and the outcome: nil, or an
+// error as Go's Reply.Err returns it. (An interface and a token rather
+// than a func: no closure to allocate per notify.)
+var Notify func(conn any, life, ctx context.Context, method string, head, tail []byte, wait bool, done Done, token any) (sent bool, err error)
+
+// Done is told the outcome of the notifies sent with it.
+type Done interface {
+	NotifyDone(token any, err error)
+}

@@ -234,6 +234,13 @@ func load64(s string, i int) uint64 {
 // NewCallID returns a call id of the Python library's form: the 32 lowercase
 // hex digits of a random (version 4) UUID.
 func NewCallID() string {
+	var h [32]byte
+	PutCallID(&h)
+	return string(h[:])
+}
+
+// PutCallID writes a new call id, as NewCallID returns, into h.
+func PutCallID(h *[32]byte) {
 	var u [16]byte
 	x, y := rand.Uint64(), rand.Uint64()
 	for i := range 8 {
@@ -242,7 +249,5 @@ func NewCallID() string {
 	}
 	u[6] = u[6]&0x0f | 0x40 // version 4
 	u[8] = u[8]&0x3f | 0x80 // RFC 4122 variant
-	var h [32]byte
 	hex.Encode(h[:], u[:])
-	return string(h[:])
 }
