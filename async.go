@@ -223,7 +223,9 @@ func (c *Conn) expireLife() {
 // Whoever takes it out of them completes it, once: the reader with the
 // answer (handleResponse, badFrame), expire when ctx ends first, or failAll
 // when the connection ends. It is not recycled: expire may still be
-// running when another has completed the call.
+// running when another has completed the call, and its id aliases
+// idBytes, so that a reused record would change the id of a call in
+// flight.
 type asyncCall struct {
 	c      *Conn
 	method string

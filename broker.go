@@ -33,7 +33,9 @@ type Broker interface {
 	// keep msg.
 	Publish(ctx context.Context, channel string, msg []byte) error
 	// Subscribe calls fn with every message published on channel from
-	// the time it returns until stop is called; ctx bounds only the
+	// the time it returns until stop is called; a message published
+	// just before may come too (one still on its way to a subscription
+	// of the same channel that this one joins). ctx bounds only the
 	// subscribing. Once stop returned, fn is not called again; stop must
 	// not be called from fn.
 	Subscribe(ctx context.Context, channel string, fn func(msg []byte)) (stop func(), err error)

@@ -181,9 +181,11 @@ type Options struct {
 	// Set it together with a wsrpc.Observer on the connections, which is
 	// what reads the Publication; without one it costs an Extract per
 	// event and a context value per event and topic on each node, and
-	// nothing per notify. Extract should add values only
-	// (context.WithValue): a context that may end before the Server's
-	// costs each notify a context.AfterFunc of its own.
+	// nothing per notify. Extract should return the context it is given
+	// with values added (context.WithValue): one that may end before it
+	// costs each notify a context.AfterFunc of its own, and one not made
+	// from it leaves the notifies to their call timeout when the Server
+	// closes.
 	Trace wsrpc.TracePropagator
 }
 

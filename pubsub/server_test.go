@@ -680,7 +680,7 @@ func TestClose(t *testing.T) {
 // publish is answered.
 func TestOrderPipelined(t *testing.T) {
 	ctx := ctxT(t)
-	n := newNode(t, &Options{SyncTimeout: time.Hour}, nil)
+	n := newNode(t, &Options{SyncTimeout: time.Hour}, &wsrpc.ServerOptions{ConnOptions: wsrpc.ConnOptions{CallTimeout: time.Hour}})
 	const count = 500
 	var cols []*collector
 	for range 3 {
@@ -735,9 +735,10 @@ func TestOrderPipelined(t *testing.T) {
 // not per notify): it returns long before the call timeout, and each of
 // them counts as dropped. (The call timeout is an hour, so a Close that
 // waited for it would outlast the test's context.) The same with
-// Options.Trace, whose notifies are made with each event's own context,
-// made from the Server's (watched through the Server's all the same), and
-// with an Observer on the connections, whose CallStarted contexts are too.
+// Options.Trace, whose notifies are made with each event's own context
+// made from the Server's, and with an Observer on the connections, whose
+// CallStarted contexts are made from those. (TestObserverContextEndsNotify
+// has a notify's context end before the Server's.)
 func TestCloseEndsUnansweredNotifies(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
@@ -793,4 +794,38 @@ func TestCloseEndsUnansweredNotifies(t *testing.T) {
 			}
 		})
 	}
+}
+
+// cancelObserver gives each notify a context of its own, made from the one
+// CallStarted gets with a cancel, and hands over the cancel.
+type cancelObserver struct {
+	wsrpc.NopObserver
+	cancels chan context.CancelFunc
+}
+
+func (o *cancelObserver) CallStarted(ctx context.Context, _ *wsrpc.Conn, ci *wsrpc.CallInfo) context.Context {
+	if ci.Dir != wsrpc.Outbound || ci.Method != "notify" {
+		return ctx
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	o.cancels <- cancel
+	return ctx
+}
+
+// TestObserverContextEndsNotify: a notify whose context (here the one its
+// connection's Observer returned) ends before the Server's ends then, as
+// dropped, not at Close or at its call timeout (an hour).
+func TestObserverContextEndsNotify(t *testing.T) {
+	ctx := ctxT(t)
+	obs := &cancelObserver{cancels: make(chan context.CancelFunc, 10)}
+	n := newNode(t, nil, &wsrpc.ServerOptions{ConnOptions: wsrpc.ConnOptions{CallTimeout: time.Hour, Observer: obs}})
+	r := dialRaw(t, n.url, false)
+	mustTrue(t, r.call(ctx, "subscribe", map[string]any{"topics": []string{"t"}}), "subscribe")
+	if err := n.ps.Publish(ctx, []string{"t"}, 1); err != nil {
+		t.Fatal(err)
+	}
+	r.nextNotify(ctx)
+	cancel := recv(ctx, t, obs.cancels, "the notify's cancel")
+	cancel()
+	pollUntil(t, "the notify to end", func() bool { return n.ps.Stats().Dropped == 1 })
 }

@@ -37,6 +37,9 @@ func main() {
 	queue := flag.Int("queue", 1024, "frames queued per subscriber")
 	batch := flag.Int("batch", 64, "frames per write")
 	flag.Parse()
+	if *queue < 1 || *batch < 1 {
+		log.Fatal("fwpceiling: -queue and -batch must be at least 1")
+	}
 	s := &server{topics: map[string][]*sub{}, queue: *queue, batch: *batch}
 	log.Fatal(http.ListenAndServe(*addr, httpHandler(s)))
 }
@@ -70,7 +73,11 @@ func (s *server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := &sub{nc: ws.NetConn(), q: make(chan []byte, s.queue), done: make(chan struct{})}
-	go c.write(s.batch)
+	written := make(chan struct{})
+	go func() {
+		defer close(written)
+		c.write(s.batch)
+	}()
 	var topics []string
 	defer func() {
 		s.mu.Lock()
@@ -86,6 +93,7 @@ func (s *server) serve(w http.ResponseWriter, r *http.Request) {
 		s.mu.Unlock()
 		close(c.done)
 		ws.Close()
+		<-written
 	}()
 	var buf bytes.Buffer
 	for {
@@ -111,8 +119,8 @@ func (s *server) serve(w http.ResponseWriter, r *http.Request) {
 				CallID string `json:"call_id"`
 			} `json:"request"`
 		}
-		if json.Unmarshal(b, &m) != nil {
-			continue
+		if json.Unmarshal(b, &m) != nil || m.Request.Method == "" {
+			continue // not a request: an answer in another spelling
 		}
 		var ts []string
 		if json.Unmarshal(m.Request.Arguments.Topics, &ts) != nil {
@@ -132,6 +140,9 @@ func (s *server) serve(w http.ResponseWriter, r *http.Request) {
 			topics = append(topics, ts...)
 			c.send(frame(answer))
 		case "publish":
+			if len(m.Request.Arguments.Data) == 0 {
+				m.Request.Arguments.Data = json.RawMessage("null")
+			}
 			c.send(frame(answer))
 			for _, t := range ts {
 				s.publish(t, m.Request.Arguments.Data)
