@@ -255,8 +255,10 @@ func (c *Conn) writeLoop() {
 	// queues one frame here and goes on to the next subscriber, so the
 	// yield would cost each delivery a scheduling round and let the reads
 	// of the first subscribers' answers cut in before the writes to the
-	// last ones (the fan-out's latency). pushLocked set noYield before
-	// this writer started, and sets it again only once it has stopped.
+	// last ones (the fan-out's latency). It holds for the writer's whole
+	// run: answers queued meanwhile go without the yield too, which costs
+	// only batching. pushLocked set noYield before this writer started,
+	// and sets it again only once it has stopped.
 	yield := writerYields && !c.q.noYield
 	for {
 		// Let the goroutines that are ready to queue frames (handlers
