@@ -667,9 +667,9 @@ func TestServerHandshakeTimeout(t *testing.T) {
 	if n := connected.Load(); n != 0 {
 		t.Errorf("OnConnect ran %d times, want 0", n)
 	}
-	if n := len(srv.Conns()); n != 0 {
-		t.Errorf("the server has %d connections, want 0", n)
-	}
+	// It leaves the server's indexes once its goroutine has cleaned up,
+	// which may end after the socket's close reached the client.
+	pollUntil(t, "the server to drop the connection from its indexes", func() bool { return len(srv.Conns()) == 0 })
 }
 
 // TestDialContextEndsKeepsReason: when Dial's context ends while it still
