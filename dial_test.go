@@ -294,10 +294,11 @@ func TestDialMaxElapsedTimeSocket(t *testing.T) {
 		t.Fatalf("Dial: err = %v, want the last try's *HTTPError 503", err)
 	}
 	// The last try starts past MaxElapsedTime less the longest wait; the
-	// real clock only adds to the waits, so this is a lower bound; Dial
-	// returns long before its context's 20 s.
-	if took <= maxElapsed-maxInterval*3/2 || took > maxElapsed+5*time.Second {
-		t.Errorf("Dial returned after %v, want within (%v, %v]", took, maxElapsed-maxInterval*3/2, maxElapsed+5*time.Second)
+	// real clock only adds to the waits, so this is a lower bound. (A Dial
+	// that went on past MaxElapsedTime would end with its context's
+	// error, which the check above refuses.)
+	if took <= maxElapsed-maxInterval*3/2 {
+		t.Errorf("Dial returned after %v, want more than %v", took, maxElapsed-maxInterval*3/2)
 	}
 	n := requests.Load()
 	if n < 2 {
