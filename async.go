@@ -181,8 +181,9 @@ func (c *Conn) startCall(ctx context.Context, a *asyncCall, head, tail []byte, w
 
 // watchLife makes the Conn watch ctx, a long-lived context, for the calls
 // made through internal/fanout whose contexts end with it: once, with one
-// registration that expires all of them when ctx ends (expireLife). It reports false if the
-// Conn watches another context already (the caller watches ctx itself).
+// registration that expires all of them when ctx ends (expireLife). It
+// reports false if the Conn watches another context already (the caller
+// watches ctx itself).
 func (c *Conn) watchLife(ctx context.Context) bool {
 	p := &c.pending
 	p.mu.Lock()

@@ -354,8 +354,7 @@ func putBuf(b *buffer) {
 	if b == nil || cap(b.b) > maxPooledBuffer {
 		return
 	}
-	b.b = b.b[:0]
-	b.close, b.ping, b.utf8, b.fanout, b.qsize, b.readAt = false, false, false, false, 0, 0
+	*b = buffer{b: b.b[:0]}
 	bufPool.Put(b)
 }
 

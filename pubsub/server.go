@@ -529,10 +529,7 @@ func (s *Server) publish(ctx context.Context, topics []string, data json.RawMess
 		traced = s.traced(meta.TraceParent, meta.TraceState)
 	}
 	for _, t := range topics {
-		ev := &event{topic: t, topicJSON: quote(t), data: data, notifier: notifier, sync: w, from: from}
-		if traced != nil {
-			ev.ctx = withPublication(traced, t, meta.TraceParent, meta.TraceState)
-		}
+		ev := &event{topic: t, topicJSON: quote(t), data: data, notifier: notifier, sync: w, from: from, ctx: withPublication(traced, t, &meta)}
 		if !s.deliver(ev) {
 			return ErrClosed
 		}
@@ -776,11 +773,7 @@ func (s *Server) fromBroker(msg []byte) {
 		if timed {
 			s.obs.BrokerLag(t, lag)
 		}
-		ev := &event{topic: t, topicJSON: quote(t), data: e.Data, notifier: e.NotifierID}
-		if traced != nil {
-			ev.ctx = withPublication(traced, t, e.meta.TraceParent, e.meta.TraceState)
-		}
-		s.deliver(ev)
+		s.deliver(&event{topic: t, topicJSON: quote(t), data: e.Data, notifier: e.NotifierID, ctx: withPublication(traced, t, &e.meta)})
 	}
 }
 

@@ -47,9 +47,13 @@ func (s *Server) traced(traceparent, tracestate string) context.Context {
 }
 
 // withPublication returns ctx, from traced, carrying the Publication of
-// the event on topic: its notifies' context.
-func withPublication(ctx context.Context, topic, traceparent, tracestate string) context.Context {
-	return context.WithValue(ctx, publicationKey{}, &Publication{Topic: topic, TraceParent: traceparent, TraceState: tracestate})
+// the event on topic with meta's trace context: its notifies' context
+// (event.ctx). A nil ctx (no Options.Trace) gives nil.
+func withPublication(ctx context.Context, topic string, meta *brokerMeta) context.Context {
+	if ctx == nil {
+		return nil
+	}
+	return context.WithValue(ctx, publicationKey{}, &Publication{Topic: topic, TraceParent: meta.TraceParent, TraceState: meta.TraceState})
 }
 
 // brokerMeta is the envelope's "wsrpc" member, which a wsrpc node adds to

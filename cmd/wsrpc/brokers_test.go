@@ -83,7 +83,6 @@ func TestServeBrokers(t *testing.T) {
 // broker's lag, from the time a stamped on it.
 func TestServeOTLPPubSubNodes(t *testing.T) {
 	t.Parallel()
-	ctx := t.Context()
 	col := &collector{spans: map[string][]map[string]string{}}
 	hs := httptest.NewServer(col)
 	defer hs.Close()
@@ -94,32 +93,12 @@ func TestServeOTLPPubSubNodes(t *testing.T) {
 		up, _ := seriesValue(scrape(t, b), "wsrpc_pubsub_broker_up")
 		return up == "1"
 	})
-	quiet := &pubsub.ClientOptions{DialOptions: wsrpc.DialOptions{ConnOptions: wsrpc.ConnOptions{Logger: slog.New(slog.DiscardHandler)}}}
-	sub, err := pubsub.Dial(ctx, b.url, quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Close()
-	got := make(chan pubsub.Event, 1)
-	if err := sub.Subscribe(ctx, "orders", func(_ context.Context, ev pubsub.Event) error { got <- ev; return nil }); err != nil {
-		t.Fatal(err)
-	}
-	pub, err := pubsub.Dial(ctx, a.url, quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pub.Close()
-	if err := pub.Publish(ctx, []string{"orders"}, 7); err != nil {
-		t.Fatal(err)
-	}
-	recvEvent(t, got, "7")
+	deliverAcross(t, b.url, a.url)
 	// Every event from a counts, its "time" events too: at least this one.
 	if n, _ := seriesValue(scrape(t, b), "wsrpc_pubsub_broker_lag_seconds_count"); n == "" || n == "0" {
 		t.Errorf("node b: wsrpc_pubsub_broker_lag_seconds_count = %q, want at least 1", n)
 	}
 	http.DefaultClient.CloseIdleConnections()
-	sub.Close()
-	pub.Close()
 	for name, s := range map[string]*serveRun{"a": a, "b": b} {
 		if c := s.stop(); c != exitOK {
 			t.Fatalf("node %s exited with %d: %s", name, c, s.stderr.String())

@@ -107,13 +107,25 @@ func TestServeOTLP(t *testing.T) {
 // its own, linked to the span of the publish call that published it.
 func TestServeOTLPPubSub(t *testing.T) {
 	t.Parallel()
-	ctx := t.Context()
 	col := &collector{spans: map[string][]map[string]string{}}
 	hs := httptest.NewServer(col)
 	defer hs.Close()
 	s := startServeArgs(t, []string{"--otlp", hs.URL}, nil)
+	deliverAcross(t, s.url, s.url)
+	if c := s.stop(); c != exitOK {
+		t.Fatalf("serve exited with %d: %s", c, s.stderr.String())
+	}
+	checkNotifyLinked(t, col)
+}
+
+// deliverAcross subscribes a pubsub.Client of subURL to "orders", has one
+// of pubURL publish 7 there, waits for the subscriber to get it, and
+// closes both clients.
+func deliverAcross(t *testing.T, subURL, pubURL string) {
+	t.Helper()
+	ctx := t.Context()
 	quiet := &pubsub.ClientOptions{DialOptions: wsrpc.DialOptions{ConnOptions: wsrpc.ConnOptions{Logger: slog.New(slog.DiscardHandler)}}}
-	sub, err := pubsub.Dial(ctx, s.url, quiet)
+	sub, err := pubsub.Dial(ctx, subURL, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +134,7 @@ func TestServeOTLPPubSub(t *testing.T) {
 	if err := sub.Subscribe(ctx, "orders", func(_ context.Context, ev pubsub.Event) error { got <- ev; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	pub, err := pubsub.Dial(ctx, s.url, quiet)
+	pub, err := pubsub.Dial(ctx, pubURL, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,12 +143,6 @@ func TestServeOTLPPubSub(t *testing.T) {
 		t.Fatal(err)
 	}
 	recvEvent(t, got, "7")
-	sub.Close()
-	pub.Close()
-	if c := s.stop(); c != exitOK {
-		t.Fatalf("serve exited with %d: %s", c, s.stderr.String())
-	}
-	checkNotifyLinked(t, col)
 }
 
 // recvEvent waits, within 30 s, for the event on got, whose data must be

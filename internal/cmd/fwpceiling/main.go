@@ -11,7 +11,9 @@
 // harness's rawfanout does. The subscribers' answers are read and thrown
 // away unparsed. It keeps none of what a real server must: no pending
 // calls, no per-subscription ids, no timeouts, no sync, no slow-subscriber
-// policy (a full queue makes the publisher wait).
+// policy (a full queue makes the publisher wait). It frames and writes on
+// its own, beside gorilla, rather than through wsrpc's internal/wsconn, so
+// that the reference shares no code with what it is compared with.
 //
 //	fwpceiling -addr 127.0.0.1:9000   # serves /pubsub
 package main
