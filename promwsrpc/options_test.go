@@ -48,8 +48,18 @@ func TestCardinality(t *testing.T) {
 	for _, name := range []string{"nope1", "a", "nope2", "b", "c", "d", "a", "_private"} {
 		wsrpc.Call[bool](ctx, cl, name, nil)
 	}
-	for _, code := range []int{7, 8, 9, 7, int(wsrpc.CodeInvalidParams)} {
+	// The server counts a call once its answer is on its way, so the
+	// client can have the answer of one call before it is counted: wait
+	// for each count, so that the codes are seen in this order.
+	for i, code := range []int{7, 8, 9, 7, int(wsrpc.CodeInvalidParams)} {
 		wsrpc.Call[bool](ctx, cl, "code", codeArgs{code})
+		for handled(t, reg) < 2+i+1 { // c and d, then each code
+			select {
+			case <-ctx.Done():
+				t.Fatalf("call %d of code not counted", i+1)
+			case <-time.After(time.Millisecond):
+			}
+		}
 	}
 	cl.Close()
 	srv.Close()
@@ -74,6 +84,18 @@ func TestCardinality(t *testing.T) {
 		t.Errorf("%d method label values for started calls, want 3 (a, b, other)", n)
 	}
 	absent(t, "server", got, `wsrpc_server_started_total{method="c"}`, `wsrpc_server_handled_total{code="8"`, `wsrpc_server_refused_total{method="nope`)
+}
+
+// handled returns the calls of method "other" the server counted as
+// handled, whatever their code.
+func handled(t *testing.T, reg prometheus.Gatherer) int {
+	n := 0.0
+	for k, v := range gather(t, reg) {
+		if strings.HasPrefix(k, "wsrpc_server_handled_total{") && strings.HasSuffix(k, `method="other"}`) {
+			n += v
+		}
+	}
+	return int(n)
 }
 
 // TestRoles: two Metrics registered on one registry under different
