@@ -49,10 +49,13 @@ func TestRegisteredHooks(t *testing.T) {
 	serverConn(t, srv).Close()
 	pollUntil(t, "the client to reconnect", func() bool { c := cl.Conn(); return c != nil && c != first })
 	mustEcho(ctx, t, cl, "again")
-	pollUntil(t, "the reconnect's hooks", func() bool {
+	// The old connection's disconnect hooks run once its cleanup is done,
+	// which can be after the new connection's connect hooks.
+	pollUntil(t, "the reconnect's hooks and the old connection's disconnect hooks", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
-		return slices.Contains(log, "client layer") && slices.Contains(log, "server layer 2")
+		return slices.Contains(log, "client layer") && slices.Contains(log, "server layer 2") &&
+			slices.Contains(log, "server layer down")
 	})
 	got = taken()
 	if !isSubsequence(got, []string{"server option down", "server layer down"}) {
