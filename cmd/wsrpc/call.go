@@ -252,7 +252,10 @@ func callFailure(ctx context.Context, std stdio, timeout time.Duration, err erro
 		}
 		return exitRemote
 	}
-	if he, ok := errors.AsType[*wsrpc.HTTPError](err); ok {
+	// An error status is a refusal. A 2xx or 3xx answer (a web page, a
+	// redirect) is no refusal: the library's error says what it is, "not
+	// a WebSocket endpoint: HTTP 200 OK, expected 101 Switching Protocols".
+	if he, ok := errors.AsType[*wsrpc.HTTPError](err); ok && he.StatusCode >= 400 {
 		status := http.StatusText(he.StatusCode)
 		msg := fmt.Sprintf("the server refused the connection: %d %s", he.StatusCode, status)
 		if he.Message != "" && he.Message != status {

@@ -35,7 +35,8 @@ stop() {
 	wait 2>/dev/null || true
 	rm -rf "$dir"
 }
-trap stop INT TERM EXIT
+trap stop EXIT
+trap "exit 0" INT TERM # Ctrl-C: stop runs on the way out
 
 echo "== building wsrpc" >&2
 (cd "$root" && go build -o "$dir/wsrpc" ./cmd/wsrpc)
@@ -44,6 +45,7 @@ echo "== redis on 127.0.0.1:$REDIS_PORT" >&2
 redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no --dir "$dir" \
 	>"$dir/redis.log" 2>&1 &
 pids+=($!)
+redis_pid=$!
 # The nodes connect to Redis at startup: wait until it listens.
 for _ in $(seq 100); do
 	(exec 3<>"/dev/tcp/127.0.0.1/$REDIS_PORT") 2>/dev/null && break
@@ -51,6 +53,7 @@ for _ in $(seq 100); do
 done
 
 servers=""
+nodes=""
 n=0
 for p in $NODE_PORTS; do
 	n=$((n + 1))
@@ -59,6 +62,7 @@ for p in $NODE_PORTS; do
 		--broker "redis://127.0.0.1:$REDIS_PORT" --metrics "127.0.0.1:$((p + 1000))" \
 		>"$dir/node$n.out" 2>"$dir/node$n.log" &
 	pids+=($!)
+	nodes+=" node$n=$!"
 	servers+="		server 127.0.0.1:$p max_fails=1 fail_timeout=5s;"$'\n'
 done
 
@@ -69,18 +73,23 @@ awk -v dir="$dir" -v port="$PORT" -v servers="$servers" '
 	{ print }' "$here/nginx.conf.in" >"$dir/nginx.conf"
 "$NGINX" -p "$dir" -c "$dir/nginx.conf" -g 'daemon off;' &
 pids+=($!)
+nginx_pid=$!
 
 cat >&2 <<MSG
 
 The cluster is up:
   ws://127.0.0.1:$PORT/ws, /ws/{client_id}, /pubsub   through nginx
   logs                                              $dir/node*.log
+  node pids                                        $nodes
 Try:
   $dir/wsrpc sub ws://127.0.0.1:$PORT/pubsub news
   $dir/wsrpc pub ws://127.0.0.1:$PORT/pubsub news '"hello from any node"'
   $dir/wsrpc call ws://127.0.0.1:${NODE_PORTS%% *}/ws clients
+Kill a node (kill -9 PID) to watch its clients move to the others.
 Ctrl-C stops everything.
 MSG
-wait -n "${pids[@]}" || true
-echo "run.sh: a process of the cluster ended; the ends of the logs:" >&2
+# Only Redis or nginx ending stops the cluster: a node may be killed, to
+# watch its clients reconnect through nginx to the others.
+wait -n "$redis_pid" "$nginx_pid" || true
+echo "run.sh: redis-server or nginx ended; the ends of the logs:" >&2
 for f in "$dir"/*.log; do echo "-- $f" >&2; tail -5 "$f" >&2; done
