@@ -181,6 +181,19 @@ func TestCallToken(t *testing.T) {
 	}
 }
 
+// TestCallWebPage: a URL that answers with a web page (the demo page at
+// /) is no WebSocket endpoint, and the CLI says so, as the library's
+// error does, instead of calling the page a refusal.
+func TestCallWebPage(t *testing.T) {
+	t.Parallel()
+	page := strings.TrimSuffix(startDemo(t, ""), "/ws") + "/"
+	r := runCmd(t, "", "call", page, "add", "a=1", "b=2")
+	want := "not a WebSocket endpoint: HTTP 200 OK, expected 101 Switching Protocols"
+	if r.code != exitFail || r.stdout != "" || !strings.Contains(r.stderr, want) || strings.Contains(r.stderr, "refused") {
+		t.Errorf("exit %d, stdout %q, stderr %q; want %d, nothing, and stderr holding %q", r.code, r.stdout, r.stderr, exitFail, want)
+	}
+}
+
 func TestCallNoServer(t *testing.T) {
 	t.Parallel()
 	url := deadURL(t)
