@@ -381,7 +381,7 @@ func TestClientCloseFromOnConnect(t *testing.T) {
 	}
 }
 
-// TestCloseDuringStalledReconnect: Client.Close returns promptly while a
+// TestCloseDuringStalledReconnect: Client.Close returns while a
 // reconnect's handshake is stalled on a silent link, long before the
 // handshake timeout.
 func TestCloseDuringStalledReconnect(t *testing.T) {
@@ -394,8 +394,10 @@ func TestCloseDuringStalledReconnect(t *testing.T) {
 			KeepAlive:    KeepAlive{Interval: 50 * time.Millisecond, Timeout: 100 * time.Millisecond},
 			OnDisconnect: func(_ *Conn, err error) { sendNoWait(disconnected, err) },
 		},
-		Retry:            fastRetry,
-		HandshakeTimeout: 30 * time.Second,
+		Retry: fastRetry,
+		// Past the test's end: Close returning at all while the proxy
+		// holds the handshake shows it does not wait for it.
+		HandshakeTimeout: time.Hour,
 	})
 	proxy.Freeze()
 	recv(ctx, t, disconnected, "OnDisconnect")
@@ -406,19 +408,18 @@ func TestCloseDuringStalledReconnect(t *testing.T) {
 		defer close(closed)
 		cl.Close()
 	}()
-	wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
 	select {
 	case <-closed:
-	case <-wctx.Done():
-		t.Error("Client.Close did not return within 2 s while a reconnect handshake was stalled")
+	case <-ctx.Done():
+		t.Error("Client.Close did not return while a reconnect handshake was stalled")
 		proxy.Thaw() // let the handshake finish, so that Close can return
-		recv(ctx, t, closed, "Close")
+		<-closed
 	}
 }
 
-// TestDialCanceledDuringStalledHandshake: Dial returns promptly when its
-// context is canceled while the handshake is stalled.
+// TestDialCanceledDuringStalledHandshake: Dial returns when its context
+// is canceled while the handshake is stalled, long before the handshake
+// timeout.
 func TestDialCanceledDuringStalledHandshake(t *testing.T) {
 	ctx := ctxT(t)
 	_, u := testServer(t, utilMux(), nil)
@@ -432,21 +433,21 @@ func TestDialCanceledDuringStalledHandshake(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		cl, err := Dial(dctx, "ws://"+proxy.Addr()+"/ws", &DialOptions{ConnOptions: ConnOptions{Logger: quiet()}, HandshakeTimeout: 30 * time.Second})
+		cl, err := Dial(dctx, "ws://"+proxy.Addr()+"/ws", &DialOptions{ConnOptions: ConnOptions{Logger: quiet()}, HandshakeTimeout: time.Hour})
 		done <- result{cl, err}
 	}()
 	pollUntil(t, "the dial to reach the proxy", func() bool { return proxy.Accepted() == 1 })
 	cancelDial()
 
-	wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
+	// HandshakeTimeout is past the test's end: Dial returning at all while
+	// the proxy holds the handshake shows it heeds its context.
 	var r result
 	select {
 	case r = <-done:
-	case <-wctx.Done():
-		t.Error("Dial did not return within 2 s of its context's cancellation while the handshake was stalled")
+	case <-ctx.Done():
+		t.Error("Dial did not return on its context's cancellation while the handshake was stalled")
 		proxy.Thaw()
-		r = recv(ctx, t, done, "Dial")
+		r = <-done
 	}
 	if r.cl != nil {
 		r.cl.Close()
