@@ -51,14 +51,20 @@ func genMux(gen int) *Mux {
 	return m
 }
 
-// holdMux exposes the utilities and "hold", which answers after 400 ms:
-// a call during which a healthy link must pass several keep-alive checks
-// of 50+100 ms, with no other frames.
+// holdKeepAlive is the keep-alive of the tests of frozen links: a check
+// every 50 ms, and a link dead after 1.05 s of silence. The Timeout is not
+// shorter: a healthy link's pongs, through a proxy, on a machine loaded by
+// the race detector and other tests, may take hundreds of milliseconds.
+var holdKeepAlive = KeepAlive{Interval: 50 * time.Millisecond, Timeout: time.Second}
+
+// holdMux exposes the utilities and "hold", which answers after 1.5 s: a
+// call during which a healthy link must pass many holdKeepAlive checks,
+// and outlast its Interval+Timeout, with no other frames.
 func holdMux() *Mux {
 	m := utilMux()
 	m.HandleFunc("hold", func(ctx context.Context, _ json.RawMessage) (any, error) {
 		select {
-		case <-time.After(400 * time.Millisecond):
+		case <-time.After(1500 * time.Millisecond):
 			return "held", nil
 		case <-ctx.Done():
 			return nil, ctx.Err()
@@ -225,7 +231,7 @@ func TestKeepAliveDetectsFrozenLink(t *testing.T) {
 	disconnected := make(chan error, 4)
 	cl := testDial(t, "ws://"+proxy.Addr()+"/ws", &DialOptions{
 		ConnOptions: ConnOptions{
-			KeepAlive:    KeepAlive{Interval: 50 * time.Millisecond, Timeout: 100 * time.Millisecond},
+			KeepAlive:    holdKeepAlive,
 			OnConnect:    func(context.Context, *Conn) error { sendNoWait(connected, struct{}{}); return nil },
 			OnDisconnect: func(_ *Conn, err error) { sendNoWait(disconnected, err) },
 		},
@@ -253,7 +259,7 @@ func TestServerKeepAliveDropsFrozenClient(t *testing.T) {
 	disconnected := make(chan error, 1)
 	_, u := testServer(t, holdMux(), &ServerOptions{
 		ConnOptions: ConnOptions{
-			KeepAlive:    KeepAlive{Interval: 50 * time.Millisecond, Timeout: 100 * time.Millisecond},
+			KeepAlive:    holdKeepAlive,
 			OnDisconnect: func(_ *Conn, err error) { sendNoWait(disconnected, err) },
 		},
 	})
