@@ -265,8 +265,7 @@ func TestProxyFromEnvironment(t *testing.T) {
 // dials rawURL with the default Proxy option and, in mode "ok", calls echo;
 // in mode "fail" the dial must fail. caPEM is trusted for wss://.
 func proxyEnvChild(t *testing.T, mode, rawURL, caPEM string) {
-	ctx, cancel := context.WithTimeout(ctxT(t), 5*time.Second)
-	defer cancel()
+	ctx := ctxT(t) // a bound against a hang, as in every test
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM([]byte(caPEM)) {
 		t.Fatal("no CA certificate in the environment")
