@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	neturl "net/url"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/wsrpc/wsrpc/internal/services"
 	"github.com/wsrpc/wsrpc/internal/testproxy"
 )
 
@@ -93,11 +95,14 @@ func TestReconnectAfterServerRestart(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			ctx := ctxT(t)
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			// A port below the ephemeral range: one from listen(":0"),
+			// once closed, could be taken meanwhile as the source port of
+			// any connection, of this process or another test binary's.
+			addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(services.FreePort(t)))
+			ln, err := net.Listen("tcp", addr)
 			if err != nil {
 				t.Fatal(err)
 			}
-			addr := ln.Addr().String()
 			stop1 := serveOn(t, ln, mustServer(t, genMux(1), &ServerOptions{ConnOptions: ConnOptions{Logger: quiet()}}))
 
 			var connects atomic.Int32
