@@ -110,7 +110,7 @@ func TestClientSurvivesForeignPings(t *testing.T) {
 				case <-tk.C:
 				}
 				wmu.Lock()
-				err := ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(time.Second))
+				err := ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(time.Minute))
 				wmu.Unlock()
 				if err != nil {
 					return
@@ -321,7 +321,7 @@ func newKeepAliveSchedule() *keepAliveSchedule {
 func (s *keepAliveSchedule) watch(ws *websocket.Conn, start time.Time) {
 	ws.SetPingHandler(func(data string) error {
 		sendNoWait(s.pings, time.Since(start))
-		return ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
+		return ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Minute))
 	})
 	for {
 		_, msg, err := ws.ReadMessage()
