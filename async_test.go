@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -564,69 +565,57 @@ func TestGoObserved(t *testing.T) {
 // made with Go from its own start (calls made at different times expire
 // at different times, none early), to a context that may be canceled too
 // (canceling it still ends the call at once), and not to answered calls.
+// It runs under testing/synctest over an in-memory pipe, so that its
+// bounds on when each call ends hold on the fake clock whatever the load.
 func TestGoSweep(t *testing.T) {
-	const timeout = 200 * time.Millisecond
-	url := rawPeer(t, func(_ context.Context, ws *websocket.Conn) { drainRaw(ws) })
-	opts := rawDialOptions()
-	opts.CallTimeout = timeout
-	cl := testDial(t, url, opts)
-	type outcome struct {
-		err error
-		at  time.Time
-	}
-	start := func(ctx context.Context) (time.Time, chan outcome) {
-		ch := make(chan outcome, 2)
-		at := time.Now()
-		if err := cl.Go(ctx, "never", nil, func(r *Reply) { ch <- outcome{r.Err(), time.Now()} }); err != nil {
-			t.Fatal(err)
+	synctest.Test(t, func(t *testing.T) {
+		const timeout = 200 * time.Millisecond
+		ps := rawPipeServer(t, drainRaw)
+		opts := rawDialOptions()
+		opts.CallTimeout = timeout
+		cl := pipeDial(t, ps, opts)
+		type outcome struct {
+			err error
+			at  time.Time
 		}
-		return at, ch
-	}
-	t0, ch0 := start(context.Background())
-	time.Sleep(timeout / 2)
-	cctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	t1, ch1 := start(cctx)
-	t2, ch2 := start(cctx)
-	cancel()
-	for i, c := range []struct {
-		at       time.Time
-		ch       chan outcome
-		want     error
-		min, max time.Duration
-	}{
-		{t2, ch2, context.Canceled, 0, timeout / 2},
-		{t0, ch0, context.DeadlineExceeded, timeout, timeout + timeout/2},
-	} {
-		select {
-		case o := <-c.ch:
+		start := func(ctx context.Context) (time.Time, chan outcome) {
+			ch := make(chan outcome, 2)
+			at := time.Now()
+			if err := cl.Go(ctx, "never", nil, func(r *Reply) { ch <- outcome{r.Err(), time.Now()} }); err != nil {
+				t.Fatal(err)
+			}
+			return at, ch
+		}
+		t0, ch0 := start(context.Background())
+		time.Sleep(timeout / 2)
+		cctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		t1, ch1 := start(cctx)
+		t2, ch2 := start(cctx)
+		cancel()
+		for i, c := range []struct {
+			at       time.Time
+			ch       chan outcome
+			want     error
+			min, max time.Duration
+		}{
+			{t2, ch2, context.Canceled, 0, 0},
+			{t1, ch1, context.Canceled, 0, 0},
+			{t0, ch0, context.DeadlineExceeded, timeout, timeout + timeout/16},
+		} {
+			o := await(t, c.ch, time.Minute, fmt.Sprintf("end of call %d", i))
 			if !errors.Is(o.err, c.want) {
 				t.Errorf("call %d: %v; want %v", i, o.err, c.want)
 			}
 			if d := o.at.Sub(c.at); d < c.min || d > c.max {
 				t.Errorf("call %d ended after %v; want %v to %v", i, d, c.min, c.max)
 			}
-		case <-time.After(5 * time.Second):
-			t.Fatalf("call %d never ended", i)
 		}
-	}
-	select {
-	case o := <-ch1:
-		if !errors.Is(o.err, context.Canceled) {
-			t.Errorf("canceled call: %v", o.err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("canceled call never ended")
-	}
-	_ = t1
-	// The sweep stopped with nothing left; a later call starts it again.
-	t3, ch3 := start(context.Background())
-	select {
-	case o := <-ch3:
-		if d := o.at.Sub(t3); !errors.Is(o.err, context.DeadlineExceeded) || d < timeout || d > 2*timeout {
+		// The sweep stopped with nothing left; a later call starts it again.
+		t3, ch3 := start(context.Background())
+		o := await(t, ch3, time.Minute, "end of the later call")
+		if d := o.at.Sub(t3); !errors.Is(o.err, context.DeadlineExceeded) || d < timeout || d > timeout+timeout/16 {
 			t.Errorf("later call: %v after %v", o.err, d)
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("later call never ended")
-	}
+	})
 }

@@ -217,8 +217,10 @@ func TestCancelPropagates(t *testing.T) {
 	deadlineSeen := make(chan time.Duration, 1)
 	clientCanceled := make(chan error, 1)
 	serverCanceled := make(chan error, 1)
+	waiting := make(chan struct{}, 1)
 	cm := NewMux()
 	Register(cm, "wait", func(ctx context.Context, _ struct{}) (bool, error) {
+		waiting <- struct{}{}
 		<-ctx.Done()
 		clientCanceled <- context.Cause(ctx)
 		return false, ctx.Err()
@@ -255,7 +257,10 @@ func TestCancelPropagates(t *testing.T) {
 	go func() { done <- cl.Call(ctx, "relay", nil, nil) }()
 	// Wait until the chain reached the client's handler: the server's
 	// nested call is then open. Cancel the outer call.
-	waitFor(t, func() bool { return pendingCount(serverConn(t, srv)) > 0 })
+	recv(ctxT(t), t, waiting, "the client's handler to run")
+	if n := pendingCount(serverConn(t, srv)); n != 1 {
+		t.Fatalf("the server has %d calls pending, want its nested call", n)
+	}
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Errorf("caller: %v", err)
@@ -446,10 +451,10 @@ func TestCloseFromHandler(t *testing.T) {
 // waitFor polls cond until it holds, failing the test after 10 s.
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(time.Minute) // against a hang, not a timing assertion
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatal("condition not reached in 10 s")
+			t.Fatal("condition not reached in a minute")
 		}
 		time.Sleep(time.Millisecond)
 	}

@@ -46,7 +46,8 @@ func TestRegisteredHooks(t *testing.T) {
 
 	// A reconnect runs the client's registered hook too.
 	first := cl.Conn()
-	serverConn(t, srv).Close()
+	old := serverConn(t, srv)
+	old.Close()
 	pollUntil(t, "the client to reconnect", func() bool { c := cl.Conn(); return c != nil && c != first })
 	mustEcho(ctx, t, cl, "again")
 	// The old connection's disconnect hooks run once its cleanup is done,
@@ -57,6 +58,9 @@ func TestRegisteredHooks(t *testing.T) {
 		return slices.Contains(log, "client layer") && slices.Contains(log, "server layer 2") &&
 			slices.Contains(log, "server layer down")
 	})
+	// Close returns once the read loop stopped; the disconnect hooks run
+	// after that, and may not have run when the client is back.
+	recv(ctx, t, old.Done(), "the old connection's disconnect hooks")
 	got = taken()
 	if !isSubsequence(got, []string{"server option down", "server layer down"}) {
 		t.Errorf("disconnect hooks ran %v, want the option's, then the layer's", got)

@@ -120,11 +120,11 @@ func recv[T any](ctx context.Context, t *testing.T, ch <-chan T, what string) T 
 	}
 }
 
-// pollUntil polls cond until it holds, failing the test after 10 s. Use it
+// pollUntil polls cond until it holds, failing the test after a minute. Use it
 // only for states no hook or channel reports.
 func pollUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(time.Minute) // against a hang, not a timing assertion
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
@@ -265,8 +265,7 @@ func TestProxyFromEnvironment(t *testing.T) {
 // dials rawURL with the default Proxy option and, in mode "ok", calls echo;
 // in mode "fail" the dial must fail. caPEM is trusted for wss://.
 func proxyEnvChild(t *testing.T, mode, rawURL, caPEM string) {
-	ctx, cancel := context.WithTimeout(ctxT(t), 5*time.Second)
-	defer cancel()
+	ctx := ctxT(t) // a bound against a hang, as in every test
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM([]byte(caPEM)) {
 		t.Fatal("no CA certificate in the environment")

@@ -212,9 +212,10 @@ func TestServerCloseWaits(t *testing.T) {
 }
 
 // TestCloseTimeout: a client closing on a server that never answers its
-// close frame waits CloseTimeout for it, not the default 2 s; with a
-// negative CloseTimeout it does not wait at all, and the close frame still
-// reaches the server.
+// close frame, with a short or a negative CloseTimeout, returns, and the
+// close frame reaches the server. How long Close waits is
+// TestCloseTimeoutExactly's, on the fake clock: here, over a real socket,
+// a bound on it would be a timing assertion.
 func TestCloseTimeout(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
@@ -235,11 +236,7 @@ func TestCloseTimeout(t *testing.T) {
 					KeepAlive:    KeepAlive{Interval: -1},
 				},
 			})
-			start := time.Now()
 			cl.Close()
-			if took := time.Since(start); took >= DefaultCloseTimeout {
-				t.Errorf("Close took %v: CloseTimeout %v was not applied", took, tc.timeout)
-			}
 			err := recv(ctx, t, gotClose, "the server to read the close frame")
 			if !websocket.IsCloseError(err, websocket.CloseNormalClosure) {
 				t.Errorf("the server read %v, want the close frame (1000)", err)

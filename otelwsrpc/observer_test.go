@@ -72,7 +72,7 @@ func (s *side) span(t *testing.T, name string, kind trace.SpanKind) sdktrace.Rea
 // kind, and returns it.
 func (s *side) ended(t *testing.T, name string, kind trace.SpanKind) sdktrace.ReadOnlySpan {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) { // against a hang
 		for _, sp := range s.spans.Ended() {
 			if sp.Name() == name && sp.SpanKind() == kind {
 				return s.span(t, name, kind)
@@ -159,7 +159,7 @@ func serve(t *testing.T, mux *wsrpc.Mux, obs wsrpc.Observer) (*wsrpc.Server, str
 
 func dial(t *testing.T, url string, opts *wsrpc.DialOptions) *wsrpc.Client {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // against a hang
 	defer cancel()
 	cl, err := wsrpc.Dial(ctx, url, opts)
 	if err != nil {

@@ -96,7 +96,7 @@ func dial(t testing.TB, url string, opts *ClientOptions) *Client {
 	if opts.Logger == nil {
 		opts.Logger = quiet()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // against a hang
 	defer cancel()
 	cl, err := Dial(ctx, url, opts)
 	if err != nil {
@@ -122,7 +122,7 @@ type rawConn struct {
 // dialRaw opens a rawConn to url, closed when the test ends.
 func dialRaw(t testing.TB, url string, stalled bool) *rawConn {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // against a hang
 	defer cancel()
 	ws, _, err := websocket.DefaultDialer.DialContext(ctx, url, nil)
 	if err != nil {
@@ -276,11 +276,12 @@ func mustTrue(t testing.TB, f frame, what string) {
 	}
 }
 
-// pollUntil polls cond until it holds, failing the test after 20 s. Use
+// pollUntil polls cond until it holds, failing the test after a minute (a
+// bound against a hang, not a timing assertion). Use
 // it only for states no hook or channel reports.
 func pollUntil(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)

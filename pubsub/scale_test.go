@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http/httptest"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/wsrpc/wsrpc"
+	"github.com/wsrpc/wsrpc/internal/services"
 )
 
 // TestManyConnections: 10,000 connections subscribe (to 100 topics and
@@ -165,8 +167,11 @@ func goroutines() int {
 // connection serves the application, and gets the events published there.
 func TestResubscribeAfterRestart(t *testing.T) {
 	ctx := ctxT(t)
-	first := newNodeAt(t, "127.0.0.1:0")
-	addr := first.hs.Listener.Addr().String()
+	// A port below the ephemeral range: one from listen(":0"), once
+	// closed, could be taken meanwhile as the source port of any
+	// connection, of this process or another test binary's.
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(services.FreePort(t)))
+	first := newNodeAt(t, addr)
 	cl := dial(t, first.url, &ClientOptions{DialOptions: wsrpc.DialOptions{Retry: wsrpc.RetryOptions{InitialInterval: 10 * time.Millisecond, MaxInterval: 50 * time.Millisecond}}})
 	c := newCollector()
 	for _, topic := range []string{"a", "b"} {

@@ -610,7 +610,7 @@ func TestServerSubscribe(t *testing.T) {
 	ctx := ctxT(t)
 	n := newNode(t, nil, nil)
 	var running atomic.Int32
-	release := make(chan struct{})
+	entered, release := make(chan struct{}), make(chan struct{})
 	got := make(chan int, 100)
 	stop := n.ps.Subscribe([]string{"jobs"}, Typed(func(_ context.Context, _ string, v int) error {
 		if running.Add(1) > 1 {
@@ -618,6 +618,7 @@ func TestServerSubscribe(t *testing.T) {
 		}
 		defer running.Add(-1)
 		if v == 0 {
+			close(entered)
 			<-release
 		}
 		got <- v
@@ -626,6 +627,9 @@ func TestServerSubscribe(t *testing.T) {
 	cl := dial(t, n.url, nil)
 	published := make(chan error, 1)
 	go func() { published <- cl.Publish(ctx, []string{"jobs"}, 0) }()
+	// Checked once the function runs: checked at once, the publish could
+	// not have returned yet in any case.
+	recv(ctx, t, entered, "the subscription's function to run")
 	select {
 	case err := <-published:
 		t.Fatalf("a sync publish returned (%v) before the subscription's function did", err)

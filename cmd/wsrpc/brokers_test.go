@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -61,16 +62,25 @@ func TestServeBrokers(t *testing.T) {
 			}); err != nil {
 				t.Fatalf("call routed from b to alice on a: %v", err)
 			}
-			if _, err := wsrpc.Call[any](ctx, caller, "publish", map[string]any{"topics": []string{"news"}, "data": "from b"}); err != nil {
-				t.Fatal(err)
-			}
-			select {
-			case ev := <-events:
-				if ev != `"from b"` {
-					t.Errorf("alice got %s, want b's event", ev)
+			// Node a subscribes its pub/sub server to the broker in the
+			// background (cluster.Join subscribes before it returns): the
+			// routed call above does not show that it has. Publish until
+			// an event comes.
+			if err := eventually(func() error {
+				if _, err := wsrpc.Call[any](ctx, caller, "publish", map[string]any{"topics": []string{"news"}, "data": "from b"}); err != nil {
+					return err
 				}
-			case <-time.After(30 * time.Second):
-				t.Fatal("b's event never reached alice on a")
+				select {
+				case ev := <-events:
+					if ev != `"from b"` {
+						t.Errorf("alice got %s, want b's event", ev)
+					}
+					return nil
+				case <-time.After(200 * time.Millisecond):
+					return errors.New("no event yet")
+				}
+			}); err != nil {
+				t.Fatalf("b's event never reached alice on a: %v", err)
 			}
 		})
 	}

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/wsrpc/wsrpc"
 )
@@ -30,7 +31,18 @@ func TestServeMetrics(t *testing.T) {
 	if _, err := wsrpc.Call[any](t.Context(), client, "publish", map[string]any{"topics": []string{"news"}, "data": 1}); err != nil {
 		t.Fatal(err)
 	}
-	text := scrape(t, s)
+	// The server counts a call once its answer is on its way: the client
+	// can have the answers before the last add is counted. Scrape until it
+	// is (a minute at most, against a hang).
+	var text string
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
+		text = scrape(t, s)
+		ok, _ := seriesValue(text, `wsrpc_server_handled_total{code="OK",method="add"}`)
+		invalid, _ := seriesValue(text, `wsrpc_server_handled_total{code="InvalidParams",method="add"}`)
+		if ok == "3" && invalid == "1" || time.Now().After(deadline) {
+			break
+		}
+	}
 	for series, want := range map[string]string{
 		`wsrpc_server_started_total{method="add"}`:                               "4",
 		`wsrpc_server_handled_total{code="OK",method="add"}`:                     "3",

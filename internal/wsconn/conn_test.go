@@ -310,9 +310,10 @@ func TestOwnedDeadline(t *testing.T) {
 		})
 	}
 
-	// The keep-alive defect: a pong's deadline (a second away, here a
-	// millisecond) stayed on the socket and cut the client's next data
-	// frame, which gorilla never sees.
+	// The keep-alive defect: a pong's deadline (a second away, here half
+	// a second: long enough for the pong's write to make it on a loaded
+	// machine, which a millisecond was not) stayed on the socket and cut
+	// the client's next data frame, which gorilla never sees.
 	t.Run("a control frame's deadline does not stay", func(t *testing.T) {
 		cl, sv := newPair(t, pairOpts{})
 		c, direct := Of(cl)
@@ -320,7 +321,7 @@ func TestOwnedDeadline(t *testing.T) {
 			t.Fatalf("Of(client) = %p, %v; want the client's Conn, direct", c, direct)
 		}
 		c.Own(time.Minute)
-		d := time.Now().Add(time.Millisecond)
+		d := time.Now().Add(500 * time.Millisecond)
 		if err := cl.WriteControl(websocket.PongMessage, nil, d); err != nil {
 			t.Fatal(err)
 		}
