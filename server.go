@@ -182,10 +182,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	go func() {
 		defer s.leave()
 		c.serve(nil)
+		// Out of the indexes and its place given back at once: a client
+		// that finds its old connection gone from Conns is not refused
+		// for a place the old one still held.
 		s.mu.Lock()
 		s.removeLocked(c)
+		s.releaseLocked(addr)
 		s.mu.Unlock()
-		s.release(addr)
 	}()
 }
 
@@ -194,6 +197,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (s *Server) release(addr string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.releaseLocked(addr)
+}
+
+// releaseLocked is release with s.mu held.
+func (s *Server) releaseLocked(addr string) {
 	s.open--
 	if s.perAddr[addr]--; s.perAddr[addr] <= 0 {
 		delete(s.perAddr, addr)
