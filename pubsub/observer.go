@@ -27,7 +27,9 @@ type Observer interface {
 	// Dropped is called for each event that did not reach a subscriber:
 	// its queue was full ([ErrSlowSubscriber]), its connection ended
 	// first, or its notify failed (timed out, the connection was lost).
-	// c is nil for a server-side subscription.
+	// A notify that timed out was sent, and may still reach the
+	// subscriber's handler if the cancel that follows it comes too late
+	// (at most once, in order). c is nil for a server-side subscription.
 	Dropped(c *wsrpc.Conn, topic string, reason error)
 	// SlowDisconnect is called when the SlowDisconnect policy closes a
 	// subscriber's connection (status [CloseSlowSubscriber]).

@@ -636,7 +636,7 @@ type Stats struct {
 
 	Published       uint64 // events published on this node or received from the broker, one per topic
 	Delivered       uint64 // notifies answered and server-side calls made
-	Dropped         uint64 // events that did not reach a subscriber
+	Dropped         uint64 // events that did not reach a subscriber, as Observer.Dropped counts them
 	SlowDisconnects uint64 // subscribers the SlowDisconnect policy closed
 }
 
