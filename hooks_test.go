@@ -12,8 +12,9 @@ import (
 
 // TestRegisteredHooks: hooks registered by several layers run on every
 // connection, after the options' hook, in the order they were registered,
-// on the server and on a client (its reconnects included); the first
-// error closes the connection and skips the hooks after it.
+// on the server and on a client (its reconnects included), connect and
+// disconnect hooks alike; the first error closes the connection and skips
+// the hooks after it.
 func TestRegisteredHooks(t *testing.T) {
 	ctx := ctxT(t)
 	var mu sync.Mutex
@@ -31,8 +32,12 @@ func TestRegisteredHooks(t *testing.T) {
 	srv.RegisterOnConnect(func(context.Context, *Conn) error { note("server layer 2"); return nil })
 	srv.RegisterOnDisconnect(func(*Conn, error) { note("server layer down") })
 
-	cl := testDial(t, u, &DialOptions{ConnOptions: ConnOptions{OnConnect: func(context.Context, *Conn) error { note("client option"); return nil }}})
+	cl := testDial(t, u, &DialOptions{ConnOptions: ConnOptions{
+		OnConnect:    func(context.Context, *Conn) error { note("client option"); return nil },
+		OnDisconnect: func(*Conn, error) { note("client option down") },
+	}})
 	cl.RegisterOnConnect(func(context.Context, *Conn) error { note("client layer"); return nil })
+	cl.RegisterOnDisconnect(func(*Conn, error) { note("client layer down") })
 	mustEcho(ctx, t, cl, "up")
 	got := taken()
 	for _, want := range [][]string{{"server option", "server layer 1", "server layer 2"}, {"client option"}} {
@@ -58,9 +63,15 @@ func TestRegisteredHooks(t *testing.T) {
 	// Close returns once the read loop stopped; the disconnect hooks run
 	// after that, and may not have run when the client is back.
 	recv(ctx, t, old.Done(), "the old connection's disconnect hooks")
+	recv(ctx, t, first.Done(), "the client's old connection's disconnect hooks")
 	got = taken()
 	if !isSubsequence(got, []string{"server option down", "server layer down"}) {
 		t.Errorf("disconnect hooks ran %v, want the option's, then the layer's", got)
+	}
+	// A disconnect hook registered after Dial runs when the connection
+	// Dial made ends (hooks are read when they run).
+	if !isSubsequence(got, []string{"client option down", "client layer down"}) {
+		t.Errorf("client disconnect hooks ran %v, want the option's, then the layer's", got)
 	}
 	if !isSubsequence(got, []string{"client option", "client layer"}) {
 		t.Errorf("client hooks on the reconnect ran %v", got)

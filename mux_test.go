@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -181,5 +182,37 @@ func TestPassTurn(t *testing.T) {
 		if v != i {
 			t.Fatalf("calls ran in the order %v", seen)
 		}
+	}
+}
+
+// TestMuxMethods: Methods lists every method registered, however it was
+// registered, sorted, and a nil Mux has none; a name registered twice
+// panics and leaves the list as it was.
+func TestMuxMethods(t *testing.T) {
+	var none *Mux
+	if got := none.Methods(); got != nil {
+		t.Errorf("a nil Mux's Methods() = %v, want nil", got)
+	}
+	m := NewMux()
+	if got := m.Methods(); len(got) != 0 {
+		t.Errorf("a new Mux's Methods() = %v", got)
+	}
+	Register(m, "zeta", func(context.Context, struct{}) (int, error) { return 1, nil })
+	m.HandleFunc("alpha", func(context.Context, json.RawMessage) (any, error) { return nil, nil })
+	m.HandleOrdered("mid", HandlerFunc(func(context.Context, json.RawMessage) (any, error) { return nil, nil }))
+	want := []string{"alpha", "mid", "zeta"}
+	if got := m.Methods(); !slices.Equal(got, want) {
+		t.Errorf("Methods() = %v, want %v", got, want)
+	}
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("registering alpha twice did not panic")
+			}
+		}()
+		m.HandleFunc("alpha", func(context.Context, json.RawMessage) (any, error) { return nil, nil })
+	}()
+	if got := m.Methods(); !slices.Equal(got, want) {
+		t.Errorf("after the refused registration, Methods() = %v, want %v", got, want)
 	}
 }
