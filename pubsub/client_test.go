@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -146,5 +147,52 @@ func TestHandlerQueueHoldsAnswers(t *testing.T) {
 		if seen[i] == seen[i-1] {
 			t.Fatalf("the handler got %v: an event twice", seen)
 		}
+	}
+}
+
+// TestClientHandlerFailures: a Subscribe with a nil handler, or to a topic
+// already subscribed, fails and changes nothing; a handler that panics or
+// fails on one event gets the next ones all the same, on a connection
+// that lives on.
+func TestClientHandlerFailures(t *testing.T) {
+	ctx := ctxT(t)
+	n := newNode(t, nil, nil)
+	cl := dial(t, n.url, nil)
+	if err := cl.Subscribe(ctx, "t", nil); err == nil {
+		t.Fatal("Subscribe with a nil handler succeeded")
+	}
+	if got := cl.Topics(); len(got) != 0 {
+		t.Fatalf("Topics() = %v after a refused Subscribe", got)
+	}
+	got := make(chan string, 10)
+	err := cl.Subscribe(ctx, "t", func(_ context.Context, ev Event) error {
+		got <- string(ev.Data)
+		switch string(ev.Data) {
+		case `"panic"`:
+			panic("handler bug")
+		case `"fail"`:
+			return errors.New("handler failure")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Subscribe(ctx, "t", newCollector().handle); err == nil || !strings.Contains(err.Error(), `already subscribed to "t"`) {
+		t.Fatalf("a second Subscribe to t: %v, want an already subscribed error", err)
+	}
+	first := cl.RPC().Conn()
+	for _, d := range []string{"panic", "fail", "ok"} {
+		if err := n.ps.Publish(ctx, []string{"t"}, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, want := range []string{`"panic"`, `"fail"`, `"ok"`} {
+		if d := recv(ctx, t, got, "the events"); d != want {
+			t.Fatalf("the handler got %s, want %s", d, want)
+		}
+	}
+	if c := cl.RPC().Conn(); c != first {
+		t.Fatal("the client reconnected after its handler panicked")
 	}
 }
