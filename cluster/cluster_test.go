@@ -532,3 +532,37 @@ func TestCallRightAfterJoin(t *testing.T) {
 func TestCancelWhilePublishing(t *testing.T) {
 	checkCancelCarried(t, slowAck{pubsub.NewMemoryBroker()})
 }
+
+// TestWarmUpBounded: in a node's first Heartbeat, when it may not know
+// every node yet, Clients and a call to a client no node has reported
+// wait for the end of it, bounded by their ctx, and by Close, which ends
+// the wait with wsrpc.ErrClosed.
+func TestWarmUpBounded(t *testing.T) {
+	n := newNode(t, pubsub.NewMemoryBroker(), &cluster.Options{Heartbeat: time.Hour}) // warm in an hour
+	short, cancel := context.WithTimeout(ctxT(t), 50*time.Millisecond)
+	defer cancel()
+	if _, err := n.node.Clients(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Clients while warming up, past its ctx: %v, want context.DeadlineExceeded", err)
+	}
+	short, cancel = context.WithTimeout(ctxT(t), 50*time.Millisecond)
+	defer cancel()
+	if err := n.node.Call(short, "nobody", "add", addArgs{}, nil); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a call to an unknown client while warming up, past its ctx: %v, want context.DeadlineExceeded", err)
+	}
+
+	errs := make(chan error, 2)
+	go func() { _, err := n.node.Clients(ctxT(t)); errs <- err }()
+	go func() { errs <- n.node.Call(ctxT(t), "nobody", "add", addArgs{}, nil) }()
+	// Close ends both waits, whether they began before it or not.
+	n.node.Close()
+	for range 2 {
+		select {
+		case err := <-errs:
+			if !errors.Is(err, wsrpc.ErrClosed) {
+				t.Errorf("a wait for the warm-up ended by Close: %v, want wsrpc.ErrClosed", err)
+			}
+		case <-ctxT(t).Done():
+			t.Fatal("a wait for the warm-up outlived Close")
+		}
+	}
+}
