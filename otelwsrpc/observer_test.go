@@ -3,6 +3,7 @@ package otelwsrpc_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -485,5 +486,88 @@ func TestFilterAndGo(t *testing.T) {
 	if server.Parent().SpanID() != client.SpanContext().SpanID() || server.SpanContext().TraceID() != client.SpanContext().TraceID() {
 		t.Errorf("the server's span of a Go call: parent %s in trace %s, want %s in %s",
 			server.Parent().SpanID(), server.SpanContext().TraceID(), client.SpanContext().SpanID(), client.SpanContext().TraceID())
+	}
+}
+
+// TestErrorTypes: a call that failed without an answer has an error.type
+// that says how, on its span and on its duration's data point, and no
+// rpc.response.status_code: deadline_exceeded when its ctx's deadline
+// passed, canceled when its ctx was canceled, connection_lost when the
+// connection dropped under it.
+func TestErrorTypes(t *testing.T) {
+	cs := newSide(t, nil)
+	mux := wsrpc.NewMux()
+	wsrpc.Register(mux, "wait", func(ctx context.Context, _ struct{}) (any, error) {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	})
+	wsrpc.Register(mux, "drop", func(ctx context.Context, _ struct{}) (any, error) {
+		wsrpc.ConnFromContext(ctx).Close()
+		<-ctx.Done()
+		return nil, ctx.Err()
+	})
+	// Cancel and drop: each on its own method name, to tell their spans
+	// and data points apart.
+	wsrpc.Register(mux, "wait2", func(ctx context.Context, _ struct{}) (any, error) {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	})
+	_, url := serve(t, mux, nil)
+	cl := dial(t, url, &wsrpc.DialOptions{ConnOptions: wsrpc.ConnOptions{Observer: cs.obs}})
+
+	short, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := wsrpc.Call[any](short, cl, "wait", nil); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("wait past its deadline: %v", err)
+	}
+	canceled, cancel2 := context.WithCancel(context.Background())
+	replied := make(chan error, 1)
+	if err := cl.Go(canceled, "wait2", nil, func(r *wsrpc.Reply) { replied <- r.Err() }); err != nil {
+		t.Fatal(err)
+	}
+	cancel2()
+	select {
+	case err := <-replied:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("wait2 canceled: %v", err)
+		}
+	case <-time.After(time.Minute): // against a hang
+		t.Fatal("no reply to the canceled call")
+	}
+	if _, err := wsrpc.Call[any](context.Background(), cl, "drop", nil); !errors.Is(err, wsrpc.ErrConnectionLost) {
+		t.Fatalf("drop: %v, want ErrConnectionLost", err)
+	}
+
+	want := map[string]string{"wait": "deadline_exceeded", "wait2": "canceled", "drop": "connection_lost"}
+	for method, want := range want {
+		sp := cs.ended(t, method, trace.SpanKindClient)
+		typ, _ := attr(sp, "error.type")
+		_, hasCode := attr(sp, "rpc.response.status_code")
+		if sp.Status().Code != codes.Error || typ.AsString() != want || hasCode {
+			t.Errorf("%s's span: status %v, error.type %q, a status code %v; want Error, %q, none", method, sp.Status(), typ.AsString(), hasCode, want)
+		}
+	}
+	// A call's duration is recorded just after its span ends.
+	missing := func() []string {
+		var m []string
+		points := cs.histogram(t, "rpc.client.call.duration")
+		for method, want := range want {
+			found := false
+			for _, p := range points {
+				pm, _ := p.Attributes.Value("rpc.method")
+				pe, _ := p.Attributes.Value("error.type")
+				_, hasCode := p.Attributes.Value("rpc.response.status_code")
+				found = found || pm.AsString() == method && pe.AsString() == want && !hasCode && p.Count == 1
+			}
+			if !found {
+				m = append(m, method+" with error.type "+want)
+			}
+		}
+		return m
+	}
+	for deadline := time.Now().Add(time.Minute); len(missing()) > 0 && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) { // against a hang
+	}
+	if m := missing(); len(m) > 0 {
+		t.Errorf("rpc.client.call.duration has no data point of one call of %v, and no status code", m)
 	}
 }
