@@ -433,6 +433,37 @@ func TestSyncBound(t *testing.T) {
 	}
 }
 
+// TestSyncReleasedByDisconnect: a sync publish that waits for a silent
+// subscriber returns once that subscriber disconnects, long before
+// SyncTimeout (an hour here): a subscriber that went away is given up on
+// at once.
+func TestSyncReleasedByDisconnect(t *testing.T) {
+	ctx := ctxT(t)
+	n := newNode(t, &Options{SyncTimeout: time.Hour}, &wsrpc.ServerOptions{ConnOptions: wsrpc.ConnOptions{CallTimeout: time.Hour}})
+	silent := dialRaw(t, n.url, false)
+	mustTrue(t, silent.call(ctx, "subscribe", map[string]any{"topics": []string{"orders"}}), "subscribe")
+	pub := dial(t, n.url, nil)
+	done := make(chan error, 1)
+	go func() { done <- pub.Publish(ctx, []string{"orders"}, "first") }()
+	if _, id := silent.nextNotify(ctx); id == "" {
+		t.Fatal("the silent subscriber got no notify")
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("the sync publish returned (%v) while its subscriber held its notify", err)
+	default:
+	}
+	silent.ws.Close()
+	if err := recv(ctx, t, done, "the sync publish, once its subscriber left"); err != nil {
+		t.Fatalf("the sync publish: %v", err)
+	}
+	// Counted just after the publish was let go.
+	pollUntil(t, "the event to be counted dropped", func() bool { return n.ps.Stats().Dropped == 1 })
+	if st := n.ps.Stats(); st.Delivered != 0 {
+		t.Errorf("Stats: %d delivered; want none: the only subscriber left without answering", st.Delivered)
+	}
+}
+
 // TestPublisherSubscribed: a connection publishing with sync on a topic it
 // subscribes, with a foreign notifier_id, gets the notify and then the
 // answer (FWP deadlocks); with its own notifier id it hears nothing.
