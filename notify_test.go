@@ -83,7 +83,7 @@ func TestNotifiesToStalledReader(t *testing.T) {
 	t.Run("read later", func(t *testing.T) {
 		srv := mustServer(t, NewMux(), opts)
 		hs := wsHTTPServer(t, srv, false, nil)
-		peer, _, err := websocket.DefaultDialer.Dial(wsURLOf(hs, "/ws"), nil)
+		peer, _, err := websocket.DefaultDialer.DialContext(ctxT(t), wsURLOf(hs, "/ws"), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -131,7 +131,7 @@ func TestNotifiesToStalledReader(t *testing.T) {
 	t.Run("reset", func(t *testing.T) {
 		srv := mustServer(t, NewMux(), opts)
 		hs := wsHTTPServer(t, srv, false, nil)
-		peer, _, err := websocket.DefaultDialer.Dial(wsURLOf(hs, "/ws"), nil)
+		peer, _, err := websocket.DefaultDialer.DialContext(ctxT(t), wsURLOf(hs, "/ws"), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
