@@ -196,3 +196,62 @@ func TestClientHandlerFailures(t *testing.T) {
 		t.Fatal("the client reconnected after its handler panicked")
 	}
 }
+
+// TestClientArgumentsAndClose: Dial refuses a negative HandlerQueue and
+// Methods that already have notify, and reports a server it cannot reach;
+// Publish refuses data that is not JSON before sending anything; once
+// closed, every method returns ErrClosed.
+func TestClientArgumentsAndClose(t *testing.T) {
+	ctx := ctxT(t)
+	n := newNode(t, nil, nil)
+	if _, err := Dial(ctx, n.url, &ClientOptions{HandlerQueue: -1}); err == nil || !strings.Contains(err.Error(), "HandlerQueue") {
+		t.Errorf("Dial with HandlerQueue -1: %v, want an error naming it", err)
+	}
+	mux := wsrpc.NewMux()
+	mux.HandleFunc("notify", func(context.Context, json.RawMessage) (any, error) { return nil, nil })
+	if _, err := Dial(ctx, n.url, &ClientOptions{DialOptions: wsrpc.DialOptions{Methods: mux}}); err == nil || !strings.Contains(err.Error(), "notify") {
+		t.Errorf("Dial with Methods that have notify: %v, want an error naming it", err)
+	}
+	gone := newNode(t, nil, nil)
+	gone.close()
+	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	if _, err := Dial(short, gone.url, &ClientOptions{DialOptions: wsrpc.DialOptions{ConnOptions: wsrpc.ConnOptions{Logger: quiet()}}}); err == nil {
+		t.Error("Dial to a closed server succeeded")
+	}
+
+	cl := dial(t, n.url, nil)
+	c := newCollector()
+	if err := cl.Subscribe(ctx, "t", c.handle); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Publish(ctx, []string{"t"}, make(chan int)); err == nil || !strings.Contains(err.Error(), "encode data") {
+		t.Errorf("Publish of a channel: %v, want an encoding error", err)
+	}
+	if err := cl.Publish(ctx, []string{"t"}, json.RawMessage(`{"broken"`)); err == nil || !strings.Contains(err.Error(), "not valid JSON") {
+		t.Errorf("Publish of invalid raw JSON: %v, want an error", err)
+	}
+	if err := n.ps.Publish(ctx, []string{"t"}, "after"); err != nil {
+		t.Fatal(err)
+	}
+	if ev := recv(ctx, t, c.ch, "the event after the refused publishes"); string(ev.Data) != `"after"` {
+		t.Fatalf("the first event is %s: a refused publish went out", ev.Data)
+	}
+	pollUntil(t, "the publish to be counted", func() bool { return n.ps.Stats().Published >= 1 }) // just after its delivery
+	if st := n.ps.Stats(); st.Published != 1 {
+		t.Errorf("Stats.Published = %d, want 1: a refused publish reached the server", st.Published)
+	}
+
+	if err := cl.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for name, err := range map[string]error{
+		"Subscribe":   cl.Subscribe(ctx, "u", c.handle),
+		"Unsubscribe": cl.Unsubscribe(ctx, "t"),
+		"Publish":     cl.Publish(ctx, []string{"t"}, 1),
+	} {
+		if !errors.Is(err, ErrClosed) {
+			t.Errorf("%s after Close: %v, want ErrClosed", name, err)
+		}
+	}
+}
