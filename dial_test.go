@@ -3,6 +3,8 @@ package wsrpc
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -518,5 +520,29 @@ func TestDialIndexed(t *testing.T) {
 			t.Fatalf("dial %d: Dial returned, and the server has %d connections for %s, want 1", i, len(got), id)
 		}
 		cl.Close()
+	}
+}
+
+// TestDialURLSchemes: Dial takes http:// and https:// URLs for ws:// and
+// wss:// (plain and TLS), and refuses, at once and without a retry, a
+// URL it cannot parse or one of another scheme.
+func TestDialURLSchemes(t *testing.T) {
+	ctx := ctxT(t)
+	for _, useTLS := range []bool{false, true} {
+		srv := mustServer(t, echoMux(), &ServerOptions{ConnOptions: ConnOptions{Logger: quiet()}})
+		hs := wsHTTPServer(t, srv, useTLS, nil)
+		opts := &DialOptions{ConnOptions: ConnOptions{Logger: quiet()}}
+		if useTLS {
+			opts.TLSConfig = &tls.Config{RootCAs: x509.NewCertPool()}
+			opts.TLSConfig.RootCAs.AddCert(hs.Certificate())
+		}
+		cl := testDial(t, hs.URL+"/ws", opts) // http:// or https://
+		mustEcho(ctx, t, cl, "over "+hs.URL)
+	}
+	for _, bad := range []string{"ftp://127.0.0.1:1/ws", "127.0.0.1:1/ws", "ws://[::1/ws", ""} {
+		_, err := Dial(ctx, bad, &DialOptions{ConnOptions: ConnOptions{Logger: quiet()}})
+		if err == nil || !strings.HasPrefix(err.Error(), "wsrpc: dial: ") {
+			t.Errorf("Dial(%q): %v, want a dial error", bad, err)
+		}
 	}
 }
