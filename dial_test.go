@@ -3,8 +3,6 @@ package wsrpc
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -533,8 +531,7 @@ func TestDialURLSchemes(t *testing.T) {
 		hs := wsHTTPServer(t, srv, useTLS, nil)
 		opts := &DialOptions{ConnOptions: ConnOptions{Logger: quiet()}}
 		if useTLS {
-			opts.TLSConfig = &tls.Config{RootCAs: x509.NewCertPool()}
-			opts.TLSConfig.RootCAs.AddCert(hs.Certificate())
+			opts.TLSConfig = trusting(hs)
 		}
 		cl := testDial(t, hs.URL+"/ws", opts) // http:// or https://
 		mustEcho(ctx, t, cl, "over "+hs.URL)

@@ -58,6 +58,14 @@ func wsHTTPServer(t *testing.T, srv *Server, useTLS bool, wrap func(http.Handler
 	return hs
 }
 
+// trusting returns a TLS client configuration that trusts hs's
+// certificate, and nothing else.
+func trusting(hs *httptest.Server) *tls.Config {
+	pool := x509.NewCertPool()
+	pool.AddCert(hs.Certificate())
+	return &tls.Config{RootCAs: pool}
+}
+
 // wsURLOf returns the ws:// or wss:// URL of path on hs.
 func wsURLOf(hs *httptest.Server, path string) string {
 	return "ws" + strings.TrimPrefix(hs.URL, "http") + path
@@ -137,11 +145,9 @@ func TestTLS(t *testing.T) {
 	ctx := ctxT(t)
 	srv := mustServer(t, utilMux(), &ServerOptions{ConnOptions: ConnOptions{Logger: quiet()}})
 	hs := wsHTTPServer(t, srv, true, nil)
-	pool := x509.NewCertPool()
-	pool.AddCert(hs.Certificate())
 
 	t.Run("trusted", func(t *testing.T) {
-		cl := testDial(t, wsURLOf(hs, "/ws"), &DialOptions{TLSConfig: &tls.Config{RootCAs: pool}})
+		cl := testDial(t, wsURLOf(hs, "/ws"), &DialOptions{TLSConfig: trusting(hs)})
 		mustEcho(ctx, t, cl, "over tls")
 		if serverConn(t, srv).Request().TLS == nil {
 			t.Error("the server's connection did not come over TLS")
@@ -171,9 +177,7 @@ func TestProxyConnect(t *testing.T) {
 			proxy := testproxy.NewConnectProxy(t)
 			opts := &DialOptions{Proxy: http.ProxyURL(proxy.URL())}
 			if useTLS {
-				pool := x509.NewCertPool()
-				pool.AddCert(hs.Certificate())
-				opts.TLSConfig = &tls.Config{RootCAs: pool}
+				opts.TLSConfig = trusting(hs)
 			}
 			cl := testDial(t, wsURLOf(hs, "/ws"), opts)
 			mustEcho(ctx, t, cl, "through the proxy")

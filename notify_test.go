@@ -19,6 +19,7 @@ import (
 type notifyLog struct {
 	mu   sync.Mutex
 	errs map[int]error
+	dups []int         // tokens told twice
 	all  chan struct{} // closed once want outcomes are in
 	want int
 }
@@ -27,12 +28,26 @@ func newNotifyLog(want int) *notifyLog {
 	return &notifyLog{errs: map[int]error{}, all: make(chan struct{}), want: want}
 }
 
+// outcomes waits until every notify's outcome is in and returns them,
+// failing the test if one was told twice.
+func (l *notifyLog) outcomes(t *testing.T) map[int]error {
+	t.Helper()
+	await(t, l.all, time.Minute, "every notify's outcome")
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.dups) > 0 {
+		t.Fatalf("NotifyDone told twice of notifies %v", l.dups)
+	}
+	return l.errs
+}
+
 func (l *notifyLog) NotifyDone(token any, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	i := token.(int)
 	if _, dup := l.errs[i]; dup {
-		panic(fmt.Sprintf("notify %d: NotifyDone called twice", i))
+		l.dups = append(l.dups, i)
+		return
 	}
 	l.errs[i] = err
 	if len(l.errs) == l.want {
@@ -52,13 +67,23 @@ type notifyFrame struct {
 	} `json:"request"`
 }
 
-// sendNotifies sends n pub/sub notifies (internal/fanout's path, which
-// package pubsub takes) of about 4 KiB each to the peer of sc without
-// waiting for room, as a publish does, while the peer reads nothing: the
-// writer fills the socket, one frame only in part, and the rest wait in
-// the send queue.
-func sendNotifies(t *testing.T, sc *Conn, n int, log *notifyLog) {
+// stalledNotifies connects a raw gorilla peer to a Server with opts and
+// sends it n pub/sub notifies (internal/fanout's path, which package
+// pubsub takes) of about 4 KiB each without waiting for room, as a
+// publish does, while the peer reads nothing: the writer fills the socket
+// and the rest wait in the send queue. It returns the peer, the server's
+// side of the connection and the log of the notifies' outcomes.
+func stalledNotifies(t *testing.T, opts *ServerOptions, n int) (*websocket.Conn, *Conn, *notifyLog) {
 	t.Helper()
+	srv := mustServer(t, NewMux(), opts)
+	hs := wsHTTPServer(t, srv, false, nil)
+	peer, _, err := websocket.DefaultDialer.DialContext(ctxT(t), wsURLOf(hs, "/ws"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { peer.Close() })
+	sc := serverConn(t, srv)
+	log := newNotifyLog(n)
 	pad := strings.Repeat("p", 4<<10)
 	for i := range n {
 		head := fmt.Appendf(nil, `{"i": %d`, i)
@@ -68,30 +93,21 @@ func sendNotifies(t *testing.T, sc *Conn, n int, log *notifyLog) {
 			t.Fatalf("notify %d: sent %v, %v (the send queue has room for all)", i, sent, err)
 		}
 	}
+	return peer, sc, log
 }
 
 // TestNotifiesToStalledReader: pub/sub notifies to a subscriber that stops
-// reading are queued without the publisher ever waiting; once it reads
-// again it receives every one whole and in order, the one the socket
-// took only in part included, and its answers reach every notify's
-// outcome. If it resets the connection instead, the connection ends and
-// every notify is told so.
+// reading, more than the socket buffers hold, are queued without the
+// publisher ever waiting; once it reads again it receives every one whole
+// and in order, and its answers reach every notify's outcome. If it
+// resets the connection instead, the connection ends and every notify is
+// told so.
 func TestNotifiesToStalledReader(t *testing.T) {
 	const n = 4000 // 16 MB: more than loopback's socket buffers hold
 	opts := &ServerOptions{ConnOptions: ConnOptions{Logger: quiet(), SendQueue: 2 * n, SendQueueBytes: 64 << 20, CallTimeout: time.Minute, WriteTimeout: time.Minute}}
 
 	t.Run("read later", func(t *testing.T) {
-		srv := mustServer(t, NewMux(), opts)
-		hs := wsHTTPServer(t, srv, false, nil)
-		peer, _, err := websocket.DefaultDialer.DialContext(ctxT(t), wsURLOf(hs, "/ws"), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer peer.Close()
-		sc := serverConn(t, srv)
-		log := newNotifyLog(n)
-		sendNotifies(t, sc, n, log)
-
+		peer, sc, log := stalledNotifies(t, opts, n)
 		for i := range n {
 			var f notifyFrame
 			if err := peer.ReadJSON(&f); err != nil {
@@ -106,46 +122,35 @@ func TestNotifiesToStalledReader(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		await(t, log.all, time.Minute, "every notify's outcome")
-		for i, err := range log.errs {
+		for i, err := range log.outcomes(t) {
 			if err != nil {
 				t.Fatalf("notify %d: %v", i, err)
 			}
 		}
-		// The connection is as good as new: a call both ways.
-		go func() {
-			var f struct {
-				Request struct {
-					CallID string `json:"call_id"`
-				} `json:"request"`
-			}
+		// The connection is as good as new: the peer answers a call.
+		var wg sync.WaitGroup
+		defer wg.Wait() // after the peer is closed, should the call fail
+		defer peer.Close()
+		wg.Go(func() {
+			var f notifyFrame
 			if peer.ReadJSON(&f) == nil {
 				peer.WriteJSON(map[string]any{"response": map[string]any{"result": "ok", "result_type": "str", "call_id": f.Request.CallID}})
 			}
-		}()
+		})
 		if got, err := Call[string](ctxT(t), sc, "anything", nil); err != nil || got != "ok" {
 			t.Fatalf("a call after the notifies: %q, %v", got, err)
 		}
 	})
 
 	t.Run("reset", func(t *testing.T) {
-		srv := mustServer(t, NewMux(), opts)
-		hs := wsHTTPServer(t, srv, false, nil)
-		peer, _, err := websocket.DefaultDialer.DialContext(ctxT(t), wsURLOf(hs, "/ws"), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sc := serverConn(t, srv)
-		log := newNotifyLog(n)
-		sendNotifies(t, sc, n, log)
+		peer, sc, log := stalledNotifies(t, opts, n)
 		if err := peer.NetConn().(*net.TCPConn).SetLinger(0); err != nil {
 			t.Fatal(err)
 		}
 		peer.Close() // a reset, with what the server wrote unread
 		await(t, sc.Done(), time.Minute, "the connection's end")
-		await(t, log.all, time.Minute, "every notify's outcome")
 		lost := 0
-		for _, err := range log.errs {
+		for _, err := range log.outcomes(t) {
 			if err != nil {
 				lost++
 			}

@@ -2,8 +2,6 @@ package wsrpc
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"strings"
@@ -36,9 +34,7 @@ func TestLargeFramesBatched(t *testing.T) {
 			hs := wsHTTPServer(t, srv, useTLS, nil)
 			opts := &DialOptions{Methods: echoMux(), ConnOptions: ConnOptions{KeepAlive: KeepAlive{Interval: 5 * time.Millisecond, Timeout: 10 * time.Second}}}
 			if useTLS {
-				pool := x509.NewCertPool()
-				pool.AddCert(hs.Certificate())
-				opts.TLSConfig = &tls.Config{RootCAs: pool}
+				opts.TLSConfig = trusting(hs)
 			}
 			cl := testDial(t, wsURLOf(hs, "/ws"), opts)
 			sc := serverConn(t, srv)

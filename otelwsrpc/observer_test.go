@@ -497,20 +497,17 @@ func TestFilterAndGo(t *testing.T) {
 func TestErrorTypes(t *testing.T) {
 	cs := newSide(t, nil)
 	mux := wsrpc.NewMux()
-	wsrpc.Register(mux, "wait", func(ctx context.Context, _ struct{}) (any, error) {
+	wait := func(ctx context.Context, _ struct{}) (any, error) {
 		<-ctx.Done()
 		return nil, ctx.Err()
-	})
-	wsrpc.Register(mux, "drop", func(ctx context.Context, _ struct{}) (any, error) {
+	}
+	// Each outcome on a method of its own, to tell their spans and data
+	// points apart.
+	wsrpc.Register(mux, "wait", wait)
+	wsrpc.Register(mux, "wait2", wait)
+	wsrpc.Register(mux, "drop", func(ctx context.Context, a struct{}) (any, error) {
 		wsrpc.ConnFromContext(ctx).Close()
-		<-ctx.Done()
-		return nil, ctx.Err()
-	})
-	// Cancel and drop: each on its own method name, to tell their spans
-	// and data points apart.
-	wsrpc.Register(mux, "wait2", func(ctx context.Context, _ struct{}) (any, error) {
-		<-ctx.Done()
-		return nil, ctx.Err()
+		return wait(ctx, a)
 	})
 	_, url := serve(t, mux, nil)
 	cl := dial(t, url, &wsrpc.DialOptions{ConnOptions: wsrpc.ConnOptions{Observer: cs.obs}})
@@ -565,9 +562,11 @@ func TestErrorTypes(t *testing.T) {
 		}
 		return m
 	}
-	for deadline := time.Now().Add(time.Minute); len(missing()) > 0 && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) { // against a hang
+	m := missing()
+	for deadline := time.Now().Add(time.Minute); len(m) > 0 && time.Now().Before(deadline); m = missing() { // against a hang
+		time.Sleep(5 * time.Millisecond)
 	}
-	if m := missing(); len(m) > 0 {
+	if len(m) > 0 {
 		t.Errorf("rpc.client.call.duration has no data point of one call of %v, and no status code", m)
 	}
 }

@@ -204,27 +204,34 @@ func TestClientHandlerFailures(t *testing.T) {
 func TestClientArgumentsAndClose(t *testing.T) {
 	ctx := ctxT(t)
 	n := newNode(t, nil, nil)
-	if _, err := Dial(ctx, n.url, &ClientOptions{HandlerQueue: -1}); err == nil || !strings.Contains(err.Error(), "HandlerQueue") {
-		t.Errorf("Dial with HandlerQueue -1: %v, want an error naming it", err)
+	// mustNotDial checks that Dial refuses opts with an error containing
+	// want, closing a Client it should not have made.
+	mustNotDial := func(url string, dctx context.Context, opts *ClientOptions, want string) {
+		t.Helper()
+		cl, err := Dial(dctx, url, opts)
+		if err == nil {
+			cl.Close()
+		}
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Dial(%s, %+v): %v, want an error containing %q", url, opts, err, want)
+		}
 	}
+	mustNotDial(n.url, ctx, &ClientOptions{HandlerQueue: -1}, "HandlerQueue")
 	mux := wsrpc.NewMux()
 	mux.HandleFunc("notify", func(context.Context, json.RawMessage) (any, error) { return nil, nil })
-	if _, err := Dial(ctx, n.url, &ClientOptions{DialOptions: wsrpc.DialOptions{Methods: mux}}); err == nil || !strings.Contains(err.Error(), "notify") {
-		t.Errorf("Dial with Methods that have notify: %v, want an error naming it", err)
-	}
+	mustNotDial(n.url, ctx, &ClientOptions{DialOptions: wsrpc.DialOptions{Methods: mux}}, "notify")
 	gone := newNode(t, nil, nil)
 	gone.close()
 	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 	defer cancel()
-	if _, err := Dial(short, gone.url, &ClientOptions{DialOptions: wsrpc.DialOptions{ConnOptions: wsrpc.ConnOptions{Logger: quiet()}}}); err == nil {
-		t.Error("Dial to a closed server succeeded")
-	}
+	mustNotDial(gone.url, short, &ClientOptions{DialOptions: wsrpc.DialOptions{ConnOptions: wsrpc.ConnOptions{Logger: quiet()}}}, "dial")
 
-	cl := dial(t, n.url, nil)
+	// A listener of its own: a client does not hear its own publications.
 	c := newCollector()
-	if err := cl.Subscribe(ctx, "t", c.handle); err != nil {
+	if err := dial(t, n.url, nil).Subscribe(ctx, "t", c.handle); err != nil {
 		t.Fatal(err)
 	}
+	cl := dial(t, n.url, nil)
 	if err := cl.Publish(ctx, []string{"t"}, make(chan int)); err == nil || !strings.Contains(err.Error(), "encode data") {
 		t.Errorf("Publish of a channel: %v, want an encoding error", err)
 	}
@@ -246,7 +253,7 @@ func TestClientArgumentsAndClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, err := range map[string]error{
-		"Subscribe":   cl.Subscribe(ctx, "u", c.handle),
+		"Subscribe":   cl.Subscribe(ctx, "u", newCollector().handle),
 		"Unsubscribe": cl.Unsubscribe(ctx, "t"),
 		"Publish":     cl.Publish(ctx, []string{"t"}, 1),
 	} {
