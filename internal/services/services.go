@@ -124,13 +124,18 @@ func isExec(path string) bool {
 }
 
 // FreePort returns a TCP port on 127.0.0.1 that nothing listened on a
-// moment ago, and that it has not returned before in this process. It is
+// moment ago and that no other caller holds: not this process, which never
+// returns a port twice, and not another test binary of the same `go test
+// ./...`, which holds the ports it was given (by a lock on a file named
+// after the port, see reservePort) until the test that asked ends. It is
 // drawn at random below the kernel's ephemeral range (32768 up on Linux),
 // from which listen(":0") and the source ports of connections are taken,
 // so that no test's socket takes it before the service binds it (a port
 // from listen(":0"), closed and handed over, could be handed out again at
 // once, and a service that lost it would be confused with the one that
-// won). It falls back to listen(":0") if no such port is free.
+// won). A test that stops a service and starts it again on its port keeps
+// the port to itself meanwhile. It falls back to listen(":0") if no such
+// port is free.
 func FreePort(t testing.TB) int {
 	t.Helper()
 	portsMu.Lock()
@@ -140,12 +145,18 @@ func FreePort(t testing.TB) int {
 		if portsGiven[p] {
 			continue
 		}
+		release, ok := reservePort(p)
+		if !ok {
+			continue
+		}
 		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
 		if err != nil {
+			release()
 			continue
 		}
 		l.Close()
 		portsGiven[p] = true
+		t.Cleanup(release)
 		return p
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")

@@ -103,3 +103,21 @@ func TestNginxProxy(t *testing.T) {
 	}
 	http.DefaultClient.CloseIdleConnections()
 }
+
+// TestFreePortReserved: a port FreePort gave is held against every other
+// open of its lock file (another test binary's FreePort opens the file on
+// its own, as this check does) until the test that asked for it ends.
+func TestFreePortReserved(t *testing.T) {
+	var p int
+	t.Run("holder", func(t *testing.T) {
+		p = FreePort(t)
+		if _, ok := reservePort(p); ok {
+			t.Fatalf("port %d was reserved again while its test runs", p)
+		}
+	})
+	release, ok := reservePort(p)
+	if !ok {
+		t.Fatalf("port %d still reserved after its test ended", p)
+	}
+	release()
+}
