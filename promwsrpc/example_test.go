@@ -57,6 +57,12 @@ func ExampleNew() {
 		}
 	}
 	wsrpc.Call[string](ctx, cl, "nope", nil)
+	// A call is counted once its answer is on its way, so an answer can
+	// reach the client before its call is counted. Shut the server down
+	// (it waits for its handlers) for the count of every call made.
+	if err := srv.Shutdown(ctx); err != nil {
+		log.Fatal(err)
+	}
 
 	// What Prometheus would scrape.
 	hc := &http.Client{Transport: &http.Transport{}}
@@ -75,7 +81,7 @@ func ExampleNew() {
 		}
 	}
 	// Output:
-	// wsrpc_connections_open 1
+	// wsrpc_connections_open 0
 	// wsrpc_server_handled_total{code="OK",method="greet"} 2
 	// wsrpc_server_refused_total{method="unknown",reason="method_not_found"} 1
 }
