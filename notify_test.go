@@ -77,11 +77,7 @@ func stalledNotifies(t *testing.T, opts *ServerOptions, n int) (*websocket.Conn,
 	t.Helper()
 	srv := mustServer(t, NewMux(), opts)
 	hs := wsHTTPServer(t, srv, false, nil)
-	peer, _, err := websocket.DefaultDialer.DialContext(ctxT(t), wsURLOf(hs, "/ws"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { peer.Close() })
+	peer := rawDial(t, wsURLOf(hs, "/ws"))
 	sc := serverConn(t, srv)
 	log := newNotifyLog(n)
 	pad := strings.Repeat("p", 4<<10)
@@ -108,6 +104,7 @@ func TestNotifiesToStalledReader(t *testing.T) {
 
 	t.Run("read later", func(t *testing.T) {
 		peer, sc, log := stalledNotifies(t, opts, n)
+		peer.SetReadDeadline(time.Now().Add(time.Minute)) // against a hang
 		for i := range n {
 			var f notifyFrame
 			if err := peer.ReadJSON(&f); err != nil {

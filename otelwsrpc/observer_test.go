@@ -549,14 +549,8 @@ func TestErrorTypes(t *testing.T) {
 		var m []string
 		points := cs.histogram(t, "rpc.client.call.duration")
 		for method, want := range want {
-			found := false
-			for _, p := range points {
-				pm, _ := p.Attributes.Value("rpc.method")
-				pe, _ := p.Attributes.Value("error.type")
-				_, hasCode := p.Attributes.Value("rpc.response.status_code")
-				found = found || pm.AsString() == method && pe.AsString() == want && !hasCode && p.Count == 1
-			}
-			if !found {
+			p, ok := point(points, method, "") // "": without a status code
+			if typ, _ := p.Attributes.Value("error.type"); !ok || typ.AsString() != want || p.Count != 1 {
 				m = append(m, method+" with error.type "+want)
 			}
 		}

@@ -14,22 +14,6 @@ import (
 	"github.com/wsrpc/wsrpc"
 )
 
-// dropConn closes the server's only connection and waits until it has
-// ended, so that the client reconnects.
-func (n *node) dropConn(t *testing.T) {
-	t.Helper()
-	var c *wsrpc.Conn
-	pollUntil(t, "one connection on the server", func() bool {
-		cs := n.srv.Conns()
-		if len(cs) == 1 {
-			c = cs[0]
-		}
-		return len(cs) == 1
-	})
-	c.Close()
-	recv(ctxT(t), t, c.Done(), "the dropped connection's end")
-}
-
 // TestResubscribeRefusedTopic: on a new connection the Client subscribes
 // again to its topics; if the server now refuses one of them, the others
 // are still subscribed on that connection (the refused one only is left

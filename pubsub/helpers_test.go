@@ -312,6 +312,22 @@ func (c *collector) handle(_ context.Context, ev Event) error {
 	return nil
 }
 
+// dropConn closes the server's only connection and waits until it has
+// ended, so that the client reconnects.
+func (n *node) dropConn(t *testing.T) {
+	t.Helper()
+	var c *wsrpc.Conn
+	pollUntil(t, "one connection on the server", func() bool {
+		cs := n.srv.Conns()
+		if len(cs) == 1 {
+			c = cs[0]
+		}
+		return len(cs) == 1
+	})
+	c.Close()
+	recv(ctxT(t), t, c.Done(), "the dropped connection's end")
+}
+
 // subscribed waits until the node's index holds n subscriptions to topic.
 func (n *node) subscribed(t testing.TB, topic string, want int) {
 	t.Helper()
